@@ -1,0 +1,332 @@
+"""Conversation and outbox storage on Cloud Firestore (native mode), the `gcp` backend.
+
+Only this module imports `google.cloud.firestore`; the composition root imports it lazily,
+so the embedded backend never pays for the Google client at cold start.
+
+Data model (see docs/data-model.md):
+    conversations/{conversation_id}                  summary fields
+    conversations/{conversation_id}/messages/{seq}   one document per message, id = %08d seq
+    outbox/{entry_id}                                 events waiting to be published
+
+A chat turn costs at most three RPCs: get the conversation, query the recent messages
+(seq desc + limit), and one batch commit that upserts the summary and creates the messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import google.auth.exceptions
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ion.adapters import (
+    TurnConflict,
+    check_outbox_id,
+    check_turn,
+    decode_cursor,
+    encode_cursor,
+    payload_json,
+    to_utc,
+    valid_id,
+)
+from ion.errors import ConfigurationError, DependencyUnavailable
+from ion.models import Conversation, Message
+from ion.ports import ConversationPage, OutboxEntry
+
+CONVERSATIONS = "conversations"
+MESSAGES = "messages"
+OUTBOX = "outbox"
+# Firestore's historical per-batch write limit; still a sensible size for deletes.
+BATCH_LIMIT = 500
+
+_MESSAGE_FIELDS = frozenset(Message.model_fields) - {"conversation_id"}
+
+# Failures that mean "Firestore is not usable right now", not "the request is wrong".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.Aborted,
+    gexc.Unknown,
+    gexc.Unauthenticated,
+    gexc.PermissionDenied,
+    gexc.FailedPrecondition,  # e.g. a composite index is missing or still building
+    gexc.RetryError,
+    google.auth.exceptions.GoogleAuthError,
+)
+
+# Worth another attempt within the deadline (writes are safe to repeat: see save_turn).
+_RETRYABLE: tuple[type[Exception], ...] = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.Aborted,
+)
+
+T = TypeVar("T")
+
+
+def seq_id(seq: int) -> str:
+    """The message document id: zero-padded so ids sort like the sequence numbers."""
+    return f"{seq:08d}"
+
+
+class FirestoreStore:
+    """`ConversationStore` and `OutboxStore` on Firestore."""
+
+    def __init__(self, client: firestore.Client, *, timeout_s: float = 10.0) -> None:
+        self._client = client
+        # Bounded retries: the library defaults retry transient errors for up to 5 minutes
+        # (streamed queries even restart themselves), far beyond any request deadline.
+        retry = Retry(
+            predicate=if_exception_type(*_RETRYABLE),
+            initial=0.1,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=timeout_s,
+        )
+        self._rpc: dict[str, Any] = {"retry": retry, "timeout": timeout_s}
+        self._conversations = client.collection(CONVERSATIONS)
+        self._outbox = client.collection(OUTBOX)
+
+    @classmethod
+    def from_settings(
+        cls, project: str | None, database: str = "(default)", *, timeout_s: float = 10.0
+    ) -> FirestoreStore:
+        """A store on a new client; honours FIRESTORE_EMULATOR_HOST like every Google client."""
+        try:
+            client = firestore.Client(project=project, database=database)
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise ConfigurationError(
+                f"Firestore needs Application Default Credentials and a project: {exc}"
+            ) from exc
+        return cls(client, timeout_s=timeout_s)
+
+    @property
+    def client(self) -> firestore.Client:
+        return self._client
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with self._errors():
+            return fn()
+
+    # --- ConversationStore -----------------------------------------------------------
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        if not valid_id(conversation_id):
+            return None  # could never have been stored (and must not address another path)
+        ref = self._conversations.document(conversation_id)
+        snap = self._call(lambda: ref.get(**self._rpc))
+        if not snap.exists:
+            return None
+        return _conversation(snap.id, snap.to_dict() or {})
+
+    def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
+        if limit <= 0 or not valid_id(conversation_id):
+            return []
+        query = (
+            self._messages(conversation_id)
+            .order_by("seq", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        return [_message(conversation_id, s.to_dict() or {}) for s in reversed(snaps)]
+
+    def list_messages(self, conversation_id: str) -> list[Message]:
+        if not valid_id(conversation_id):
+            return []
+        query = self._messages(conversation_id).order_by("seq")
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        return [_message(conversation_id, s.to_dict() or {}) for s in snaps]
+
+    def list_conversations(
+        self, user_id: str, *, limit: int, cursor: str | None = None
+    ) -> ConversationPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        # Needs the composite index user_id ASC, updated_at DESC, __name__ DESC.
+        query = (
+            self._conversations.where(filter=FieldFilter("user_id", "==", user_id))
+            .order_by("updated_at", direction=firestore.Query.DESCENDING)
+            .order_by("__name__", direction=firestore.Query.DESCENDING)
+        )
+        if cursor is not None:
+            after_updated, after_id = decode_cursor(cursor)
+            query = query.start_after({"updated_at": after_updated, "__name__": after_id})
+        query = query.limit(limit + 1)  # one extra document tells whether another page exists
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        conversations = [_conversation(s.id, s.to_dict() or {}) for s in snaps[:limit]]
+        next_cursor = None
+        if len(snaps) > limit:
+            last = conversations[-1]
+            next_cursor = encode_cursor(last.updated_at, last.id)
+        return ConversationPage(conversations=conversations, next_cursor=next_cursor)
+
+    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        first_seq = check_turn(conversation, messages)
+        c = conversation
+        conv_ref = self._conversations.document(c.id)
+        batch = self._client.batch()
+        batch.set(
+            conv_ref,
+            {
+                "user_id": c.user_id,
+                "created_at": to_utc(c.created_at),
+                "updated_at": to_utc(c.updated_at),
+                "title": c.title,
+                "current_persona": c.current_persona,
+                "message_count": c.message_count,
+            },
+        )
+        messages_col = conv_ref.collection(MESSAGES)
+        for i, message in enumerate(messages):
+            # create(), not set(): a second turn computed from the same stale message_count
+            # makes the whole batch fail with AlreadyExists instead of overwriting history.
+            batch.create(
+                messages_col.document(seq_id(first_seq + i)), _message_doc(message, first_seq + i)
+            )
+        try:
+            self._call(lambda: batch.commit(**self._rpc))
+        except gexc.AlreadyExists as exc:
+            # A retried commit whose first attempt did land also ends here: same ids = done.
+            if self._already_saved(c.id, first_seq, messages):
+                return
+            raise TurnConflict(
+                f"conversation {c.id} already has messages at seq "
+                f"{first_seq}..{first_seq + len(messages) - 1} (concurrent turn?)"
+            ) from exc
+
+    def _already_saved(
+        self, conversation_id: str, first_seq: int, messages: Sequence[Message]
+    ) -> bool:
+        col = self._messages(conversation_id)
+        refs = [col.document(seq_id(first_seq + i)) for i in range(len(messages))]
+        snaps = self._call(lambda: list(self._client.get_all(refs, **self._rpc)))
+        stored = {s.id: (s.to_dict() or {}).get("id") for s in snaps if s.exists}
+        return all(stored.get(ref.id) == m.id for ref, m in zip(refs, messages, strict=True))
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        if not valid_id(conversation_id):
+            return False
+        conv_ref = self._conversations.document(conversation_id)
+        existed = self._call(lambda: conv_ref.get(**self._rpc)).exists
+        # Messages first, the summary last: an interrupted delete stays visible and retryable.
+        page_query = conv_ref.collection(MESSAGES).select([]).limit(BATCH_LIMIT)
+        with self._errors():
+            while True:
+                refs = [snap.reference for snap in page_query.stream(**self._rpc)]
+                batch = self._client.batch()
+                for ref in refs:
+                    batch.delete(ref)
+                last_page = len(refs) < BATCH_LIMIT
+                if last_page:
+                    batch.delete(conv_ref)  # rides along with the last page: one RPC less
+                batch.commit(**self._rpc)
+                if last_page:
+                    return bool(existed)
+
+    def ping(self) -> None:
+        query = self._conversations.select([]).limit(1)
+        self._call(lambda: list(query.stream(**self._rpc)))
+
+    def _messages(self, conversation_id: str) -> Any:
+        return self._conversations.document(conversation_id).collection(MESSAGES)
+
+    # --- OutboxStore -----------------------------------------------------------------
+
+    def add_outbox(self, entry: OutboxEntry) -> None:
+        """Insert, or replace an entry with the same id."""
+        check_outbox_id(entry.id)
+        doc = {
+            "event_type": entry.event_type,
+            # JSON text, not a map: Firestore rejects nested arrays and would coerce types.
+            "payload": payload_json(entry.payload),
+            "created_at": to_utc(entry.created_at),
+            "attempts": entry.attempts,
+            "last_error": entry.last_error,
+        }
+        ref = self._outbox.document(entry.id)
+        self._call(lambda: ref.set(doc, **self._rpc))
+
+    def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        if limit <= 0:
+            return []
+        query = self._outbox.order_by("created_at").limit(limit)
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        entries = []
+        for snap in snaps:
+            data = snap.to_dict() or {}
+            entries.append(
+                OutboxEntry(
+                    id=snap.id,
+                    event_type=data["event_type"],
+                    payload=json.loads(data["payload"]),
+                    created_at=to_utc(data["created_at"]),
+                    attempts=data.get("attempts", 0),
+                    last_error=data.get("last_error"),
+                )
+            )
+        return entries
+
+    def remove_outbox(self, entry_id: str) -> None:
+        """Idempotent: removing an absent entry is not an error."""
+        if not valid_id(entry_id):
+            return
+        ref = self._outbox.document(entry_id)
+        self._call(lambda: ref.delete(**self._rpc))
+
+    def record_outbox_failure(self, entry_id: str, error: str) -> None:
+        """No-op for an absent entry (it was published and removed meanwhile)."""
+        if not valid_id(entry_id):
+            return
+        ref = self._outbox.document(entry_id)
+        update = {"attempts": firestore.Increment(1), "last_error": error}
+        try:
+            self._call(lambda: ref.update(update, **self._rpc))
+        except gexc.NotFound:
+            return
+
+
+# --- document mapping --------------------------------------------------------------
+
+
+def _conversation(conversation_id: str, data: dict[str, Any]) -> Conversation:
+    return Conversation(
+        id=conversation_id,
+        user_id=data["user_id"],
+        created_at=to_utc(data["created_at"]),
+        updated_at=to_utc(data["updated_at"]),
+        title=data.get("title", ""),
+        current_persona=data.get("current_persona"),
+        message_count=data.get("message_count", 0),
+    )
+
+
+def _message_doc(message: Message, seq: int) -> dict[str, Any]:
+    doc = message.model_dump(mode="json", exclude={"conversation_id", "created_at"})
+    doc["created_at"] = to_utc(message.created_at)
+    doc["seq"] = seq
+    return doc
+
+
+def _message(conversation_id: str, data: dict[str, Any]) -> Message:
+    # Unknown fields are dropped so a document written by a newer release still reads.
+    fields = {k: v for k, v in data.items() if k in _MESSAGE_FIELDS}
+    fields["conversation_id"] = conversation_id
+    fields["created_at"] = to_utc(data["created_at"])
+    return Message.model_validate(fields)

@@ -1,0 +1,449 @@
+"""Conversation and outbox storage on one SQLite file (the embedded backend).
+
+Safe for a multi-threaded server and for several processes on the same file: WAL journal
+(readers never block the writer), a busy timeout (writers queue instead of failing), one
+connection per thread (and per process after a fork), and every write in a
+`BEGIN IMMEDIATE` transaction (takes the write lock up front, so no upgrade deadlocks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ion.adapters import (
+    TurnConflict,
+    check_outbox_id,
+    check_turn,
+    decode_cursor,
+    encode_cursor,
+    payload_json,
+    to_utc,
+)
+from ion.errors import DependencyUnavailable
+from ion.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
+from ion.ports import ConversationPage, OutboxEntry
+
+# Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE conversations (
+            id              TEXT PRIMARY KEY,
+            user_id         TEXT NOT NULL,
+            created_at      TEXT NOT NULL,
+            updated_at      TEXT NOT NULL,
+            title           TEXT NOT NULL DEFAULT '',
+            current_persona TEXT,
+            message_count   INTEGER NOT NULL DEFAULT 0 CHECK (message_count >= 0)
+        )
+        """,
+        """
+        CREATE INDEX conversations_by_user
+            ON conversations (user_id, updated_at DESC, id DESC)
+        """,
+        """
+        CREATE TABLE messages (
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            seq             INTEGER NOT NULL CHECK (seq >= 0),
+            id              TEXT NOT NULL,
+            role            TEXT NOT NULL,
+            text            TEXT NOT NULL,
+            created_at      TEXT NOT NULL,
+            persona         TEXT,
+            routing         TEXT,
+            resonance_key   TEXT,
+            model           TEXT,
+            usage           TEXT,
+            latency_ms      INTEGER,
+            finish_reason   TEXT,
+            status          TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, seq)
+        )
+        """,
+        """
+        CREATE TABLE outbox (
+            id          TEXT PRIMARY KEY,
+            event_type  TEXT NOT NULL,
+            payload     TEXT NOT NULL,
+            created_at  TEXT NOT NULL,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            last_error  TEXT
+        )
+        """,
+        "CREATE INDEX outbox_by_age ON outbox (created_at, id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CONVERSATION_COLUMNS = "id, user_id, created_at, updated_at, title, current_persona, message_count"
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, role, text, created_at, persona, routing, resonance_key, model, "
+    "usage, latency_ms, finish_reason, status"
+)
+
+# Composed once from constant column lists (never from input), hence the S608 waivers.
+_SELECT_CONVERSATIONS = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"  # noqa: S608
+_SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"  # noqa: S608
+_UPSERT_CONVERSATION = (
+    f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+    "ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, "
+    "created_at = excluded.created_at, updated_at = excluded.updated_at, "
+    "title = excluded.title, current_persona = excluded.current_persona, "
+    "message_count = excluded.message_count"
+)
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _ts(value: datetime) -> str:
+    # Fixed-width UTC ISO text: sorts lexicographically in time order and stays readable.
+    return to_utc(value).isoformat(timespec="microseconds")
+
+
+def _dt(value: str) -> datetime:
+    return to_utc(datetime.fromisoformat(value))
+
+
+class SqliteStore:
+    """`ConversationStore` and `OutboxStore` on a SQLite file."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self._path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._schema_ready = False
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # --- connections -----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        # A connection must never cross a fork (gunicorn --preload): reopen in the child.
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        conn = self._open()
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False
+            # only so close() can run from another thread; each connection serves one thread.
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise DependencyUnavailable(f"sqlite store {self._path} unavailable: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode (not power loss).
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self._schema_ready:
+                with self._lock:
+                    if not self._schema_ready:
+                        self._migrate(conn)
+                        self._schema_ready = True
+        except sqlite3.Error as exc:
+            conn.close()
+            raise DependencyUnavailable(f"sqlite store {self._path} unavailable: {exc}") from exc
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version >= SCHEMA_VERSION:
+            return
+        # The version is re-read under the write lock: another process may have migrated.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target - 1]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close every connection this store opened (tests, graceful shutdown)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            # Locked past busy_timeout, disk I/O error, unreadable file...: not the caller's bug.
+            raise DependencyUnavailable(f"sqlite store unavailable: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # --- ConversationStore -----------------------------------------------------------
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        with self._errors():
+            row = (
+                self._connection()
+                .execute(
+                    _SELECT_CONVERSATIONS + " WHERE id = ?",
+                    (conversation_id,),
+                )
+                .fetchone()
+            )
+        return None if row is None else _conversation(row)
+
+    def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
+        if limit <= 0:
+            return []
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    _SELECT_MESSAGES + " ORDER BY seq DESC LIMIT ?",
+                    (conversation_id, limit),
+                )
+                .fetchall()
+            )
+        return [_message(row) for row in reversed(rows)]
+
+    def list_messages(self, conversation_id: str) -> list[Message]:
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    _SELECT_MESSAGES + " ORDER BY seq",
+                    (conversation_id,),
+                )
+                .fetchall()
+            )
+        return [_message(row) for row in rows]
+
+    def list_conversations(
+        self, user_id: str, *, limit: int, cursor: str | None = None
+    ) -> ConversationPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        sql = _SELECT_CONVERSATIONS + " WHERE user_id = ?"
+        params: list[Any] = [user_id]
+        if cursor is not None:
+            after_updated, after_id = decode_cursor(cursor)
+            sql += " AND (updated_at < ? OR (updated_at = ? AND id < ?))"
+            params += [_ts(after_updated), _ts(after_updated), after_id]
+        sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
+        params.append(limit + 1)  # one extra row tells whether another page exists
+        with self._errors():
+            rows = self._connection().execute(sql, params).fetchall()
+        conversations = [_conversation(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = conversations[-1]
+            next_cursor = encode_cursor(last.updated_at, last.id)
+        return ConversationPage(conversations=conversations, next_cursor=next_cursor)
+
+    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        first_seq = check_turn(conversation, messages)
+        c = conversation
+        try:
+            with self._errors(), self._write() as conn:
+                conn.execute(
+                    _UPSERT_CONVERSATION,
+                    (
+                        c.id,
+                        c.user_id,
+                        _ts(c.created_at),
+                        _ts(c.updated_at),
+                        c.title,
+                        c.current_persona,
+                        c.message_count,
+                    ),
+                )
+                # A message row's primary key is (conversation_id, seq): a second turn
+                # computed from the same stale message_count collides here and fails.
+                conn.executemany(
+                    _INSERT_MESSAGE,
+                    [(first_seq + i, *_message_row(m)) for i, m in enumerate(messages)],
+                )
+        except sqlite3.IntegrityError as exc:
+            if self._already_saved(conversation.id, first_seq, messages):
+                return  # the same turn saved twice (a retry): idempotent
+            raise TurnConflict(
+                f"conversation {conversation.id} already has messages at seq "
+                f"{first_seq}..{first_seq + len(messages) - 1} (concurrent turn?)"
+            ) from exc
+
+    def _already_saved(
+        self, conversation_id: str, first_seq: int, messages: Sequence[Message]
+    ) -> bool:
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT seq, id FROM messages WHERE conversation_id = ? "
+                    "AND seq >= ? AND seq < ? ORDER BY seq",
+                    (conversation_id, first_seq, first_seq + len(messages)),
+                )
+                .fetchall()
+            )
+        return [row[1] for row in rows] == [m.id for m in messages]
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        with self._errors(), self._write() as conn:
+            # Explicit delete as well as ON DELETE CASCADE: correct even if a connection
+            # was opened without foreign_keys (e.g. the sqlite3 shell).
+            conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            cursor = conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return cursor.rowcount > 0
+
+    def ping(self) -> None:
+        with self._errors():
+            self._connection().execute("SELECT 1 FROM conversations LIMIT 1").fetchone()
+
+    # --- OutboxStore -----------------------------------------------------------------
+
+    def add_outbox(self, entry: OutboxEntry) -> None:
+        """Insert, or replace an entry with the same id."""
+        check_outbox_id(entry.id)
+        with self._errors(), self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO outbox "
+                "(id, event_type, payload, created_at, attempts, last_error) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    entry.id,
+                    entry.event_type,
+                    payload_json(entry.payload),
+                    _ts(entry.created_at),
+                    entry.attempts,
+                    entry.last_error,
+                ),
+            )
+
+    def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        if limit <= 0:
+            return []
+        with self._errors():
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT id, event_type, payload, created_at, attempts, last_error "
+                    "FROM outbox ORDER BY created_at, id LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        return [
+            OutboxEntry(
+                id=row[0],
+                event_type=row[1],
+                payload=json.loads(row[2]),
+                created_at=_dt(row[3]),
+                attempts=row[4],
+                last_error=row[5],
+            )
+            for row in rows
+        ]
+
+    def remove_outbox(self, entry_id: str) -> None:
+        """Idempotent: removing an absent entry is not an error."""
+        with self._errors(), self._write() as conn:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
+
+    def record_outbox_failure(self, entry_id: str, error: str) -> None:
+        """No-op for an absent entry (it was published and removed meanwhile)."""
+        with self._errors(), self._write() as conn:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, entry_id),
+            )
+
+
+# --- row mapping -------------------------------------------------------------------
+
+
+def _conversation(row: tuple[Any, ...]) -> Conversation:
+    return Conversation(
+        id=row[0],
+        user_id=row[1],
+        created_at=_dt(row[2]),
+        updated_at=_dt(row[3]),
+        title=row[4],
+        current_persona=row[5],
+        message_count=row[6],
+    )
+
+
+def _message_row(m: Message) -> tuple[Any, ...]:
+    return (
+        m.id,
+        m.conversation_id,
+        m.role,
+        m.text,
+        _ts(m.created_at),
+        m.persona,
+        None if m.routing is None else m.routing.model_dump_json(),
+        None if m.resonance_key is None else m.resonance_key.model_dump_json(),
+        m.model,
+        None if m.usage is None else m.usage.model_dump_json(),
+        m.latency_ms,
+        m.finish_reason,
+        m.status,
+    )
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    return Message(
+        id=row[0],
+        conversation_id=row[1],
+        role=row[2],
+        text=row[3],
+        created_at=_dt(row[4]),
+        persona=row[5],
+        routing=None if row[6] is None else RoutingDecision.model_validate_json(row[6]),
+        resonance_key=None if row[7] is None else ResonanceKey.model_validate_json(row[7]),
+        model=row[8],
+        usage=None if row[9] is None else Usage.model_validate_json(row[9]),
+        latency_ms=row[10],
+        finish_reason=row[11],
+        status=row[12],
+    )
