@@ -1,0 +1,212 @@
+"""Secrets adapters: environment variables (default) and Google Secret Manager.
+
+`google.cloud.secretmanager` is imported lazily, only when a SecretManagerSecrets client is
+actually created, so the package stays importable without the `gcp` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, cast
+
+from ion.errors import (
+    ConfigurationError,
+    DependencyUnavailable,
+    SecretAccessDenied,
+    SecretNotFound,
+)
+
+# Secret Manager's own id alphabet; also keeps a name from smuggling `/` into the path.
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_VERSION_RE: Final = re.compile(r"^(latest|[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]{0,62})$")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise ValueError(f"invalid secret name {name!r}: use letters, digits, '-' or '_'")
+
+
+class EnvSecrets:
+    """Secrets from `ION_*` environment variables: `get("jwt-secret")` reads ION_JWT_SECRET."""
+
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def variable_for(name: str) -> str:
+        _check_name(name)
+        return "ION_" + name.upper().replace("-", "_")
+
+    def get(self, name: str) -> str:
+        variable = self.variable_for(name)
+        value = self._environ.get(variable)
+        # An empty value is never a usable secret; treat it like a missing one.
+        if not value:
+            raise SecretNotFound(f"secret {name!r} not found: set the {variable} variable")
+        return value
+
+
+def secret_manager_client_for_endpoint(endpoint: str) -> Any:
+    """A Secret Manager client over REST to `endpoint` with anonymous credentials.
+
+    For fakes and emulators only (e.g. "http://127.0.0.1:8123"): the REST transport keeps an
+    explicit http:// scheme in the endpoint, and anonymous credentials avoid any ADC lookup.
+    """
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    return secretmanager.SecretManagerServiceClient(
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=endpoint),
+        credentials=cast(Any, AnonymousCredentials)(),  # google-auth leaves __init__ untyped
+    )
+
+
+class SecretManagerSecrets:
+    """Secrets from Google Secret Manager, cached in memory.
+
+    `get(name)` reads `projects/{project}/secrets/{prefix}{name}/versions/{version}` where
+    version is `versions[name]` when pinned, else `latest`. Values are cached per
+    (name, version) for `ttl_s` seconds (0 disables the cache), so a rotated `latest` is
+    picked up within one TTL. Errors map to SecretNotFound, SecretAccessDenied or
+    DependencyUnavailable; the value itself never appears in a message.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        prefix: str = "ion-",
+        ttl_s: float = 300.0,
+        versions: Mapping[str, str] | None = None,
+        client: Any | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if not project:
+            raise ConfigurationError("Secret Manager needs a project (set ION_GCP_PROJECT)")
+        pinned = dict(versions or {})
+        for name, version in pinned.items():
+            _check_name(name)
+            if not _VERSION_RE.match(str(version)):
+                raise ConfigurationError(f"invalid pinned version {version!r} for {name!r}")
+        self._project = project
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._versions = {name: str(version) for name, version in pinned.items()}
+        self._client = client
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def resource_name(self, name: str) -> str:
+        _check_name(name)
+        version = self._versions.get(name, "latest")
+        return f"projects/{self._project}/secrets/{self._prefix}{name}/versions/{version}"
+
+    def get(self, name: str) -> str:
+        resource = self.resource_name(name)
+        key = (name, self._versions.get(name, "latest"))
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        # Fetch outside the lock: a slow API call must not block other secrets' cache hits.
+        value = self._fetch(name, key[1], resource)
+        if self._ttl_s > 0:
+            with self._lock:
+                self._cache[key] = (value, self._clock() + self._ttl_s)
+        return value
+
+    def clear_cache(self) -> None:
+        """Forget cached values (e.g. after a signature check failed with a rotated key)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _secret_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                try:
+                    from google.cloud import secretmanager
+
+                    self._client = secretmanager.SecretManagerServiceClient()
+                except Exception as exc:  # e.g. no Application Default Credentials
+                    raise DependencyUnavailable(
+                        f"cannot create a Secret Manager client: {type(exc).__name__}: {exc}"
+                    ) from exc
+            return self._client
+
+    def _retry(self) -> Any:
+        from google.api_core import exceptions, retry
+
+        # Bounded by our timeout: a secret lookup sits on the startup/request path.
+        return retry.Retry(
+            predicate=retry.if_exception_type(
+                exceptions.ServiceUnavailable, exceptions.InternalServerError
+            ),
+            initial=0.1,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=self._timeout_s,
+        )
+
+    def _fetch(self, name: str, version: str, resource: str) -> str:
+        from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
+
+        secret_id = f"{self._prefix}{name}"
+        where = f"secret {secret_id!r} version {version!r} in project {self._project!r}"
+        client = self._secret_client()
+        try:
+            response = client.access_secret_version(
+                name=resource, retry=self._retry(), timeout=self._timeout_s
+            )
+        except exceptions.NotFound as exc:
+            raise SecretNotFound(f"{where} not found") from exc
+        except exceptions.Forbidden as exc:  # PermissionDenied is a Forbidden
+            raise SecretAccessDenied(
+                f"access to secret {secret_id!r} denied in project {self._project!r} "
+                "(grant roles/secretmanager.secretAccessor to the service account)"
+            ) from exc
+        except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, OSError) as exc:
+            raise DependencyUnavailable(
+                f"Secret Manager failed reading {where}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+        payload = response.payload
+        data = bytes(payload.data)
+        # The API sends a CRC32C of the payload; checking it catches corruption in transit.
+        if "data_crc32c" in payload and payload.data_crc32c != crc32c(data):
+            raise DependencyUnavailable(f"Secret Manager returned a corrupted payload for {where}")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{where} is not UTF-8 text") from exc
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE: Final = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as Secret Manager uses; pure Python is fine for secret sizes."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
