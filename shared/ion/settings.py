@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,3 +56,24 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65_536, gt=0, description="Largest accepted request body")
     page_size: int = Field(20, gt=0, le=100, description="Default conversations per page")
     log_level: str = Field("INFO", description="Python log level")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Resolved once, so a later chdir cannot split one instance's state in two places.
+        return value.expanduser().resolve()
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the fields (a test keeps them equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        if isinstance(default, Path):
+            shown = f"`{default}`"
+        elif default is None:
+            shown = "unset"
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `ION_{name.upper()}` | {shown} | {info.description or ''} |")
+    return "\n".join(rows)

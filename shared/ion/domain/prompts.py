@@ -1,0 +1,51 @@
+"""Prompt building: persona system prompt in the learner's language plus a history window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ion.models import Language, Message, Persona, ResonanceKey
+from ion.ports import LlmRequest, LlmTurn
+
+# Part of the response-cache key: bump it whenever prompt construction changes meaning.
+PROMPT_VERSION = "1"
+
+_RESONANCE_NOTE: dict[Language, str] = {
+    "en": (
+        "\n\nThe learner's current resonance: tone={tone}, pace={pace}, intent={intent}. "
+        "Match their pace and answer in English."
+    ),
+    "ko": (
+        "\n\n학습자의 현재 공명 상태: 톤={tone}, 속도={pace}, 의도={intent}. "
+        "학습자의 속도에 맞추고 한국어로 답하세요."
+    ),
+}
+
+
+def build_request(
+    *,
+    persona: Persona,
+    language: Language,
+    resonance_key: ResonanceKey,
+    history: Sequence[Message],
+    message: str,
+    history_window: int,
+    max_output_tokens: int,
+) -> LlmRequest:
+    """The LLM request for one turn; only answered messages go into the history window."""
+    answered = [m for m in history if m.status == "complete"]
+    window = answered[-history_window:] if history_window > 0 else []
+    system_prompt = persona.system_prompt[language] + _RESONANCE_NOTE[language].format(
+        tone=resonance_key.tone.value,
+        pace=resonance_key.pace.value,
+        intent=resonance_key.intent.value,
+    )
+    return LlmRequest(
+        persona_id=persona.id,
+        system_prompt=system_prompt,
+        history=[LlmTurn(role=m.role, text=m.text) for m in window],
+        message=message,
+        language=language,
+        temperature=persona.temperature,
+        max_output_tokens=max_output_tokens,
+    )

@@ -1,0 +1,1 @@
+"""HTTP inbound adapters: thin request decoding / response encoding around `ion`."""

@@ -1,0 +1,121 @@
+"""Shared pytest fixtures. Each area keeps its fixtures in its own delimited section."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.emulators import (
+    JAVA_HINT,
+    EmulatorError,
+    EmulatorProcess,
+    env_var,
+    find_java,
+    free_port,
+    gcloud_sdk_root,
+    http_status,
+    start_emulator,
+)
+
+pytest_plugins = ["tests.fixtures_app", "tests.fixtures_pubsub", "tests.fixtures_gemini"]
+
+if TYPE_CHECKING:
+    from ion.adapters.firestore import FirestoreStore
+    from ion.adapters.sqlite import SqliteStore
+
+
+# =====================================================================================
+# Storage: SQLite + Firestore emulator fixtures for the store contract suite
+# (see tests/test_store_contract.py and docs/data-model.md)
+# =====================================================================================
+
+FIRESTORE_TEST_PROJECT = "ion-test"
+_FIRESTORE_INSTALL_HINT = (
+    "install google-cloud-cli + google-cloud-cli-firestore-emulator "
+    "(apt) or `gcloud components install cloud-firestore-emulator`, and " + JAVA_HINT
+)
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """Google's Firestore emulator, started once per session; sets FIRESTORE_EMULATOR_HOST."""
+    launcher = (
+        gcloud_sdk_root() / "platform" / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+    )
+    if not launcher.is_file():
+        pytest.fail(
+            f"Firestore emulator not found at {launcher}: {_FIRESTORE_INSTALL_HINT}",
+            pytrace=False,
+        )
+    if find_java() is None:
+        pytest.fail(f"the Firestore emulator needs {JAVA_HINT}", pytrace=False)
+    port = free_port()
+    try:
+        emulator = start_emulator(
+            [str(launcher), "start", "--host=127.0.0.1", f"--port={port}"],
+            port,
+            "/",
+            name="firestore",
+            log_dir=tmp_path_factory.mktemp("firestore-emulator"),
+        )
+    except EmulatorError as exc:
+        pytest.fail(f"{exc}\n({_FIRESTORE_INSTALL_HINT})", pytrace=False)
+    try:
+        with env_var("FIRESTORE_EMULATOR_HOST", emulator.address):
+            yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def firestore_client(firestore_emulator: EmulatorProcess) -> Iterator[Any]:
+    """One google.cloud.firestore.Client on the emulator for the whole session."""
+    from google.cloud import firestore
+
+    client: Any = firestore.Client(project=FIRESTORE_TEST_PROJECT, database="(default)")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def firestore_reset(firestore_emulator: EmulatorProcess) -> None:
+    """Delete every document in the emulator's test database (before the test)."""
+    url = firestore_emulator.url(
+        f"/emulator/v1/projects/{FIRESTORE_TEST_PROJECT}/databases/(default)/documents"
+    )
+    status = http_status("DELETE", url, timeout_s=10.0)
+    if status != 200:
+        pytest.fail(f"Firestore emulator reset failed: HTTP {status} from {url}", pytrace=False)
+
+
+@pytest.fixture
+def firestore_store(firestore_client: Any, firestore_reset: None) -> FirestoreStore:
+    """A FirestoreStore on an empty emulator database."""
+    from ion.adapters.firestore import FirestoreStore
+
+    return FirestoreStore(firestore_client)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    """A SqliteStore on a fresh file in the test's tmp dir."""
+    from ion.adapters.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "ion.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.emulator)])
+def store(request: pytest.FixtureRequest) -> Any:
+    """Every ConversationStore + OutboxStore backend; the contract suite runs once per param.
+
+    Resolved lazily, so `-m "not emulator"` never starts the Firestore emulator.
+    """
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+# ============================ end of storage section =================================

@@ -1,0 +1,73 @@
+"""In-memory fakes of the ports, for domain tests (fakes, not mocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ion.models import Conversation, Message
+from ion.ports import ConversationPage
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self.conversations: dict[str, Conversation] = {}
+        self.messages: dict[str, list[Message]] = {}
+        self.saves = 0
+
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        return self.conversations.get(conversation_id)
+
+    def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
+        return self.messages.get(conversation_id, [])[-limit:]
+
+    def list_messages(self, conversation_id: str) -> list[Message]:
+        return list(self.messages.get(conversation_id, []))
+
+    def list_conversations(
+        self, user_id: str, *, limit: int, cursor: str | None = None
+    ) -> ConversationPage:
+        mine = sorted(
+            (c for c in self.conversations.values() if c.user_id == user_id),
+            key=lambda c: (c.updated_at, c.id),
+            reverse=True,
+        )
+        start = int(cursor) if cursor else 0
+        page = mine[start : start + limit]
+        more = start + limit < len(mine)
+        return ConversationPage(
+            conversations=page, next_cursor=str(start + limit) if more else None
+        )
+
+    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+        self.saves += 1
+        self.conversations[conversation.id] = conversation
+        self.messages.setdefault(conversation.id, []).extend(messages)
+        assert len(self.messages[conversation.id]) == conversation.message_count
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        self.messages.pop(conversation_id, None)
+        return self.conversations.pop(conversation_id, None) is not None
+
+    def ping(self) -> None:
+        return None
+
+
+class TickingClock:
+    """Each call is one second later: ordering in tests never depends on the wall clock."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.current += timedelta(seconds=1)
+        return self.current
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, event_type: str, payload: dict[str, Any]) -> None:
+        self.events.append((event_type, payload))
