@@ -43,6 +43,13 @@ class MethodNotAllowed(IonError):
         self.allowed = allowed
 
 
+class Conflict(IonError):
+    """The write lost a race with another writer (e.g. two turns on one conversation)."""
+
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(IonError):
     status = 413
     code = "payload_too_large"

@@ -67,12 +67,20 @@ class ResonanceAnalysis(_Frozen):
 
 
 class RoutingTraits(_Frozen):
-    """Data that lets the generic router score a persona; lives in the persona catalog."""
+    """Data that lets the generic router score a persona; lives in the persona catalog.
+
+    `keywords` maps cue terms (Hangul = substring stem, Latin = word-start prefix, trailing
+    `$` = whole word) to additive weights; `patterns` maps regular expressions to weights;
+    `feature_affinity` weights numeric text features (see `ion.domain.resonance.FEATURE_NAMES`).
+    """
 
     keywords: dict[str, float] = Field(default_factory=dict)
+    patterns: dict[str, float] = Field(default_factory=dict)
     tone_affinity: dict[Tone, float] = Field(default_factory=dict)
     intent_affinity: dict[Intent, float] = Field(default_factory=dict)
+    feature_affinity: dict[str, float] = Field(default_factory=dict)
     prior: float = 0.0
+    cue_label: str = ""
 
 
 class Persona(_Frozen):

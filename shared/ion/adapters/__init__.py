@@ -14,18 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ion.errors import BadRequest, IonError
+from ion.errors import BadRequest, Conflict
 from ion.models import Conversation, Message
 
 
-class TurnConflict(IonError):
+class TurnConflict(Conflict):
     """Another writer already stored messages at the sequence numbers of this turn.
 
     Raised instead of silently overwriting history (two concurrent turns on one conversation).
     """
-
-    status = 409
-    code = "conflict"
 
 
 def to_utc(value: datetime) -> datetime:

@@ -1,0 +1,1 @@
+"""Pure domain logic: resonance analysis, persona catalog, routing and evaluation."""

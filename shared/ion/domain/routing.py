@@ -1,0 +1,309 @@
+"""Persona routing: score every catalog persona for a learner message and pick one.
+
+The router is generic over the `PersonaCatalog`; all persona knowledge (cue lexicons,
+regexes, tone/intent/feature affinities, priors) is data in personas.yaml.
+
+Scoring, per persona p (all additive, so every point can be explained):
+
+    raw(p) = prior + Σ cue weights (each distinct term once; a cue inside a longer cue of any
+             persona is ignored) + tone_affinity[tone] + intent_affinity[intent]
+             + Σ feature_affinity[f] · feature[f] + context bonus
+
+`scores` are the softmax of `raw` (so they lie in [0, 1] and sum to ~1 before adjustments).
+Conversation context: a short, anaphoric follow-up ("그럼 그건요?", "and the second one?")
+adds a bonus to the persona already talking, large enough to keep it unless the new message
+carries strong cues of a different need ("I'm so stressed I want to cry").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ion.domain.personas import PersonaCatalog
+from ion.domain.resonance import (
+    Hit,
+    Lexicon,
+    LexiconSet,
+    TextFeatures,
+    analyze_detailed,
+    normalize,
+    suppress_contained,
+)
+from ion.models import Persona, ResonanceAnalysis, RoutingDecision
+
+__all__ = ["ADJUSTMENT_BOUND", "RouteResult", "Router"]
+
+#: Largest feedback nudge applied to one persona's score (absolute, in score units).
+ADJUSTMENT_BOUND = 0.1
+#: Softmax temperature over raw scores: ~2 raw points ≈ 7x odds.
+_TEMPERATURE = 1.0
+#: Bonus for the current persona on a clear follow-up; strong new cues (≥ ~3) still win.
+_FOLLOWUP_BONUS = 2.6
+#: Small stickiness for any message in an ongoing conversation (avoids ping-pong on ties).
+_CONTINUITY_BONUS = 0.3
+#: How many earlier user turns are replayed to infer the persona when none is given.
+_HISTORY_WINDOW = 4
+
+# fmt: off
+_FOLLOWUP_CUES = Lexicon(
+    {
+        "그럼": 1.0, "그러면": 1.0, "그건": 1.0, "그거": 1.0, "그게": 0.8, "그것": 1.0,
+        "그 부분": 1.0, "이건": 0.6, "이거는": 0.6, "저건": 0.8, "그래서": 0.8, "그리고": 0.6,
+        "그다음": 0.8, "두 번째": 1.0, "첫 번째": 1.0, "다른 건": 0.8, "더 자세히": 1.0,
+        "자세히": 0.8, "예시": 0.8, "예를 들": 0.8, "왜요": 1.0, "왜죠": 1.0, "어떻게요": 1.0,
+        "무슨 뜻": 1.0, "무슨 말": 1.0, "계속": 0.6, "또": 0.4, "아하": 0.8, "아 그렇": 0.8,
+        "네 그럼": 1.0, "좀 더": 0.8, "위에": 0.8, "방금": 0.8, "말씀하신": 1.0, "and the": 1.0,
+        "what about": 1.0, "how about": 1.0, "and what": 1.0, "and how": 1.0, "and why": 1.0,
+        "why?": 1.0, "why not": 0.8, "how so": 1.0, "more detail": 1.0, "more details": 1.0,
+        "elaborate": 1.0, "example": 0.8, "go on": 1.0, "tell me more": 1.0, "that one": 1.0,
+        "this one": 0.8, "the second": 1.0, "the first": 0.8, "the last": 0.8, "the other": 0.8,
+        "it$": 0.5, "that$": 0.6, "those": 0.6, "then?": 1.0, "so then": 1.0, "you said": 1.0,
+        "you mentioned": 1.0, "same": 0.6, "again": 0.6, "ok so": 0.6, "ok,": 0.4, "okay": 0.4,
+        "also": 0.5, "what does that mean": 1.0, "meaning?": 1.0, "wait": 0.6, "hmm": 0.6,
+        "really?": 0.8, "and?": 1.0,
+    }
+)
+# fmt: on
+_TOKEN_RE = re.compile(r"\S+")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """A routing decision together with the resonance reading it was based on."""
+
+    decision: RoutingDecision
+    analysis: ResonanceAnalysis
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledPersona:
+    persona: Persona
+    patterns: tuple[tuple[re.Pattern[str], float, str], ...]
+
+
+@dataclass(slots=True)
+class _Scored:
+    raw: dict[str, float]
+    cues: dict[str, list[str]]
+    analysis: ResonanceAnalysis
+    features: TextFeatures
+
+
+class Router:
+    """Deterministic, explainable persona router over a `PersonaCatalog`."""
+
+    def __init__(self, catalog: PersonaCatalog) -> None:
+        self._catalog = catalog
+        self._compiled = tuple(
+            _CompiledPersona(
+                persona=p,
+                patterns=tuple((re.compile(rx), w, rx) for rx, w in p.traits.patterns.items()),
+            )
+            for p in catalog.all()
+        )
+        # All personas' cue lexicons in one matcher: a single pass over the text.
+        self._lexicons = LexiconSet(Lexicon(p.traits.keywords, owner=p.id) for p in catalog.all())
+
+    @property
+    def catalog(self) -> PersonaCatalog:
+        return self._catalog
+
+    # --- public -------------------------------------------------------------------------
+
+    def route(
+        self,
+        message: str,
+        *,
+        history: Sequence[str] = (),
+        current_persona: str | None = None,
+        adjustments: Mapping[str, float] | None = None,
+    ) -> RouteResult:
+        """Route one learner message.
+
+        Args:
+            message: the new learner message (any text; never raises on odd input).
+            history: earlier *learner* messages of the conversation, oldest first. Used
+                only when `current_persona` is unknown, to infer who was talking.
+            current_persona: persona that answered the previous turn, if any. Unknown ids
+                are ignored.
+            adjustments: per-persona additive nudges (e.g. learned from feedback). Each is
+                clamped to ±`ADJUSTMENT_BOUND` (0.1) and added to that persona's final score
+                (then clipped to [0, 1]), so it can only tip close calls, never override a
+                clear decision. Unknown ids and non-finite values are ignored.
+
+        Returns:
+            `RouteResult` with scores for every catalog persona in [0, 1], the primary and
+            secondary persona, a confidence in [0, 1] and a human-readable reason.
+        """
+        context = current_persona if current_persona in self._catalog else None
+        context_source = "current persona"
+        if context is None and history:
+            context = self._infer_from_history(history)
+            context_source = "conversation so far"
+
+        scored = self._score(message)
+        followup = 0.0
+        if context is not None:
+            followup = self._followup_strength(scored)
+            scored.raw[context] += _CONTINUITY_BONUS + _FOLLOWUP_BONUS * followup
+
+        scores = _softmax(scored.raw)
+        applied: dict[str, float] = {}
+        if adjustments:
+            for pid, nudge in adjustments.items():
+                if pid in scores and math.isfinite(nudge) and nudge != 0.0:
+                    delta = max(-ADJUSTMENT_BOUND, min(ADJUSTMENT_BOUND, float(nudge)))
+                    scores[pid] = min(1.0, max(0.0, scores[pid] + delta))
+                    applied[pid] = delta
+
+        order = self._rank(scores, scored.raw)
+        primary = order[0]
+        secondary = order[1] if len(order) > 1 else None
+        top = scores[primary]
+        second = scores[secondary] if secondary else 0.0
+        # Confidence blends the winning probability with its margin over the runner-up.
+        confidence = round(min(1.0, max(0.0, 0.5 * top + 0.5 * (top - second))), 3)
+
+        reason = self._reason(
+            primary, secondary, scored, context, context_source, followup, applied, order, scores
+        )
+        decision = RoutingDecision(
+            primary=primary,
+            secondary=secondary,
+            confidence=confidence,
+            scores={pid: round(scores[pid], 4) for pid in self._catalog.ids},
+            reason=reason,
+        )
+        return RouteResult(decision=decision, analysis=scored.analysis)
+
+    # --- scoring ------------------------------------------------------------------------
+
+    def _score(self, message: str) -> _Scored:
+        analysis, features = analyze_detailed(message)
+        text = features.text
+        key = analysis.key
+
+        hits = self._lexicons.scan(text)
+        pattern_hits: list[Hit] = []
+        for cp in self._compiled:
+            for rx, weight, source in cp.patterns:
+                m = rx.search(text)
+                if m is not None and m.end() > m.start():
+                    label = m.group(0).strip()[:24] or source[:24]
+                    pattern_hits.append(Hit(label, weight, m.start(), m.end(), cp.persona.id))
+
+        raw: dict[str, float] = {}
+        cues: dict[str, list[str]] = {}
+        per_owner: dict[str, dict[str, float]] = {cp.persona.id: {} for cp in self._compiled}
+        # Only literal cues shadow each other; regex matches can be long and would swallow
+        # unrelated keywords, so they are added on top.
+        for h in [*suppress_contained(hits), *pattern_hits]:
+            per_owner[h.owner].setdefault(h.term, h.weight)
+
+        for cp in self._compiled:
+            t = cp.persona.traits
+            found = per_owner[cp.persona.id]
+            score = t.prior + sum(found.values())
+            score += t.tone_affinity.get(key.tone, 0.0)
+            score += t.intent_affinity.get(key.intent, 0.0)
+            for name, weight in t.feature_affinity.items():
+                score += weight * features.values.get(name, 0.0)
+            raw[cp.persona.id] = score
+            # Strongest cues first, for the explanation.
+            cues[cp.persona.id] = [
+                term for term, w in sorted(found.items(), key=lambda kv: -kv[1]) if w > 0
+            ]
+        return _Scored(raw, cues, analysis, features)
+
+    def _followup_strength(self, scored: _Scored) -> float:
+        """0..1: how much the message reads as a continuation of the previous turn."""
+        text = scored.features.text
+        if not text:
+            return 1.0  # nothing new was said; keep the current persona
+        tokens = len(_TOKEN_RE.findall(text))
+        anaphora = sum({h.term: h.weight for h in _FOLLOWUP_CUES.scan(text)}.values())
+        short = tokens <= 4 or len(text) <= 14
+        medium = tokens <= 9 or len(text) <= 30
+        if short:
+            return 1.0 if anaphora or tokens <= 3 else 0.8
+        if medium and anaphora:
+            return 0.8
+        if medium:
+            return 0.4
+        return 0.3 if anaphora >= 1.0 else 0.0
+
+    def _infer_from_history(self, history: Sequence[str]) -> str | None:
+        current: str | None = None
+        for turn in list(history)[-_HISTORY_WINDOW:]:
+            if not normalize(turn):
+                continue
+            scored = self._score(turn)
+            if current is not None:
+                scored.raw[current] += _CONTINUITY_BONUS + _FOLLOWUP_BONUS * (
+                    self._followup_strength(scored)
+                )
+            current = self._rank(_softmax(scored.raw), scored.raw)[0]
+        return current
+
+    def _rank(self, scores: Mapping[str, float], raw: Mapping[str, float]) -> list[str]:
+        # Deterministic: score, then raw score, then catalog order.
+        index = {pid: i for i, pid in enumerate(self._catalog.ids)}
+        return sorted(scores, key=lambda pid: (-scores[pid], -raw[pid], index[pid]))
+
+    # --- explanation --------------------------------------------------------------------
+
+    def _reason(
+        self,
+        primary: str,
+        secondary: str | None,
+        scored: _Scored,
+        context: str | None,
+        context_source: str,
+        followup: float,
+        applied: Mapping[str, float],
+        order: Sequence[str],
+        scores: Mapping[str, float],
+    ) -> str:
+        p = self._catalog.require(primary)
+        key = scored.analysis.key
+        cues = scored.cues[primary]
+        label = p.traits.cue_label or "cues"
+        parts: list[str] = []
+        if cues:
+            parts.append(f"{p.name}: {label} ({_quote(cues)})")
+        else:
+            parts.append(f"{p.name}: no decisive cues")
+        parts.append(f"tone={key.tone.value}, intent={key.intent.value}")
+        intensity = scored.analysis.emotion_intensity
+        if intensity >= 0.5:
+            parts.append(f"emotion {intensity:.2f}")
+        if context is not None and followup >= 0.4:
+            ctx = self._catalog.require(context)
+            if context == primary:
+                parts.append(f"follow-up stays with {ctx.name} ({context_source})")
+            else:
+                parts.append(f"new need outweighs follow-up with {ctx.name} ({context_source})")
+        if secondary is not None:
+            s = self._catalog.require(secondary)
+            s_cues = scored.cues[secondary]
+            s_label = s.traits.cue_label or "cues"
+            tail = f" ({s_label} {_quote(s_cues, 2)})" if s_cues else ""
+            parts.append(f"secondary → {s.name}{tail}")
+        if applied:
+            nudges = ", ".join(f"{k}{v:+.2f}" for k, v in sorted(applied.items()))
+            parts.append(f"feedback nudges {nudges}")
+        return "; ".join(parts)
+
+
+def _quote(terms: Sequence[str], limit: int = 3) -> str:
+    return ", ".join(f"'{t}'" for t in terms[:limit])
+
+
+def _softmax(raw: Mapping[str, float]) -> dict[str, float]:
+    top = max(raw.values())
+    exps = {k: math.exp((v - top) / _TEMPERATURE) for k, v in raw.items()}
+    total = sum(exps.values())
+    return {k: v / total for k, v in exps.items()}

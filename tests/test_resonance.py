@@ -1,0 +1,167 @@
+"""Resonance analysis: language, tone, pace, intent, intensity, evidence; odd input."""
+
+from __future__ import annotations
+
+import pytest
+
+from ion.domain.resonance import FEATURE_NAMES, Lexicon, analyze, analyze_detailed, normalize
+from ion.models import Intent, Pace, Tone
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("코딩 공부 하다가 번아웃 온 것 같아요", "ko"),
+        ("git rebase랑 merge 차이 ㄹㅇ 모르겟음", "ko"),  # Korean with English terms
+        ("JPA에서 N+1 문제가 왜 생겨?", "ko"),
+        ("why does my python list change?", "en"),
+        ("I love 김치 but my code is broken", "en"),  # English with one Korean word
+        ("ㅠㅠ", "ko"),
+        ("🎉🎉", "en"),
+        ("", "en"),
+    ],
+)
+def test_language(text: str, lang: str) -> None:
+    assert analyze(text).language == lang
+
+
+@pytest.mark.parametrize(
+    ("text", "tone"),
+    [
+        ("이 버그 진짜 짜증나네 ㅡㅡ 왜 안 돼", Tone.FRUSTRATED),
+        ("ugh I'm so frustrated, stuck on this for hours", Tone.FRUSTRATED),
+        ("면접 내일인데 너무 불안하고 무서워요", Tone.ANXIOUS),
+        ("I'm nervous and scared about my first review", Tone.ANXIOUS),
+        ("I wonder how the event loop works, curious", Tone.CURIOUS),
+        ("p95 latency is 1.2s vs 180ms p50, compare the metrics", Tone.ANALYTICAL),
+        ("prod is down, urgent, need help asap", Tone.URGENT),
+        ("헷갈려요 이해가 안 돼요", Tone.CONFUSED),
+        ("ㅋㅋㅋㅋ 개발 밈 웃겨", Tone.PLAYFUL),
+        ("our team and my teammates want to collaborate together", Tone.COLLABORATIVE),
+        ("I wrote a function today.", Tone.CALM),
+    ],
+)
+def test_tone(text: str, tone: Tone) -> None:
+    assert analyze(text).key.tone == tone
+
+
+@pytest.mark.parametrize(
+    ("text", "pace"),
+    [
+        ("ㅋㅋㅋㅋ 드디어 첫 PR 머지됨!!!! 🎉🎉", Pace.BURST),
+        ("GOT THE OFFER!!!", Pace.BURST),
+        ("왜요?", Pace.BURST),
+        (
+            "So today I had my first 1:1 with my lead and she was nice about it but she "
+            "mentioned my tickets take longer than expected and now I keep replaying it and "
+            "thinking maybe they regret hiring me, and I try to work faster",
+            Pace.CONTEMPLATIVE,
+        ),
+        (
+            "ok so context: second year CS student, I know Java from classes, did a bit of "
+            "React over summer, and I have an internship deadline in 3 weeks plus midterms, "
+            "and I can't tell what to focus on",
+            Pace.FLOWING,
+        ),
+        ("how do I structure folders in an Express app?", Pace.MEDIUM),
+    ],
+)
+def test_pace(text: str, pace: Pace) -> None:
+    assert analyze(text).key.pace == pace
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("need a weekly study plan for AWS, exam in 5 weeks", Intent.PLANNING),
+        ("우선순위를 어떻게 정해야 할지 계획 좀", Intent.PLANNING),
+        ("should I learn Docker? any advice?", Intent.SEEKING_ADVICE),
+        ("can someone explain dependency injection like I'm five", Intent.LEARNING),
+        ("클로저 개념 설명해주세요", Intent.LEARNING),
+        ("is 800ms slow?", Intent.INQUIRY),
+        ("I want to cry, I feel hopeless and worthless", Intent.EXPRESSIVE),
+        ("I pushed a commit.", Intent.STATEMENT),
+    ],
+)
+def test_intent(text: str, intent: Intent) -> None:
+    assert analyze(text).key.intent == intent
+
+
+def test_emotion_intensity_orders_messages() -> None:
+    calm = analyze("how do I read a CSV file in pandas?").emotion_intensity
+    mild = analyze("kinda annoyed, why does my list change?").emotion_intensity
+    strong = analyze("I've been stuck for 6 hours, I want to quit, I feel worthless ㅠㅠ")
+    assert calm == 0.0
+    assert 0.0 < mild < 0.5
+    assert strong.emotion_intensity > 0.8
+    assert any("want to quit" in e for e in strong.evidence)
+
+
+def test_evidence_explains_the_reading() -> None:
+    a = analyze("API 평균 응답시간이 800ms인데 느린 편인가요?")
+    assert any("tone" in e for e in a.evidence)
+    assert any("pace" in e for e in a.evidence)
+    assert any("intent" in e for e in a.evidence)
+    assert any("measured value" in e for e in a.evidence)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "\n\t  ",
+        "🎉",
+        "😭😭😭",
+        "ㅠㅠ",
+        "ㄹㅇ",
+        "ㅋ",
+        "?",
+        "!!!!!!",
+        "\x00\u200b",
+        "a" * 100_000,
+        "왜 " * 5_000,
+        "`" * 50,
+        "((((",
+        "한" * 3000,
+        "ＡＢＣ",
+        "e\u0301",
+    ],
+)
+def test_odd_input_never_crashes(text: str) -> None:
+    a = analyze(text)
+    assert 0.0 <= a.emotion_intensity <= 1.0
+    assert a.language in ("ko", "en")
+    assert a.key.as_string().count("-") == 2
+
+
+def test_deterministic() -> None:
+    text = "배포 직후 결제 페이지 500 에러!!! 롤백부터 해요 아니면 공지부터 해요??"
+    assert analyze(text) == analyze(text)
+
+
+def test_features_are_bounded_and_complete() -> None:
+    _, feats = analyze_detailed("p95 1.2s vs p50 180ms, 62% coverage in 3 weeks `x()` ㅋㅋ 🎉!!")
+    assert set(feats.values) == set(FEATURE_NAMES)
+    assert all(0.0 <= v <= 1.0 for v in feats.values.values())
+    assert feats.values["metrics"] > 0.5 and feats.values["timeframe"] == 1.0
+
+
+def test_normalize_handles_nfd_hangul_and_quotes() -> None:
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "불안해요")
+    assert normalize(nfd) == "불안해요"
+    assert normalize("I’m   FINE") == "i'm fine"
+
+
+def test_lexicon_boundaries() -> None:
+    lex = Lexicon({"plan": 1.0, "cry$": 1.0, "불안": 1.0})
+
+    def terms(text: str) -> set[str]:
+        return {h.term for h in lex.scan(normalize(text))}
+
+    assert terms("planning my week") == {"plan"}
+    assert terms("an explanation") == set()  # Latin terms start on a word boundary
+    assert terms("crypto") == set() and terms("I cry") == {"cry"}
+    assert terms("너무불안해요") == {"불안"}  # Hangul stems match inside words
