@@ -96,3 +96,11 @@ def test_eval_routing_ends_with_summary_line(
 def test_eval_routing_missing_file(capsys: pytest.CaptureFixture[str], clean_env: Path) -> None:
     code, _, err = run(capsys, "eval", "routing", "nope.jsonl")
     assert code == 2 and "nope.jsonl" in err
+
+
+def test_outbox_drain_on_embedded_store(
+    capsys: pytest.CaptureFixture[str], clean_env: Path
+) -> None:
+    code, out, _ = run(capsys, "outbox", "drain")
+    assert code == 0
+    assert json.loads(out) == {"published": 0, "failed": 0, "remaining": 0}

@@ -89,6 +89,7 @@ def make(
     outbox = outbox if outbox is not None else FakeOutbox()
     clock = FakeClock()
     sleeps: list[float] = []
+    kwargs.setdefault("breaker_cooldown_s", 0)  # the breaker has its own tests below
     publisher = ReliablePublisher(transport, outbox, clock, sleep=sleeps.append, **kwargs)
     return publisher, outbox, clock, sleeps
 
@@ -225,6 +226,27 @@ def test_successful_publish_drains_opportunistically() -> None:
     clock.advance(60)
     publisher.publish("chat.turn.completed", event(5))
     assert len(transport.sent) == 3 and outbox.entries == {}
+
+
+def test_breaker_skips_the_transport_during_an_outage_then_recovers() -> None:
+    transport = FlakyTransport(failures=-1)
+    publisher, outbox, clock, _ = make(
+        transport, max_attempts=3, drain_every_s=60, breaker_cooldown_s=30
+    )
+    publisher.publish("chat.turn.completed", event(1))
+    assert transport.calls == 3
+    clock.advance(5)
+    second = event(2)
+    publisher.publish("chat.turn.completed", second)
+    assert transport.calls == 3, "an open breaker must not wait on the transport again"
+    assert outbox.entries[second["event_id"]].attempts == 0
+    assert len(outbox.entries) == 2
+
+    transport.failures = 0
+    clock.advance(30)  # cool-down over: the next publish tries again, and drains the backlog
+    publisher.publish("chat.turn.completed", event(3))
+    assert len(transport.sent) == 3
+    assert outbox.entries == {}
 
 
 def test_in_process_transport_delivers_copies_and_isolates_failures(

@@ -89,7 +89,10 @@ def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
     try:
         return secrets.get("jwt-secret")
     except SecretNotFound:
-        if settings.backend != "embedded":
+        # A generated dev secret is fine on a laptop, including against the emulators;
+        # a real deployment must bring its own.
+        on_emulator = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+        if settings.backend != "embedded" and not on_emulator:
             raise ConfigurationError(
                 "no JWT secret: set ION_JWT_SECRET or create the Secret Manager secret"
                 f" '{settings.secret_prefix}jwt-secret'"

@@ -33,6 +33,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = build_app()
     set_app(app)
+    if app.settings.backend == "gcp" and os.environ.get("PUBSUB_EMULATOR_HOST"):
+        from ion.adapters.pubsub import PubSubTransport
+
+        topic = PubSubTransport(app.settings.gcp_project or "", app.settings.events_topic)
+        if topic.ensure_topic():
+            print(f"created topic {topic.topic_path} on the Pub/Sub emulator", file=sys.stderr)
     token = app.dev_token(args.user)
     url = f"http://{args.host}:{args.port}"
     print(

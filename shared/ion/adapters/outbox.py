@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ion import events
@@ -74,6 +74,7 @@ class ReliablePublisher:
         drain_every_s: float | None = 60.0,
         drain_batch: int = 20,
         max_consecutive_failures: int = 3,
+        breaker_cooldown_s: float = 30.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
@@ -90,6 +91,10 @@ class ReliablePublisher:
         self._max_consecutive_failures = max_consecutive_failures
         self._drain_lock = threading.Lock()
         self._last_drain: datetime | None = None
+        # Circuit breaker: after a publish exhausts its attempts, later publishes go straight
+        # to the outbox for `breaker_cooldown_s`, so an outage never slows every chat reply.
+        self._breaker_cooldown_s = breaker_cooldown_s
+        self._breaker_open_until: datetime | None = None
 
     # --- EventPublisher port ----------------------------------------------------------
 
@@ -115,10 +120,21 @@ class ReliablePublisher:
             )
             event_type = str(envelope["event_type"])
 
+        open_until = self._breaker_open_until
+        if open_until is not None and self._clock.now() < open_until:
+            self._store(
+                event_type, envelope, "not sent: transport circuit open after failures", attempts=0
+            )
+            return
         error = self._send_with_retry(event_type, envelope)
         if error is None:
+            self._breaker_open_until = None
             self._maybe_drain()
             return
+        if self._breaker_cooldown_s > 0:
+            self._breaker_open_until = self._clock.now() + timedelta(
+                seconds=self._breaker_cooldown_s
+            )
         self._store(event_type, envelope, error)
 
     # --- draining ---------------------------------------------------------------------
@@ -202,7 +218,9 @@ class ReliablePublisher:
                 self._sleep(self._base_delay_s * 2 ** (attempt - 1))
         return last_error
 
-    def _store(self, event_type: str, envelope: dict[str, Any], error: str) -> None:
+    def _store(
+        self, event_type: str, envelope: dict[str, Any], error: str, *, attempts: int | None = None
+    ) -> None:
         event_id = str(envelope["event_id"])
         try:
             self._outbox.add_outbox(
@@ -211,7 +229,7 @@ class ReliablePublisher:
                     event_type=event_type,
                     payload=envelope,
                     created_at=self._clock.now(),
-                    attempts=self._max_attempts,
+                    attempts=self._max_attempts if attempts is None else attempts,
                     last_error=error,
                 )
             )

@@ -75,6 +75,20 @@ class PubSubTransport:
             timeout=self._timeout_s,
         )
 
+    def ensure_topic(self) -> bool:
+        """Create the topic if it is missing; True when it was created.
+
+        For local runs on the Pub/Sub emulator only: in production Terraform owns topics and
+        the function's service account is not allowed to create them.
+        """
+        from google.api_core import exceptions
+
+        try:
+            self._publisher().create_topic(name=self._topic_path, timeout=self._timeout_s)
+        except exceptions.AlreadyExists:
+            return False
+        return True
+
     def send(self, event_type: str, envelope: dict[str, Any]) -> None:
         data = events.encode_event(envelope)
         attributes = events.event_attributes(envelope)
