@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ion.domain.resonance import FEATURE_NAMES, Lexicon, analyze, analyze_detailed, normalize
+from ion.domain.resonance import (
+    FEATURE_NAMES,
+    HEDGE_FACTOR,
+    MENTION_FACTOR,
+    Lexicon,
+    analyze,
+    analyze_detailed,
+    cue_context_factor,
+    normalize,
+)
 from ion.models import Intent, Pace, Tone
 
 
@@ -165,3 +174,38 @@ def test_lexicon_boundaries() -> None:
     assert terms("an explanation") == set()  # Latin terms start on a word boundary
     assert terms("crypto") == set() and terms("I cry") == {"cry"}
     assert terms("너무불안해요") == {"불안"}  # Hangul stems match inside words
+
+
+# --- cue context: negation, mention, hedging ------------------------------------------------
+
+
+def _factor(text: str, cue: str) -> float:
+    norm = normalize(text)
+    start = norm.index(cue)
+    return cue_context_factor(norm, start, start + len(cue))
+
+
+@pytest.mark.parametrize(
+    ("text", "cue", "factor"),
+    [
+        ("I'm not anxious, just curious", "anxious", 0.0),
+        ("I don't feel stressed at all", "stressed", 0.0),
+        ("I can't sleep before the exam", "sleep", 1.0),  # inability is not negation
+        ("I'm anxious about the exam", "anxious", 1.0),
+        ("불안하진 않은데 궁금해요", "불안", 0.0),
+        ("하나도 안 급해요", "급해", 0.0),
+        ("의욕이 없어요", "의욕이", 1.0),  # lacking motivation is the feeling itself
+        ("설명 들어도 모르겠어요", "설명", MENTION_FACTOR),
+        ("설명해 주세요", "설명", 1.0),
+        ("even after reading the explanation I'm lost", "explanation", MENTION_FACTOR),
+        ("kinda annoying bug", "annoying", HEDGE_FACTOR),
+        ("약간 짜증나요", "짜증", HEDGE_FACTOR),
+    ],
+)
+def test_cue_context_factor(text: str, cue: str, factor: float) -> None:
+    assert _factor(text, cue) == factor
+
+
+def test_negated_feeling_does_not_raise_intensity() -> None:
+    assert analyze("I'm not anxious about it").emotion_intensity == 0.0
+    assert analyze("I'm anxious about it").emotion_intensity > 0.5

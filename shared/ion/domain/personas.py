@@ -182,7 +182,11 @@ class _CatalogSpec(_Strict):
 # --- YAML loading -----------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's C parser when present: the catalog loads on every cold start, ~10x faster.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
 
 

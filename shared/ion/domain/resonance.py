@@ -22,6 +22,8 @@ from ion.models import Intent, Language, Pace, ResonanceAnalysis, ResonanceKey, 
 
 __all__ = [
     "FEATURE_NAMES",
+    "HEDGE_FACTOR",
+    "MENTION_FACTOR",
     "Hit",
     "Lexicon",
     "LexiconSet",
@@ -29,6 +31,8 @@ __all__ = [
     "analyze",
     "analyze_detailed",
     "clip",
+    "contextualize",
+    "cue_context_factor",
     "normalize",
     "suppress_contained",
 ]
@@ -209,6 +213,70 @@ def suppress_contained(hits: Iterable[Hit]) -> list[Hit]:
     return kept
 
 
+# Negated cues ("not anxious", "불안하진 않아요", "안 급해요") say the feeling or need is
+# absent, so they are dropped. Only plain negation counts: inability ("can't sleep",
+# "can't decide") is usually the problem itself and stays a cue.
+_NEG_BEFORE_EN_RE = re.compile(
+    r"(?:\b(?:not|never)|\b(?:do|does|did|is|are|was|were|am)n't|\bno longer)\s+"
+    r"(?:(?:really|that|too|very|so|even|super|particularly|actually|exactly|feeling|feel"
+    r"|being|at all|all that)\s+)?$"
+)
+_NEG_BEFORE_KO_RE = re.compile(r"(?:^|\s)(?:별로 |전혀 |하나도 )?안\s?$")
+_NEG_AFTER_KO_RE = re.compile(
+    r"^[가-힣]{0,3}?\s?(?:지|진|지는)\s?않|^[가-힣]{0,2}\s?(?:건|게|것은|거는)\s?아니"
+)
+# A cue that is only *mentioned* ("설명 들어도 모르겠어요", "even after reading the docs")
+# names something already tried, not the request itself: it keeps a fraction of its weight.
+_MENTION_AFTER_KO_RE = re.compile(
+    r"^(?:을|를|은|는|도)?\s?(?:들어도|봐도|읽어도|보고도|듣고도|들었는데도|봤는데도|읽었는데도"
+    r"|보니까|찾아봐도|찾아봤는데|\s?해도(?!\s?(?:돼|될|되)))"
+)
+# Hedged feelings ("kinda annoying", "약간 짜증") are mild: charter rule 2 keeps a technical
+# question with mild annoyance with the technical persona.
+_HEDGE_BEFORE_RE = re.compile(
+    r"(?:\b(?:kinda|kind of|sort of|sorta|a bit|a little|a little bit|slightly|somewhat|mildly"
+    r"|a tad)|(?:^|\s)(?:약간|살짝|조금|다소))\s+$"
+)
+HEDGE_FACTOR = 0.5
+_MENTION_BEFORE_EN_RE = re.compile(r"\beven (?:after|though|with)\b[^.?!\n]{0,30}$")
+MENTION_FACTOR = 0.35
+_CONTEXT_WINDOW = 32
+
+
+def cue_context_factor(text: str, start: int, end: int) -> float:
+    """Weight multiplier for a cue at ``text[start:end]``.
+
+    0 when negated, `MENTION_FACTOR` when only mentioned, `HEDGE_FACTOR` when hedged.
+    """
+    before = text[max(0, start - _CONTEXT_WINDOW) : start]
+    after = text[end : end + 8]
+    if _is_hangul(text[start]) or _is_hangul(text[end - 1]):
+        if _NEG_AFTER_KO_RE.search(after) or _NEG_BEFORE_KO_RE.search(before):
+            return 0.0
+        if _MENTION_AFTER_KO_RE.search(after):
+            return MENTION_FACTOR
+    else:
+        if _NEG_BEFORE_EN_RE.search(before):
+            return 0.0
+        if _MENTION_BEFORE_EN_RE.search(before):
+            return MENTION_FACTOR
+    if _HEDGE_BEFORE_RE.search(before):
+        return HEDGE_FACTOR
+    return 1.0
+
+
+def contextualize(text: str, hits: Iterable[Hit]) -> list[Hit]:
+    """Apply `cue_context_factor` to every hit; negated hits are dropped."""
+    out: list[Hit] = []
+    for h in hits:
+        f = cue_context_factor(text, h.start, h.end) if h.end > h.start else 1.0
+        if f >= 1.0:
+            out.append(h)
+        elif f > 0.0:
+            out.append(Hit(h.term, round(h.weight * f, 3), h.start, h.end, h.owner))
+    return out
+
+
 def _sum_unique(hits: Iterable[Hit]) -> tuple[float, list[str]]:
     """Sum each term's weight once, however often it occurs."""
     seen: dict[str, float] = {}
@@ -252,7 +320,7 @@ _TONE_LEXICON: dict[Tone, dict[str, float]] = {
         "interesting": 0.8, "explain": 0.8, "설명": 0.8, "what causes": 0.8,
     },
     Tone.ANALYTICAL: {
-        "측정": 1.5, "비교": 1.2, "수치": 1.5, "지표": 1.5, "통계": 1.5, "데이터": 0.8,
+        "측정": 1.5, "비교": 1.2, "수치": 1.5, "지표": 1.5, "통계": 1.5, "데이터": 0.4,
         "평균": 1.0, "결과": 0.6, "벤치마크": 1.5, "정확도": 1.2, "커버리지": 1.2, "measure": 1.5,
         "compare": 1.2, "comparison": 1.2, "benchmark": 1.5, "metric": 1.5, "data$": 0.8,
         "statistic": 1.5, "average": 1.0, "median": 1.0, "accuracy": 1.2, "recall": 1.0,
@@ -306,8 +374,8 @@ _EMOTION_LEXICON: dict[str, float] = {
     "discouraged": 0.9, "embarrass": 0.5, "humiliat": 0.9, "ashamed": 0.9, "lonely": 0.8,
     "regret": 0.6, "so done": 0.7, "i'm done": 0.7, "freaking out": 0.9, "can't do this": 1.0,
     "not good enough": 0.9, "too old": 0.6, "fail": 0.3, "rejection": 0.6, "nothing sticks": 0.7,
-    "i suck": 0.9, "울 것 같": 1.0, "울컥": 0.8, "신경 쓰여": 0.6, "손에 안 잡": 0.7,
-    "못하겠": 0.6, "후회": 0.5, "죄책감": 0.8, "숨이 막": 0.9, "재미없": 0.5, "dread": 0.8,
+    "i suck": 0.9, "안 될 것 같": 0.8, "울 것 같": 1.0, "울컥": 0.8, "신경 쓰여": 0.6, "손에 안 잡": 0.7,
+    "못하겠": 0.6, "후회": 0.5, "바보": 0.8, "멍청": 0.8, "죄책감": 0.8, "숨이 막": 0.9, "재미없": 0.5, "dread": 0.8,
     "wearing me down": 0.8, "guilty": 0.7, "drained": 0.8, "defeated": 0.9,
     "what's wrong with me": 1.0, "don't belong": 0.9, "panic attack": 1.2, "dumbest": 0.9,
     "feel like": 0.3, "feeling like": 0.4, "붙었": 0.9, "합격": 0.9, "드디어": 0.6, "해냈": 0.9,
@@ -408,7 +476,7 @@ def _has_any(text: str, needles: tuple[str, ...]) -> bool:
 
 
 _LAUGH_RE = re.compile(r"ㅋ{2,}|ㅎ{2,}|\blol\b|\blmao\b|\bhaha+|\bhehe+|😂|🤣|😆")
-_CRY_RE = re.compile(r"[ㅠㅜ]{2,}|😭|😢|🥲|😞|😔|😩|😫")
+_CRY_RE = re.compile(r"[ㅠㅜ]+|😭|😢|🥲|😞|😔|😩|😫")
 _CELEBRATE_RE = re.compile(r"🎉|🥳|🙌|💪|✨|🔥|!!!|\bwoo+\b|\byay\b|야호|만세")
 _EXCLAIM_RUN_RE = re.compile(r"[!?]{2,}")
 _CAPS_WORD_RE = re.compile(r"(?<![A-Za-z])[A-Z]{5,}(?![A-Za-z])")
@@ -524,7 +592,7 @@ def analyze_detailed(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
 
     # --- emotion intensity -----------------------------------------------------------
     by_owner: dict[str, list[Hit]] = {}
-    for h in _READING_LEX.scan(norm):
+    for h in contextualize(norm, _READING_LEX.scan(norm)):
         by_owner.setdefault(h.owner, []).append(h)
     emo_sum, emo_terms = _sum_unique(suppress_contained(by_owner.get("emotion", ())))
     emo_raw = emo_sum + 0.25 * min(cries, 2) + 0.15 * min(exclaim_runs, 2) + 0.1 * min(caps, 2)

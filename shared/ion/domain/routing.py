@@ -29,6 +29,7 @@ from ion.domain.resonance import (
     LexiconSet,
     TextFeatures,
     analyze_detailed,
+    contextualize,
     normalize,
     suppress_contained,
 )
@@ -38,10 +39,13 @@ __all__ = ["ADJUSTMENT_BOUND", "RouteResult", "Router"]
 
 #: Largest feedback nudge applied to one persona's score (absolute, in score units).
 ADJUSTMENT_BOUND = 0.1
-#: Softmax temperature over raw scores: ~2 raw points ≈ 7x odds.
-_TEMPERATURE = 1.0
+#: Softmax temperature over raw scores (~2 raw points ≈ 4.7x odds); see docs/routing.md for
+#: the calibration evidence.
+_TEMPERATURE = 1.3
 #: Bonus for the current persona on a clear follow-up; strong new cues (≥ ~3) still win.
 _FOLLOWUP_BONUS = 2.6
+#: Share of the follow-up bonus withdrawn at full emotional intensity of the new turn.
+_FOLLOWUP_EMOTION_DAMPING = 0.7
 #: Small stickiness for any message in an ongoing conversation (avoids ping-pong on ties).
 _CONTINUITY_BONUS = 0.3
 #: How many earlier user turns are replayed to infer the persona when none is given.
@@ -96,6 +100,7 @@ class Router:
     """Deterministic, explainable persona router over a `PersonaCatalog`."""
 
     def __init__(self, catalog: PersonaCatalog) -> None:
+        """Build a router over `catalog` (all routing knowledge is in its personas' traits)."""
         self._catalog = catalog
         self._compiled = tuple(
             _CompiledPersona(
@@ -147,8 +152,7 @@ class Router:
         scored = self._score(message)
         followup = 0.0
         if context is not None:
-            followup = self._followup_strength(scored)
-            scored.raw[context] += _CONTINUITY_BONUS + _FOLLOWUP_BONUS * followup
+            followup = self._apply_context(scored, context)
 
         scores = _softmax(scored.raw)
         applied: dict[str, float] = {}
@@ -200,7 +204,7 @@ class Router:
         per_owner: dict[str, dict[str, float]] = {cp.persona.id: {} for cp in self._compiled}
         # Only literal cues shadow each other; regex matches can be long and would swallow
         # unrelated keywords, so they are added on top.
-        for h in [*suppress_contained(hits), *pattern_hits]:
+        for h in contextualize(text, [*suppress_contained(hits), *pattern_hits]):
             per_owner[h.owner].setdefault(h.term, h.weight)
 
         for cp in self._compiled:
@@ -235,6 +239,14 @@ class Router:
             return 0.4
         return 0.3 if anaphora >= 1.0 else 0.0
 
+    def _apply_context(self, scored: _Scored, context: str) -> float:
+        """Add the continuity/follow-up bonus for `context`; returns the follow-up strength."""
+        followup = self._followup_strength(scored)
+        # An emotional turn is a new need, not a continuation of the explanation.
+        followup *= 1.0 - _FOLLOWUP_EMOTION_DAMPING * scored.analysis.emotion_intensity
+        scored.raw[context] += _CONTINUITY_BONUS + _FOLLOWUP_BONUS * followup
+        return followup
+
     def _infer_from_history(self, history: Sequence[str]) -> str | None:
         current: str | None = None
         for turn in list(history)[-_HISTORY_WINDOW:]:
@@ -242,9 +254,7 @@ class Router:
                 continue
             scored = self._score(turn)
             if current is not None:
-                scored.raw[current] += _CONTINUITY_BONUS + _FOLLOWUP_BONUS * (
-                    self._followup_strength(scored)
-                )
+                self._apply_context(scored, current)
             current = self._rank(_softmax(scored.raw), scored.raw)[0]
         return current
 
