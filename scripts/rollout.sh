@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Canary rollout of the public HTTP functions (their Cloud Run services), used by
+# cloudbuild.yaml and by hand (docs/deploy.md).
+#
+#   rollout.sh pin          record each service's serving revision as stable, pin 100% to it
+#   rollout.sh candidate    tag the newest revision `candidate`, with no traffic
+#   rollout.sh smoke        /health, /ready and an unauthenticated /v1 call on the candidate URL
+#   rollout.sh canary PCT   send PCT% to the candidate, the rest to stable
+#   rollout.sh bake SECS    wait SECS, then roll back and fail if the candidate answered 5xx
+#   rollout.sh promote      send 100% to the candidate
+#   rollout.sh rollback     send 100% back to the recorded stable revision
+#
+# Environment: REGION (or _REGION), SERVICES (or _CANARY_SERVICES, space-separated),
+# ROLLOUT_STATE (directory for the recorded revisions, default /workspace/rollout),
+# MAX_5XX (or _CANARY_MAX_5XX, default 0).
+set -euo pipefail
+
+REGION="${REGION:-${_REGION:-us-central1}}"
+SERVICES="${SERVICES:-${_CANARY_SERVICES:-ion-chat ion-persona-route}}"
+STATE="${ROLLOUT_STATE:-/workspace/rollout}"
+MAX_5XX="${MAX_5XX:-${_CANARY_MAX_5XX:-0}}"
+mkdir -p "$STATE"
+
+describe() {
+  gcloud run services describe "$1" --region="$REGION" --format=json
+}
+
+exists() {
+  gcloud run services describe "$1" --region="$REGION" --format='value(metadata.name)' >/dev/null 2>&1
+}
+
+# The revision receiving the largest share of traffic.
+serving_revision() {
+  describe "$1" | python3 -c '
+import json, sys
+traffic = [t for t in json.load(sys.stdin).get("status", {}).get("traffic", []) if t.get("percent")]
+traffic.sort(key=lambda t: -t["percent"])
+print(traffic[0].get("revisionName", "") if traffic else "")'
+}
+
+latest_revision() {
+  gcloud run services describe "$1" --region="$REGION" --format='value(status.latestCreatedRevisionName)'
+}
+
+candidate_url() {
+  describe "$1" | python3 -c '
+import json, sys
+urls = [t.get("url", "") for t in json.load(sys.stdin).get("status", {}).get("traffic", []) if t.get("tag") == "candidate"]
+print(urls[0] if urls else "")'
+}
+
+update_traffic() {
+  local service="$1"
+  shift
+  gcloud run services update-traffic "$service" --region="$REGION" --quiet "$@"
+}
+
+stable_of() { cat "$STATE/$1.stable" 2>/dev/null || true; }
+candidate_of() { cat "$STATE/$1.candidate" 2>/dev/null || true; }
+
+cmd_pin() {
+  for service in $SERVICES; do
+    if ! exists "$service"; then
+      echo "$service: not deployed yet (first deployment)"
+      continue
+    fi
+    local stable
+    stable="$(serving_revision "$service")"
+    echo "$stable" >"$STATE/$service.stable"
+    update_traffic "$service" --to-revisions="$stable=100"
+    echo "$service: pinned 100% to $stable"
+  done
+}
+
+cmd_candidate() {
+  for service in $SERVICES; do
+    local new stable
+    new="$(latest_revision "$service")"
+    stable="$(stable_of "$service")"
+    if [[ -n "$stable" && "$new" == "$stable" ]]; then
+      echo "$service: no new revision (code and configuration unchanged)"
+      rm -f "$STATE/$service.candidate"
+      continue
+    fi
+    echo "$new" >"$STATE/$service.candidate"
+    if [[ -z "$stable" ]]; then
+      # First deployment: the only revision already serves; tag it for the smoke test.
+      update_traffic "$service" --set-tags="candidate=$new"
+    else
+      # Keeps (or puts back) 100% on stable even if the deploy moved traffic.
+      update_traffic "$service" --to-revisions="$stable=100" --set-tags="candidate=$new"
+    fi
+    echo "$service: $new deployed with no traffic, tag candidate"
+  done
+}
+
+expect_status() {
+  local expected="$1" method="$2" url="$3" got
+  got="$(curl -s -o /dev/null -w '%{http_code}' -X "$method" --max-time 60 "$url")"
+  if [[ "$got" != "$expected" ]]; then
+    echo "smoke test failed: $method $url answered $got, expected $expected" >&2
+    return 1
+  fi
+  echo "ok: $method $url -> $got"
+}
+
+cmd_smoke() {
+  for service in $SERVICES; do
+    [[ -n "$(candidate_of "$service")" ]] || continue
+    local url
+    url="$(candidate_url "$service")"
+    [[ -n "$url" ]] || { echo "$service: no candidate URL" >&2; return 1; }
+    expect_status 200 GET "$url/health"
+    expect_status 200 GET "$url/ready"
+    case "$service" in
+      *persona-route*) expect_status 401 GET "$url/v1/personas" ;;
+      *) expect_status 401 GET "$url/v1/conversations" ;;
+    esac
+  done
+}
+
+cmd_canary() {
+  local percent="${1:?canary percent}"
+  for service in $SERVICES; do
+    local new stable
+    new="$(candidate_of "$service")"
+    stable="$(stable_of "$service")"
+    [[ -n "$new" && -n "$stable" ]] || continue
+    update_traffic "$service" --to-revisions="$new=$percent,$stable=$((100 - percent))"
+    echo "$service: $percent% to $new, $((100 - percent))% to $stable"
+  done
+}
+
+cmd_bake() {
+  local seconds="${1:?bake seconds}"
+  sleep "$seconds"
+  for service in $SERVICES; do
+    local new errors
+    new="$(candidate_of "$service")"
+    [[ -n "$new" && -n "$(stable_of "$service")" ]] || continue
+    errors="$(gcloud logging read \
+      "resource.type=\"cloud_run_revision\" AND resource.labels.revision_name=\"$new\" AND httpRequest.status>=500" \
+      --freshness="$((seconds + 120))s" --limit=1000 --format='value(httpRequest.status)' | wc -l)"
+    echo "$service: $new answered $errors 5xx during the canary"
+    if ((errors > MAX_5XX)); then
+      cmd_rollback
+      echo "canary failed: rolled back" >&2
+      return 1
+    fi
+  done
+}
+
+cmd_promote() {
+  for service in $SERVICES; do
+    local new
+    new="$(candidate_of "$service")"
+    [[ -n "$new" ]] || continue
+    update_traffic "$service" --to-revisions="$new=100"
+    echo "$service: 100% to $new"
+  done
+}
+
+cmd_rollback() {
+  for service in $SERVICES; do
+    local stable
+    stable="$(stable_of "$service")"
+    [[ -n "$stable" ]] || continue
+    update_traffic "$service" --to-revisions="$stable=100"
+    echo "$service: rolled back, 100% to $stable"
+  done
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+  pin | candidate | smoke | canary | bake | promote | rollback) "cmd_$command" "$@" ;;
+  *)
+    sed -n '2,17p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,10 @@
+# The least a deployment needs: copy to terraform/terraform.tfvars and set your project.
+project_id = "my-ion-project"
+region     = "us-central1"
+
+alert_emails = ["oncall@example.com"]
+
+extra_environment = {
+  ION_JWT_ISSUER   = "https://auth.example.com/"
+  ION_JWT_AUDIENCE = "ion-mentoring"
+}

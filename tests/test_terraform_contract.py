@@ -1,0 +1,552 @@
+"""Contract tests between the code and terraform/: what the functions need is what they get.
+
+They parse the Terraform with python-hcl2 (no provider, no network) and compare it with the
+real Settings model, the packaging spec (scripts/package.py), the functions' main.py and
+docs/data-model.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import hcl2
+import pytest
+
+from ion.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TF = ROOT / "terraform"
+MODULE = TF / "modules" / "function"
+
+# What each deployed entry point needs in production, beyond what every function needs.
+# "provided" means set in the function's environment or secret environment; None = any value.
+COMMON_REQUIRED: dict[str, str | None] = {
+    "ION_BACKEND": "gcp",
+    "ION_GCP_PROJECT": None,
+    "ION_FIRESTORE_DATABASE": None,
+    "ION_SECRETS_BACKEND": "env",
+}
+# HTTP entry points build the whole app (store, token verifier, LLM, event publisher).
+APP_REQUIRED: dict[str, str | None] = {"ION_EVENTS_TOPIC": None, "ION_LLM_PROVIDER": None}
+REQUIRED: dict[str, dict[str, str | None]] = {
+    "chat": {**APP_REQUIRED, "ION_LLM_PROVIDER": "gemini", "ION_GEMINI_MODEL": None},
+    "persona_route": {**APP_REQUIRED, "ION_LLM_PROVIDER": "offline"},
+    # Workers (ion.bootstrap.get_worker): store and routing statistics only.
+    "persona_events": {},
+    "backup": {
+        "ION_BACKUP_MODE": "firestore-export",
+        "ION_BACKUP_BUCKET": None,
+        "ION_BACKUP_PREFIX": None,
+    },
+}
+APP_REQUIRED_ENTRY_POINTS = {name for name, req in REQUIRED.items() if "ION_EVENTS_TOPIC" in req}
+# Entry points that verify learner tokens: they need the JWT secret (or a JWKS URL).
+VERIFIES_TOKENS = {"chat", "persona_route"}
+PUBLIC_HTTP = {"chat", "persona_route"}
+
+
+# ------------------------------------------------------------------------------------------
+# Loading and resolving HCL
+# ------------------------------------------------------------------------------------------
+
+
+def _unquote(value: Any) -> Any:
+    """python-hcl2 keeps string literals quoted ('"gcp"'); strip that, recursively."""
+    if isinstance(value, str):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            return value[1:-1]
+        return value
+    if isinstance(value, list):
+        return [_unquote(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            _unquote(key): _unquote(item)
+            for key, item in value.items()
+            if not (isinstance(key, str) and key.startswith("__"))
+        }
+    return value
+
+
+@cache
+def load_dir(directory: Path) -> dict[str, list[Any]]:
+    merged: dict[str, list[Any]] = {}
+    for path in sorted(directory.glob("*.tf")):
+        with path.open(encoding="utf-8") as handle:
+            parsed = hcl2.load(handle)
+        for kind, blocks in parsed.items():
+            if kind.startswith("__"):
+                continue
+            merged.setdefault(kind, []).extend(_unquote(blocks))
+    return merged
+
+
+def resources(kind: str, directory: Path = TF) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in load_dir(directory).get("resource", []):
+        for name, body in block.get(kind, {}).items():
+            found[name] = body
+    return found
+
+
+def modules() -> dict[str, dict[str, Any]]:
+    return {name: body for block in load_dir(TF).get("module", []) for name, body in block.items()}
+
+
+def variables(directory: Path = TF) -> dict[str, dict[str, Any]]:
+    return {
+        name: body
+        for block in load_dir(directory).get("variable", [])
+        for name, body in block.items()
+    }
+
+
+def locals_() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in load_dir(TF).get("locals", []):
+        merged.update(block)
+    return merged
+
+
+_REF = re.compile(r"^\$\{([A-Za-z0-9_.\[\]\"-]+)\}$")
+
+
+def resolve(value: Any) -> Any:
+    """The literal a Terraform expression stands for, or None when it is only known at apply.
+
+    Follows `var.x` (its default), `local.x`, `local.x.y` and `TYPE.NAME.name` of resources
+    declared in the root module; anything else (function calls, ids) is None.
+    """
+    if not isinstance(value, str):
+        return value
+    match = _REF.match(value)
+    if match is None:
+        return None if "${" in value else value
+    parts = match.group(1).split(".")
+    if parts[0] == "var" and len(parts) == 2:
+        return resolve(variables().get(parts[1], {}).get("default"))
+    if parts[0] == "local" and len(parts) >= 2:
+        current: Any = locals_().get(parts[1])
+        for part in parts[2:]:
+            current = current.get(part) if isinstance(current, dict) else None
+        return resolve(current)
+    if len(parts) == 3 and parts[2] == "name" and parts[0].startswith("google_"):
+        return resolve(resources(parts[0]).get(parts[1], {}).get("name"))
+    return None
+
+
+def references(value: Any) -> str:
+    match = _REF.match(value) if isinstance(value, str) else None
+    return match.group(1) if match else ""
+
+
+# ------------------------------------------------------------------------------------------
+# The deployed functions
+# ------------------------------------------------------------------------------------------
+
+
+def _load_package_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ion_package_script", ROOT / "scripts/package.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+PACKAGE = _load_package_script()
+ENTRY_POINTS = [
+    (function, entry_point, signature)
+    for function, spec in PACKAGE.FUNCTIONS.items()
+    for entry_point, signature in spec.entry_points.items()
+]
+
+
+def deployed() -> dict[str, dict[str, Any]]:
+    """Module blocks by entry point."""
+    return {body["entry_point"]: body for body in modules().values() if "entry_point" in body}
+
+
+def zip_of(module: Mapping[str, Any]) -> str:
+    found = re.search(r"/([a-z_]+)\.zip$", module["source_zip"])
+    assert found, f"source_zip {module['source_zip']!r} is not a dist/<function>.zip"
+    return found.group(1)
+
+
+def environment(entry_point: str) -> dict[str, Any]:
+    """The function's env map as Terraform writes it: common env, then its own."""
+    module = deployed()[entry_point]
+    assert module["environment"] == "${merge(local.common_env, var.extra_environment)}", (
+        f"{entry_point}: environment must be merge(local.common_env, var.extra_environment)"
+    )
+    return {**locals_()["common_env"], **module.get("extra_environment", {})}
+
+
+def provided(entry_point: str) -> dict[str, Any]:
+    return {**environment(entry_point), **deployed()[entry_point].get("secret_environment", {})}
+
+
+def setting_names() -> set[str]:
+    return {f"ION_{name.upper()}" for name in Settings.model_fields}
+
+
+def iter_env_keys() -> Iterator[tuple[str, str]]:
+    for key in locals_()["common_env"]:
+        yield "local.common_env", key
+    for entry_point, module in deployed().items():
+        for key in module.get("extra_environment", {}):
+            yield f"module {entry_point} extra_environment", key
+        for key in module.get("secret_environment", {}):
+            yield f"module {entry_point} secret_environment", key
+    for path in sorted((TF / "examples").glob("*.tfvars")):
+        with path.open(encoding="utf-8") as handle:
+            tfvars = _unquote(hcl2.load(handle))
+        for key in tfvars.get("extra_environment", {}):
+            yield path.name, key
+
+
+# ------------------------------------------------------------------------------------------
+# Functions, entry points, packaging
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_entry_point_is_deployed_once_from_its_own_archive() -> None:
+    deployments = [(zip_of(body), body["entry_point"]) for body in modules().values()]
+    expected = [(function, entry_point) for function, entry_point, _ in ENTRY_POINTS]
+    assert sorted(deployments) == sorted(expected)
+
+
+@pytest.mark.parametrize(("function", "entry_point", "signature"), ENTRY_POINTS)
+def test_entry_point_is_a_top_level_function_of_main_py(
+    function: str, entry_point: str, signature: str
+) -> None:
+    main_py = ROOT / PACKAGE.FUNCTIONS[function].source / "main.py"
+    assert main_py.is_file(), f"{main_py.relative_to(ROOT)} is missing"
+    tree = ast.parse(main_py.read_text(encoding="utf-8"))
+    found = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert entry_point in found, f"no top-level def {entry_point} in {main_py.relative_to(ROOT)}"
+    # The decorator tells the framework the signature, on GCP as in the packaging test.
+    decorator = {"http": "http", "cloudevent": "cloud_event"}[signature]
+    names = {ast.unparse(d) for d in found[entry_point].decorator_list}
+    assert f"functions_framework.{decorator}" in names
+
+
+# ------------------------------------------------------------------------------------------
+# Settings
+# ------------------------------------------------------------------------------------------
+
+
+def test_every_ion_variable_in_terraform_is_a_real_setting() -> None:
+    unknown = [(where, key) for where, key in iter_env_keys() if key not in setting_names()]
+    assert unknown == []
+
+
+@pytest.mark.parametrize("entry_point", sorted(REQUIRED))
+def test_required_settings_are_provided(entry_point: str) -> None:
+    given = provided(entry_point)
+    required = {**COMMON_REQUIRED, **REQUIRED[entry_point]}
+    missing = sorted(key for key in required if key not in given)
+    assert missing == []
+    wrong = {
+        key: resolve(given[key])
+        for key, expected in required.items()
+        if expected is not None and resolve(given[key]) != expected
+    }
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("entry_point", sorted(VERIFIES_TOKENS))
+def test_token_verifiers_get_a_jwt_secret_or_a_jwks_url(entry_point: str) -> None:
+    given = provided(entry_point)
+    secret = references(given.get("ION_JWT_SECRET", ""))
+    assert secret == "google_secret_manager_secret.jwt.secret_id" or "ION_JWKS_URL" in given
+
+
+def test_chat_gets_the_gemini_key_as_a_secret() -> None:
+    secrets = deployed()["chat"]["secret_environment"]
+    assert references(secrets["ION_GEMINI_API_KEY"]) == (
+        "google_secret_manager_secret.gemini_api_key.secret_id"
+    )
+
+
+def test_secret_ids_match_the_secrets_port_names() -> None:
+    # The secrets port reads `<prefix><name>`; Terraform must create exactly those ids.
+    prefix = resolve("${var.secret_prefix}")
+    assert prefix == Settings.model_fields["secret_prefix"].default
+    ids = {body["secret_id"] for body in resources("google_secret_manager_secret").values()}
+    assert ids == {"${var.secret_prefix}jwt-secret", "${var.secret_prefix}gemini-api-key"}
+
+
+@pytest.mark.parametrize("entry_point", sorted(REQUIRED))
+def test_literal_settings_are_valid_for_the_settings_model(
+    entry_point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in setting_names():
+        monkeypatch.delenv(key, raising=False)
+    values = {key: resolve(value) for key, value in environment(entry_point).items()}
+    for key, value in values.items():
+        if value is not None:
+            monkeypatch.setenv(key, str(value))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.backend == "gcp"
+
+
+def test_example_tfvars_declare_only_known_variables_and_all_required_ones() -> None:
+    declared = variables()
+    required = {name for name, body in declared.items() if "default" not in body}
+    for path in sorted((TF / "examples").glob("*.tfvars")):
+        with path.open(encoding="utf-8") as handle:
+            given = set(_unquote(hcl2.load(handle)))
+        assert given - set(declared) == set(), path.name
+        assert required - given == set(), path.name
+
+
+# ------------------------------------------------------------------------------------------
+# Dependencies shipped vs configuration
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry_point", sorted(REQUIRED))
+def test_each_archive_ships_what_its_configuration_uses(entry_point: str) -> None:
+    spec = PACKAGE.FUNCTIONS[zip_of(deployed()[entry_point])]
+    ships = set(spec.extras)
+    env = {key: resolve(value) for key, value in environment(entry_point).items()}
+    needs = {"google-cloud-firestore"} if env.get("ION_BACKEND") == "gcp" else set()
+    if env.get("ION_LLM_PROVIDER") == "gemini":
+        needs.add("google-genai")
+    if env.get("ION_SECRETS_BACKEND") == "secretmanager":
+        needs.add("google-cloud-secret-manager")
+    if entry_point in APP_REQUIRED_ENTRY_POINTS:
+        needs.add("google-cloud-pubsub")  # the app's event publisher
+    assert needs - ships == set()
+
+
+def test_no_archive_ships_the_gemini_sdk_unless_a_function_from_it_uses_gemini() -> None:
+    for function, spec in PACKAGE.FUNCTIONS.items():
+        uses = {
+            resolve(environment(entry_point).get("ION_LLM_PROVIDER"))
+            for entry_point in spec.entry_points
+        }
+        assert ("google-genai" in spec.extras) == ("gemini" in uses), function
+
+
+# ------------------------------------------------------------------------------------------
+# Topics and subscriptions
+# ------------------------------------------------------------------------------------------
+
+
+def test_events_topic_given_to_the_functions_is_a_declared_topic() -> None:
+    topic_ref = locals_()["common_env"]["ION_EVENTS_TOPIC"]
+    assert references(topic_ref) == "google_pubsub_topic.events.name"
+    declared = {resolve(body["name"]) for body in resources("google_pubsub_topic").values()}
+    assert resolve(topic_ref) in declared
+    # The code's default is the same topic, so a missing variable cannot split publishers.
+    assert resolve(topic_ref) == Settings.model_fields["events_topic"].default
+
+
+def test_chat_may_publish_to_the_events_topic() -> None:
+    grants = resources("google_pubsub_topic_iam_member")
+    assert grants["chat_publisher"]["topic"] == "${google_pubsub_topic.events.id}"
+    assert grants["chat_publisher"]["role"] == "roles/pubsub.publisher"
+
+
+def test_persona_events_is_pushed_the_events_topic() -> None:
+    sub = resources("google_pubsub_subscription")["persona_events"]
+    assert sub["topic"] == "${google_pubsub_topic.events.id}"
+    assert sub["push_config"][0]["push_endpoint"].startswith("${module.persona_events.url}/")
+
+
+def test_scheduler_publishes_to_the_topic_backup_is_pushed_from() -> None:
+    job = resources("google_cloud_scheduler_job")["backup"]
+    topic = job["pubsub_target"][0]["topic_name"]
+    assert re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", topic)
+    subs = [
+        body
+        for body in resources("google_pubsub_subscription").values()
+        if body["topic"] == topic and "push_config" in body
+    ]
+    assert [s["push_config"][0]["push_endpoint"].split("/")[0] for s in subs] == [
+        "${module.backup.url}"
+    ]
+
+
+def test_every_push_subscription_has_a_dead_letter_topic_and_a_retry_policy() -> None:
+    topics = resources("google_pubsub_topic")
+    pushes = {
+        n: b for n, b in resources("google_pubsub_subscription").items() if "push_config" in b
+    }
+    assert set(pushes) == {"persona_events", "backup"}
+    for name, body in pushes.items():
+        dead_letter = body["dead_letter_policy"][0]["dead_letter_topic"]
+        target = re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", dead_letter)
+        assert target and target.group(1) in topics, name
+        assert dead_letter != body["topic"], name
+        assert body["retry_policy"][0]["minimum_backoff"], name
+        # Dead letters are kept somewhere: a subscription holds each dead-letter topic.
+        holders = [b for b in resources("google_pubsub_subscription").values()]
+        assert any(h["topic"] == dead_letter for h in holders), name
+
+
+# ------------------------------------------------------------------------------------------
+# Exposure and identities
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entry_point", sorted(REQUIRED))
+def test_only_the_public_apis_are_reachable_from_the_internet(entry_point: str) -> None:
+    module = deployed()[entry_point]
+    if entry_point in PUBLIC_HTTP:
+        assert (module["ingress"], module.get("public")) == ("ALLOW_ALL", True)
+    else:
+        assert (module["ingress"], module.get("public", False)) == ("ALLOW_INTERNAL_ONLY", False)
+
+
+def test_each_function_runs_as_its_own_service_account() -> None:
+    accounts = [body["service_account_email"] for body in deployed().values()]
+    assert len(set(accounts)) == len(accounts)
+    declared = resources("google_service_account")
+    for account in accounts:
+        found = re.fullmatch(r"\$\{google_service_account\.(\w+)\.email\}", account)
+        assert found and found.group(1) in declared
+
+
+def test_every_iam_grant_is_commented_with_why() -> None:
+    uncommented = []
+    for path in sorted(TF.rglob("*.tf")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for index, line in enumerate(lines):
+            if re.match(r'resource "google_\w+_iam_member"', line):
+                above = lines[index - 1].strip() if index else ""
+                if not above.startswith("#"):
+                    uncommented.append(f"{path.relative_to(ROOT)}:{index + 1}")
+    assert uncommented == []
+
+
+def test_no_primitive_roles() -> None:
+    roles = [
+        body.get("role")
+        for kind in ("google_project_iam_member", "google_storage_bucket_iam_member")
+        for body in resources(kind).values()
+    ]
+    assert not {"roles/owner", "roles/editor", "roles/viewer"} & set(roles)
+
+
+# ------------------------------------------------------------------------------------------
+# Firestore vs docs/data-model.md
+# ------------------------------------------------------------------------------------------
+
+
+def _data_model() -> str:
+    return (ROOT / "docs" / "data-model.md").read_text(encoding="utf-8")
+
+
+def _indexes_json() -> dict[str, Any]:
+    for block in re.findall(r"```json\n(.*?)```", _data_model(), flags=re.S):
+        data = json.loads(block)
+        if isinstance(data, dict) and "indexes" in data:
+            return data
+    raise AssertionError("docs/data-model.md has no firestore.indexes.json block")
+
+
+def test_composite_indexes_match_the_data_model() -> None:
+    documented = sorted(
+        (
+            index["collectionGroup"],
+            index["queryScope"],
+            tuple((f["fieldPath"], f["order"]) for f in index["fields"]),
+        )
+        for index in _indexes_json()["indexes"]
+    )
+    declared = sorted(
+        (
+            body["collection"],
+            body["query_scope"],
+            tuple((f["field_path"], f["order"]) for f in body["fields"]),
+        )
+        for body in resources("google_firestore_index").values()
+    )
+    assert declared == documented
+
+
+def test_index_exemptions_match_the_data_model() -> None:
+    documented = sorted(
+        (o["collectionGroup"], o["fieldPath"])
+        for o in _indexes_json().get("fieldOverrides", [])
+        if o.get("indexes") == [] and not o.get("ttl")
+    )
+    exemptions = resources("google_firestore_field")["index_exemptions"]["for_each"]
+    declared = sorted((v["collection"], v["field"]) for v in exemptions.values())
+    assert declared == documented
+
+
+def test_ttl_policies_match_the_data_model() -> None:
+    section = _data_model().split("### TTL", 1)[1].split("\n### ", 1)[0]
+    documented = sorted(
+        (collection, field)
+        for collection, field in re.findall(r"^\|\s*`([\w-]+)`\s*\|\s*`(\w+)`\s*\|", section, re.M)
+    )
+    ttl = resources("google_firestore_field")["ttl"]["for_each"]
+    declared = sorted((v["collection"], v["field"]) for v in ttl.values())
+    assert declared == documented
+
+
+# ------------------------------------------------------------------------------------------
+# Layout and hygiene
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
+def test_four_file_layout(directory: Path) -> None:
+    assert sorted(p.name for p in directory.glob("*.tf")) == [
+        "main.tf",
+        "outputs.tf",
+        "variables.tf",
+        "versions.tf",
+    ]
+
+
+@pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
+def test_every_variable_is_typed_and_described(directory: Path) -> None:
+    loose = [
+        name
+        for name, body in variables(directory).items()
+        if not body.get("type") or not body.get("description")
+    ]
+    assert loose == []
+
+
+@pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
+def test_every_output_is_described(directory: Path) -> None:
+    outputs = {n: b for block in load_dir(directory).get("output", []) for n, b in block.items()}
+    assert outputs and all(body.get("description") for body in outputs.values())
+
+
+@pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
+def test_provider_versions_are_pinned_exactly(directory: Path) -> None:
+    (terraform,) = load_dir(directory)["terraform"]
+    providers = terraform["required_providers"][0]
+    assert providers, "no required_providers"
+    for name, spec in providers.items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", spec["version"]), name
+
+
+def test_root_and_module_pin_the_same_provider_version() -> None:
+    def version(directory: Path) -> str:
+        (terraform,) = load_dir(directory)["terraform"]
+        return str(terraform["required_providers"][0]["google"]["version"])
+
+    assert version(TF) == version(MODULE)
+
+
+def test_function_outputs_give_the_urls() -> None:
+    outputs = {n: b for block in load_dir(TF).get("output", []) for n, b in block.items()}
+    for name in ("chat", "persona_route"):
+        assert outputs[f"{name}_url"]["value"] == f"${{module.{name}.url}}"
