@@ -1,0 +1,379 @@
+"""Backups: the scheduled run (policy), and the portable logical backup format.
+
+No Google SDK here. The scheduled run (`BackupRunner`, the body of the `backup` function)
+works through small ports:
+
+- a `BackupTarget` does the actual copy: a Firestore managed export
+  (`ion.adapters.backup_firestore.ManagedExportTarget`), a consistent SQLite snapshot
+  (`ion.adapters.backup_sqlite.SqliteSnapshotTarget`), or a logical NDJSON export to a
+  directory (`LogicalExportTarget`, below);
+- the `BackupCatalog` records each backup (id, time, collections, operation, status);
+- `RoutingStatsStore.mark_processed` dedupes the trigger message, so a redelivered
+  scheduler message does not start a second backup.
+
+Logical backup format (`ion backup export|restore|verify`, docs/operations.md): a
+directory with one NDJSON file per table (SQLite) or per collection path shape (Firestore,
+e.g. `conversations.messages.ndjson` for conversations/*/messages), and `manifest.json`
+listing every file with its record count and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ion.ports import BackupCatalog, BackupKind, BackupRecord, Clock, RoutingStatsStore
+
+log = logging.getLogger("ion.backup")
+
+MANIFEST = "manifest.json"
+FORMAT = "ion-logical-backup"
+FORMAT_VERSION = 1
+
+_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)(?:-(\d+))?(?:\.sqlite3)?$")
+
+
+# --- naming and retention (pure) ----------------------------------------------------
+
+
+def backup_id(moment: datetime) -> str:
+    """The UTC timestamp a backup is named after, e.g. `20260301T093000Z`."""
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def backup_time(name: str) -> datetime | None:
+    """The time in a backup's file/dir name, or None when `name` is not a backup name."""
+    match = _ID_RE.match(name)
+    if match is None:
+        return None
+    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def expired_names(names: Iterable[str], now: datetime, retention_days: int) -> list[str]:
+    """Backup names older than the retention window (other names are never selected)."""
+    cutoff = now - timedelta(days=retention_days)
+    old = []
+    for name in names:
+        moment = backup_time(name)
+        if moment is not None and moment < cutoff:
+            old.append(name)
+    return sorted(old)
+
+
+def unique_name(directory: Path, base: str, suffix: str = "") -> str:
+    """`base` (+suffix), or `base-N` when a backup of the same second exists already."""
+    name, n = base, 1
+    while (directory / f"{name}{suffix}").exists():
+        name = f"{base}-{n}"
+        n += 1
+    return name
+
+
+def prune_directory(directory: Path, now: datetime, retention_days: int) -> list[str]:
+    """Delete local backups (snapshot files, logical export dirs) past the retention."""
+    if not directory.is_dir():
+        return []
+    removed = []
+    for name in expired_names((p.name for p in directory.iterdir()), now, retention_days):
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(str(path))
+        log.info("backup retention: deleted %s", path)
+    return removed
+
+
+# --- the scheduled run ---------------------------------------------------------------
+
+
+class BackupTarget(Protocol):
+    kind: BackupKind
+
+    def start(self, backup_id: str, started_at: datetime) -> BackupRecord:
+        """Make (or start making) one backup; the record is `running` or final."""
+        ...
+
+    def refresh(self, record: BackupRecord, now: datetime) -> BackupRecord:
+        """The record of a `running` backup brought up to date (same record if unchanged)."""
+        ...
+
+    def prune(self, now: datetime) -> list[str]:
+        """Delete backups past the retention that this target manages; their locations."""
+        ...
+
+
+@dataclass
+class RunResult:
+    started: BackupRecord | None = None
+    refreshed: list[BackupRecord] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "started": None if self.started is None else self.started.model_dump(mode="json"),
+            "refreshed": [r.model_dump(mode="json") for r in self.refreshed],
+            "pruned": self.pruned,
+            "skipped": self.skipped,
+        }
+
+
+class BackupRunner:
+    """One scheduled backup run: refresh running exports, start a backup, apply retention."""
+
+    def __init__(
+        self,
+        *,
+        target: BackupTarget,
+        catalog: BackupCatalog,
+        dedupe: RoutingStatsStore,
+        clock: Clock,
+        retention_days: int,
+    ) -> None:
+        self._target = target
+        self._catalog = catalog
+        self._dedupe = dedupe
+        self._clock = clock
+        self._retention = timedelta(days=retention_days)
+
+    def run(self, trigger_id: str | None = None) -> RunResult:
+        """Raises on failures worth a retry (the function then answers 500 and Pub/Sub
+        redelivers); a backup the target reports as failed is recorded, not raised."""
+        result = RunResult()
+        mark = None if trigger_id is None else f"backup-trigger-{trigger_id}"
+        if mark is not None and self._dedupe.is_processed(mark):
+            log.info("backup: trigger %s was handled already; skipping", trigger_id)
+            result.skipped = True
+            return result
+
+        for record in self._catalog.running_backups():
+            if record.kind != self._target.kind:
+                continue
+            updated = self._target.refresh(record, self._clock.now())
+            if updated != record:
+                self._catalog.put_backup(updated)
+                result.refreshed.append(updated)
+                log.info("backup %s is now %s", updated.id, updated.status)
+
+        now = self._clock.now()
+        record = self._target.start(backup_id(now), now)
+        record = record.model_copy(update={"trigger_id": trigger_id})
+        self._catalog.put_backup(record)
+        result.started = record
+        log.info("backup %s (%s): %s at %s", record.id, record.kind, record.status, record.location)
+
+        result.pruned = self._target.prune(self._clock.now())
+        self._expire_catalog(self._clock.now(), set(result.pruned))
+        if mark is not None:
+            self._dedupe.mark_processed(mark, processed_at=self._clock.now())
+        return result
+
+    def _expire_catalog(self, now: datetime, pruned: set[str]) -> None:
+        """Catalog entries past the retention (deleted here, or by the bucket's lifecycle
+        rule) are marked `expired` so the catalog never lists a backup that is gone."""
+        cutoff = now - self._retention
+        for record in self._catalog.list_backups(limit=1000):
+            if record.status == "succeeded" and (
+                record.location in pruned or record.started_at < cutoff
+            ):
+                self._catalog.put_backup(record.model_copy(update={"status": "expired"}))
+
+
+class LogicalExportTarget:
+    """A logical NDJSON export into `<directory>/<id>/` (any backend; dev, e2e, drills)."""
+
+    kind: BackupKind = "logical"
+
+    def __init__(
+        self,
+        directory: Path,
+        export: Callable[[Path], Manifest],
+        retention_days: int,
+    ) -> None:
+        self._directory = directory
+        self._export = export
+        self._retention_days = retention_days
+
+    def start(self, backup_id: str, started_at: datetime) -> BackupRecord:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        name = unique_name(self._directory, backup_id)
+        partial = self._directory / f".{name}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        manifest = self._export(partial)
+        partial.rename(self._directory / name)  # appears complete or not at all
+        return BackupRecord(
+            id=name,
+            kind=self.kind,
+            status="succeeded",
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            location=str(self._directory / name),
+            collections=sorted({f.collection for f in manifest.files}),
+        )
+
+    def refresh(self, record: BackupRecord, now: datetime) -> BackupRecord:
+        return record
+
+    def prune(self, now: datetime) -> list[str]:
+        return prune_directory(self._directory, now, self._retention_days)
+
+
+# --- the logical format -------------------------------------------------------------
+
+
+class BackupInvalid(ValueError):
+    """A logical backup directory that does not match its manifest."""
+
+
+class StoreNotEmpty(ValueError):
+    """Restore refused: the target already holds data (use --force to replace it)."""
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    collection: str
+    count: int = Field(ge=0)
+    sha256: str
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    format: str = FORMAT
+    version: int = FORMAT_VERSION
+    backend: str
+    created_at: datetime
+    files: list[FileEntry]
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {f.collection: f.count for f in self.files}
+
+
+def canonical_line(record: dict[str, Any]) -> bytes:
+    return (
+        json.dumps(
+            record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+        + "\n"
+    ).encode("utf-8")
+
+
+def file_name(collection: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", collection)
+    return f"{safe}.ndjson"
+
+
+def write_backup(
+    directory: Path,
+    backend: str,
+    collections: dict[str, list[dict[str, Any]]],
+    *,
+    meta: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write one NDJSON file per collection (records as given) and the manifest."""
+    directory.mkdir(parents=True, exist_ok=False)
+    entries = []
+    for collection in sorted(collections):
+        name = file_name(collection)
+        digest = hashlib.sha256()
+        with (directory / name).open("wb") as handle:
+            for record in collections[collection]:
+                line = canonical_line(record)
+                digest.update(line)
+                handle.write(line)
+        entries.append(
+            FileEntry(
+                name=name,
+                collection=collection,
+                count=len(collections[collection]),
+                sha256=digest.hexdigest(),
+            )
+        )
+    manifest = Manifest(
+        backend=backend, created_at=datetime.now(UTC), files=entries, meta=meta or {}
+    )
+    (directory / MANIFEST).write_text(
+        json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    return manifest
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise BackupInvalid(f"{path} not found: not a logical backup directory") from None
+    except ValueError as exc:
+        raise BackupInvalid(f"{path} is not a valid manifest: {exc}") from exc
+    if manifest.format != FORMAT or manifest.version != FORMAT_VERSION:
+        raise BackupInvalid(
+            f"{path}: format {manifest.format!r} v{manifest.version} is not "
+            f"{FORMAT!r} v{FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def verify_backup(directory: Path) -> Manifest:
+    """Check every file against the manifest (sha256, record count, JSON lines, no strays)."""
+    manifest = read_manifest(directory)
+    problems = []
+    listed = {f.name for f in manifest.files}
+    strays = sorted(
+        p.name for p in directory.iterdir() if p.name != MANIFEST and p.name not in listed
+    )
+    if strays:
+        problems.append(f"files not in the manifest: {', '.join(strays)}")
+    for entry in manifest.files:
+        path = directory / entry.name
+        if not path.is_file():
+            problems.append(f"{entry.name}: missing")
+            continue
+        digest = hashlib.sha256()
+        count = 0
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, 1):
+                digest.update(line)
+                count += 1
+                try:
+                    json.loads(line)
+                except ValueError:
+                    problems.append(f"{entry.name}:{number}: not JSON")
+                    break
+        if digest.hexdigest() != entry.sha256:
+            problems.append(f"{entry.name}: sha256 mismatch")
+        if count != entry.count:
+            problems.append(f"{entry.name}: {count} records, manifest says {entry.count}")
+    if problems:
+        raise BackupInvalid(f"backup {directory} is damaged: " + "; ".join(problems))
+    return manifest
+
+
+def read_records(directory: Path, entry: FileEntry) -> Iterator[dict[str, Any]]:
+    with (directory / entry.name).open("rb") as handle:
+        for line in handle:
+            record: dict[str, Any] = json.loads(line)
+            yield record
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """The content hash of one exported record (what restore drills compare)."""
+    return hashlib.sha256(canonical_line(record)).hexdigest()

@@ -1,0 +1,101 @@
+"""`ion backup ...`: export, restore, verify (portable logical backups), run, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ion.bootstrap import build_worker, logical_exporter
+
+    worker = build_worker()
+    manifest = logical_exporter(worker.settings, worker.store)(Path(args.directory))
+    _print(
+        {"directory": str(args.directory), "backend": manifest.backend, "counts": manifest.counts}
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from ion.bootstrap import build_worker
+
+    worker = build_worker()
+    directory = Path(args.directory)
+    if worker.settings.backend == "gcp":
+        from ion.adapters.backup_firestore import restore_firestore
+
+        manifest = restore_firestore(worker.store.client, directory, force=args.force)
+    else:
+        from ion.adapters.backup_sqlite import restore_sqlite
+
+        worker.store.ping()  # the app's own schema first (migrations), then the data
+        worker.store.close()
+        manifest = restore_sqlite(worker.store.path, directory, force=args.force)
+    _print({"restored": str(directory), "backend": manifest.backend, "counts": manifest.counts})
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ion.backup import verify_backup
+
+    manifest = verify_backup(Path(args.directory))
+    _print({"ok": True, "backend": manifest.backend, "counts": manifest.counts})
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ion.bootstrap import build_backup_runner, build_worker
+
+    result = build_backup_runner(build_worker()).run(None)
+    _print(result.as_json())
+    started = result.started
+    return 1 if started is not None and started.status == "failed" else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ion.bootstrap import build_worker
+
+    records = build_worker().learning.list_backups(limit=args.limit)
+    _print([r.model_dump(mode="json") for r in records])
+    return 0
+
+
+def add_backup_parser(sub: Any) -> None:
+    backup = sub.add_parser("backup", help="backups: export, restore, verify, run, list")
+    actions = backup.add_subparsers(dest="action", required=True)
+
+    def backend(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--backend", choices=["embedded", "gcp"])
+
+    export = actions.add_parser("export", help="write every table/collection as NDJSON to DIR")
+    export.add_argument("directory", help="a directory that does not exist yet")
+    backend(export)
+    export.set_defaults(func=cmd_export)
+
+    restore = actions.add_parser("restore", help="restore a logical backup into an empty store")
+    restore.add_argument("directory")
+    restore.add_argument(
+        "--force", action="store_true", help="replace the contents of a non-empty store"
+    )
+    backend(restore)
+    restore.set_defaults(func=cmd_restore)
+
+    verify = actions.add_parser("verify", help="check a logical backup against its manifest")
+    verify.add_argument("directory")
+    verify.set_defaults(func=cmd_verify)
+
+    run = actions.add_parser("run", help="one scheduled backup run now (what the function does)")
+    backend(run)
+    run.set_defaults(func=cmd_run)
+
+    listing = actions.add_parser("list", help="the backup catalog, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    backend(listing)
+    listing.set_defaults(func=cmd_list)
