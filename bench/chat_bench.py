@@ -51,10 +51,24 @@ def main() -> int:
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="ion-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ION_")}
-    env.update({"ION_DATA_DIR": data_dir, "ION_LOG_LEVEL": "WARNING"})
+    # The bench measures the server, not the abuse limits: lift them for this one user.
+    env.update(
+        {
+            "ION_DATA_DIR": data_dir,
+            "ION_LOG_LEVEL": "WARNING",
+            "ION_RATE_LIMIT_PER_MINUTE": "0",
+            "ION_API_RATE_LIMIT_PER_MINUTE": "0",
+            "ION_DAILY_TOKEN_BUDGET": "0",
+            "ION_CACHE_TTL_S": "0",
+        }
+    )
     ion = str(Path(sys.executable).with_name("ion"))
     server = subprocess.Popen(
-        [ion, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
+        [ion, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert server.stdout is not None

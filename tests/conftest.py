@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,3 +120,47 @@ def store(request: pytest.FixtureRequest) -> Any:
 
 
 # ============================ end of storage section =================================
+
+
+# =====================================================================================
+# Feedback, learned routing and backups (issue 6): the learning stores on both backends
+# (see tests/test_learning_contract.py, tests/test_backup_drill.py)
+# =====================================================================================
+
+
+@dataclass
+class LearningBackend:
+    """A conversation store and the learning store on the same backend."""
+
+    name: str
+    store: Any
+    learning: Any
+
+
+@pytest.fixture
+def sqlite_learning(sqlite_store: SqliteStore) -> Iterator[LearningBackend]:
+    from ion.adapters.sqlite_learning import SqliteLearningStore
+
+    sqlite_store.ping()  # creates the app schema first (feedback references conversations)
+    learning = SqliteLearningStore(sqlite_store.path)
+    yield LearningBackend("sqlite", sqlite_store, learning)
+    learning.close()
+
+
+@pytest.fixture
+def firestore_learning(firestore_store: FirestoreStore) -> LearningBackend:
+    from ion.adapters.firestore_learning import FirestoreLearningStore
+
+    return LearningBackend(
+        "firestore", firestore_store, FirestoreLearningStore(firestore_store.client)
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.emulator)])
+def learning_backend(request: pytest.FixtureRequest) -> LearningBackend:
+    """Every backend of the learning ports (FeedbackStore, RoutingStatsStore, BackupCatalog)."""
+    backend: LearningBackend = request.getfixturevalue(f"{request.param}_learning")
+    return backend
+
+
+# ============================ end of learning section ================================

@@ -48,6 +48,9 @@ class Behaviour:
     block_reason: str | None = None  # promptFeedback.blockReason (prompt blocked)
     raw_body: bytes | None = None  # sent verbatim with status 200 (malformed responses)
     no_candidates: bool = False  # "candidates": [] (empty response)
+    # stream: before each chunk after the first, take one permit (10 s at most, then cut):
+    # lets a test prove that a chunk was received before the next one even existed.
+    gate: threading.Semaphore | None = None
 
 
 def answer(
@@ -56,6 +59,7 @@ def answer(
     finish_reason: str = "STOP",
     chunk_delay_s: float = 0.0,
     delay_s: float = 0.0,
+    gate: threading.Semaphore | None = None,
 ) -> Behaviour:
     """A normal answer; for streams each chunk is one SSE event (usage on the last)."""
     return Behaviour(
@@ -64,6 +68,7 @@ def answer(
         finish_reason=finish_reason,
         chunk_delay_s=chunk_delay_s,
         delay_s=delay_s,
+        gate=gate,
     )
 
 
@@ -339,6 +344,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._cut()
                 return
             if i and b.chunk_delay_s and self.state.stopping.wait(b.chunk_delay_s):
+                return
+            if i and b.gate is not None and not b.gate.acquire(timeout=10.0):
+                self._cut()
                 return
             data = b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
             self._write_chunk(data)

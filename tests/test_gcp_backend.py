@@ -87,3 +87,17 @@ def test_chat_end_to_end_on_firestore_and_pubsub(gcp_app: App, pubsub_topic: Pub
         assert json.loads(raw)["data"]["user_hash"] == hash_user_id("alice")
     ids = {json.loads(m.message.data)["data"]["message_id"] for m in messages}
     assert ids == {first.get_json()["message_id"], second.get_json()["message_id"]}
+
+
+def test_deleting_a_conversation_erases_its_feedback_on_firestore(gcp_app: App) -> None:
+    api = CheckedClient(function_client("chat"))
+    auth = {"Authorization": f"Bearer {gcp_app.dev_token('alice')}"}
+    reply = api.post("/v1/chat", json={"message": "what is a closure?"}, headers=auth).get_json()
+    cid, mid = reply["conversation_id"], reply["message_id"]
+    feedback_url = f"/v1/conversations/{cid}/messages/{mid}/feedback"
+    posted = api.post(feedback_url, json={"rating": "down", "comment": "too vague"}, headers=auth)
+    assert posted.status_code == 201
+    assert gcp_app.learning is not None
+    assert gcp_app.learning.get_feedback(cid, mid) is not None
+    assert api.delete(f"/v1/conversations/{cid}", headers=auth).status_code == 204
+    assert gcp_app.learning.get_feedback(cid, mid) is None

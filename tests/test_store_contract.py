@@ -30,7 +30,7 @@ from ion.models import (
     Tone,
     Usage,
 )
-from ion.ports import ConversationStore, OutboxEntry
+from ion.ports import CachedAnswer, ConversationStore, IdempotencyRecord, OutboxEntry
 
 T0 = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -431,6 +431,167 @@ def test_list_conversations_rejects_a_non_positive_limit(store: Any) -> None:
         store.list_conversations("u1", limit=0)
 
 
+# --- updating a kept message in the same write as the answer (a retried turn) ------------
+
+
+def test_save_turn_updates_a_kept_message_atomically(store: Any) -> None:
+    kept = msg("c1", 0).model_copy(update={"status": "unanswered"})
+    store.save_turn(conv("c1", count=1), [kept])
+
+    answered = kept.model_copy(update={"status": "complete", "persona": "elro"})
+    answer = msg("c1", 1)
+    later = conv("c1", count=2, updated=T0 + timedelta(minutes=1), persona="elro")
+    store.save_turn(later, [answer], updated=[answered])
+
+    assert store.list_messages("c1") == [answered, answer]
+    assert store.get_conversation("c1") == later
+    store.save_turn(later, [answer], updated=[answered])  # the same turn again: a no-op
+    assert store.list_messages("c1") == [answered, answer]
+
+
+def test_updating_a_missing_message_writes_nothing(store: Any) -> None:
+    store.save_turn(conv("c1", count=1), [msg("c1", 0)])
+    ghost = msg("c1", 7, mid="never-stored")
+    with pytest.raises(ValueError, match="does not exist"):
+        store.save_turn(conv("c1", count=2, title="changed"), [msg("c1", 1)], updated=[ghost])
+    assert store.get_conversation("c1") == conv("c1", count=1)
+    assert [m.id for m in store.list_messages("c1")] == ["c1-m0"]
+
+
+def test_updated_messages_must_belong_to_the_conversation(store: Any) -> None:
+    store.save_turn(conv("c1", count=1), [msg("c1", 0)])
+    store.save_turn(conv("c2", count=1), [msg("c2", 0)])
+    with pytest.raises(ValueError, match="belongs to conversation"):
+        store.save_turn(conv("c1", count=1), [], updated=[msg("c2", 0)])
+    assert store.list_messages("c2") == [msg("c2", 0)]
+
+
+# --- response cache ---------------------------------------------------------------------
+
+KEY = "a" * 64  # a sha256 hex digest in real use
+
+
+def cached(text: str = "answer", *, ttl_s: int = 60, at: datetime = T0) -> CachedAnswer:
+    return CachedAnswer(
+        text=text,
+        model="gemini-2.5-flash",
+        finish_reason="STOP",
+        created_at=at,
+        expires_at=at + timedelta(seconds=ttl_s),
+    )
+
+
+def test_cache_miss_then_hit(store: Any) -> None:
+    assert store.get_cached_answer(KEY, T0) is None
+    entry = cached("데코레이터는 함수를 감쌉니다 😀")
+    store.put_cached_answer(KEY, entry)
+    assert store.get_cached_answer(KEY, T0 + timedelta(seconds=59)) == entry
+    assert store.get_cached_answer("b" * 64, T0) is None
+
+
+def test_cache_entry_expires(store: Any) -> None:
+    store.put_cached_answer(KEY, cached(ttl_s=60))
+    assert store.get_cached_answer(KEY, T0 + timedelta(seconds=60)) is None
+    assert store.get_cached_answer(KEY, T0 + timedelta(days=2)) is None
+
+
+def test_cache_put_replaces(store: Any) -> None:
+    store.put_cached_answer(KEY, cached("old"))
+    fresh = cached("new", at=T0 + timedelta(seconds=30))
+    store.put_cached_answer(KEY, fresh)
+    assert store.get_cached_answer(KEY, T0 + timedelta(seconds=31)) == fresh
+
+
+# --- idempotency keys -------------------------------------------------------------------
+
+
+def claim(
+    user: str = "u1",
+    key: str = "key-1",
+    body: str = "h1",
+    *,
+    at: datetime = T0,
+    ttl_s: int = 86_400,
+    lease_s: int = 150,
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        user_id=user,
+        key=key,
+        request_hash=body,
+        state="pending",
+        created_at=at,
+        expires_at=at + timedelta(seconds=ttl_s),
+        locked_until=at + timedelta(seconds=lease_s),
+    )
+
+
+def test_idempotency_claim_complete_replay(store: Any) -> None:
+    first = claim()
+    assert store.claim_idempotency(first, T0) is None  # claimed
+    again = store.claim_idempotency(claim(at=T0 + timedelta(seconds=1)), T0 + timedelta(seconds=1))
+    assert again == first  # still pending: the caller answers 409
+
+    store.complete_idempotency("u1", "key-1", '{"reply": "hi"}')
+    done = store.claim_idempotency(claim(body="h2"), T0 + timedelta(hours=1))
+    assert done is not None
+    assert (done.state, done.response, done.request_hash) == ("done", '{"reply": "hi"}', "h1")
+    store.release_idempotency("u1", "key-1")  # a completed key is never released
+    assert store.claim_idempotency(claim(), T0 + timedelta(hours=2)) == done
+
+
+def test_idempotency_release_lets_a_retry_claim_again(store: Any) -> None:
+    assert store.claim_idempotency(claim(), T0) is None
+    store.release_idempotency("u1", "key-1")
+    store.release_idempotency("u1", "key-1")  # idempotent
+    retry = claim(at=T0 + timedelta(seconds=5))
+    assert store.claim_idempotency(retry, T0 + timedelta(seconds=5)) is None
+    assert store.claim_idempotency(claim(), T0 + timedelta(seconds=6)) == retry
+
+
+def test_idempotency_racing_claims_exactly_one_wins(store: Any) -> None:
+    barrier = threading.Barrier(4)
+    results: list[IdempotencyRecord | None] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        record = claim(body=f"h{i}", at=T0 + timedelta(microseconds=i))
+        barrier.wait()
+        outcome = store.claim_idempotency(record, T0)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    winners = [r for r in results if r is None]
+    assert len(results) == 4 and len(winners) == 1
+    (holder,) = {r.request_hash for r in results if r is not None}  # all saw the same winner
+    assert holder.startswith("h")
+
+
+def test_idempotency_keys_are_per_user_and_verbatim(store: Any) -> None:
+    odd = "a/b/../__x__?#%20~"
+    assert store.claim_idempotency(claim(key=odd), T0) is None
+    assert store.claim_idempotency(claim(user="u2", key=odd), T0) is None
+    assert store.claim_idempotency(claim(key=odd.upper()), T0) is None
+    assert store.claim_idempotency(claim(key=odd), T0) == claim(key=odd)
+
+
+def test_idempotency_expired_or_abandoned_claims_are_free(store: Any) -> None:
+    assert store.claim_idempotency(claim(ttl_s=3600), T0) is None
+    store.complete_idempotency("u1", "key-1", "{}")
+    later = T0 + timedelta(seconds=3600)
+    assert store.claim_idempotency(claim(at=later), later) is None  # the done one expired
+
+    # A pending claim past its lease was abandoned (the server died mid-request).
+    assert store.claim_idempotency(claim(key="k2", lease_s=10), T0) is None
+    after_lease = T0 + timedelta(seconds=10)
+    assert store.claim_idempotency(claim(key="k2", at=after_lease), after_lease) is None
+    store.complete_idempotency("nobody", "missing", "{}")  # no-op for an unknown key
+
+
 # --- outbox -----------------------------------------------------------------------------
 
 
@@ -653,3 +814,15 @@ def test_firestore_unreachable_is_dependency_unavailable(
     store = FirestoreStore.from_settings("ion-test", "(default)", timeout_s=1.0)
     with pytest.raises(DependencyUnavailable):
         store.ping()
+
+
+@pytest.mark.emulator
+def test_firestore_ttl_fields_for_cache_and_idempotency(firestore_store: Any) -> None:
+    firestore_store.put_cached_answer(KEY, cached())
+    firestore_store.claim_idempotency(claim(key="k/1"), T0)
+    client = firestore_store.client
+    entry = client.document(f"response_cache/{KEY}").get().to_dict()
+    assert entry["expires_at"] == T0 + timedelta(seconds=60)
+    (doc,) = list(client.collection("idempotency_keys").stream())
+    assert len(doc.id) == 64 and doc.to_dict()["key"] == "k/1"
+    assert doc.to_dict()["expires_at"] == T0 + timedelta(days=1)

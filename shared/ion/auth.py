@@ -1,17 +1,51 @@
-"""Bearer-token authentication (HS256 JWTs; the JWT `sub` is the user)."""
+"""Bearer-token authentication; the JWT `sub` is the user.
+
+Two modes, chosen by settings (see bootstrap.build_verifier):
+
+- secret mode (`TokenVerifier`): HMAC (HS256 by default) with a secret from the secrets
+  port; `ion token` / `ion serve` issue dev tokens in this mode only.
+- JWKS mode (`JwksTokenVerifier`): RS256/ES256 tokens from an identity provider (Firebase
+  Auth, Google Identity Platform, ...) verified with the public keys its JWKS URL serves.
+  Keys are cached (`JwksCache`): refreshed when the cache is older than its TTL or when a
+  token names an unknown `kid` (key rotation), but never more often than the minimum
+  refresh interval, so spraying random `kid`s cannot make us fetch per request.
+
+Both verify the signature, `exp`, `nbf`, `iat` (with a small leeway), `iss` and `aud`
+(when configured) against a fixed algorithm list. `none` is never accepted and HMAC
+algorithms never mix with public keys (no algorithm confusion). Failures are `AuthError`s
+(401) whose code says what was wrong, never how the key looks.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from collections.abc import Sequence
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 
-from ion.errors import Unauthenticated
+from ion.errors import DependencyUnavailable, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 # User ids end up in storage keys and logs (hashed); keep them to a safe alphabet.
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.@:|+-]{1,128}$")
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+)
+DEFAULT_SECRET_ALGORITHMS = ("HS256",)
+DEFAULT_JWKS_ALGORITHMS = ("RS256", "ES256")
+_MAX_JWKS_BYTES = 256 * 1024
 
 
 class AuthError(Unauthenticated):
@@ -22,23 +56,47 @@ class AuthError(Unauthenticated):
         self.code = code
 
 
-class TokenVerifier:
+def check_algorithms(algorithms: Sequence[str], *, jwks: bool) -> list[str]:
+    """The algorithm list for a mode; ValueError for none, unknown or mixed families."""
+    chosen = list(algorithms) or list(
+        DEFAULT_JWKS_ALGORITHMS if jwks else DEFAULT_SECRET_ALGORITHMS
+    )
+    allowed = PUBLIC_KEY_ALGORITHMS if jwks else HMAC_ALGORITHMS
+    for name in chosen:
+        if name.lower() == "none":
+            raise ValueError("the 'none' algorithm is never accepted")
+        if name not in allowed:
+            mode = "JWKS (public-key) mode" if jwks else "secret (HMAC) mode"
+            raise ValueError(
+                f"algorithm {name!r} is not usable in {mode}; choose from {sorted(allowed)}"
+            )
+    return chosen
+
+
+class _Verifier:
+    """Header parsing, claim checks and error mapping shared by both modes."""
+
+    mode = "?"
+
     def __init__(
         self,
-        secret: str,
+        algorithms: list[str],
         *,
-        algorithms: Sequence[str] = ("HS256",),
-        issuer: str | None = None,
-        audience: str | None = None,
-        leeway_s: int = 30,
+        issuer: str | None,
+        audience: str | None,
+        leeway_s: int,
     ) -> None:
-        if "none" in {a.lower() for a in algorithms}:
-            raise ValueError("the 'none' algorithm is never accepted")
-        self._secret = secret
-        self._algorithms = list(algorithms)
+        self._algorithms = algorithms
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+
+    @property
+    def algorithms(self) -> list[str]:
+        return list(self._algorithms)
+
+    def describe(self) -> str:
+        return f"{self.mode} mode, algorithms {','.join(self._algorithms)}"
 
     def user_from_header(self, authorization: str | None) -> str:
         if not authorization:
@@ -49,6 +107,19 @@ class TokenVerifier:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> str:
+        raise NotImplementedError
+
+    def _header(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError("invalid_token", "the token is malformed") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise AuthError("invalid_algorithm", "the token's algorithm is not accepted")
+        return header
+
+    def _decode(self, token: str, key: Any, algorithms: list[str]) -> str:
         required = ["exp", "iat", "sub"]
         if self._issuer:
             required.append("iss")
@@ -57,8 +128,8 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=self._algorithms,
+                key,
+                algorithms=algorithms,
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
@@ -86,6 +157,178 @@ class TokenVerifier:
         return subject
 
 
+class TokenVerifier(_Verifier):
+    """Secret (HMAC) mode."""
+
+    mode = "secret"
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        algorithms: Sequence[str] = DEFAULT_SECRET_ALGORITHMS,
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway_s: int = 30,
+    ) -> None:
+        super().__init__(
+            check_algorithms(algorithms, jwks=False),
+            issuer=issuer,
+            audience=audience,
+            leeway_s=leeway_s,
+        )
+        self._secret = secret
+
+    def verify(self, token: str) -> str:
+        self._header(token)
+        return self._decode(token, self._secret, self._algorithms)
+
+
+Fetcher = Callable[[str, float], bytes]
+
+
+def fetch_url(url: str, timeout_s: float) -> bytes:
+    """GET `url` (https, or http on loopback only: checked by `check_jwks_url`)."""
+    check_jwks_url(url)  # https (or loopback http) only: never file: or custom schemes
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310  # nosec B310
+        data: bytes = response.read(_MAX_JWKS_BYTES + 1)
+    if len(data) > _MAX_JWKS_BYTES:
+        raise ValueError("JWKS document too large")
+    return data
+
+
+def check_jwks_url(url: str) -> str:
+    """https only, except http on a loopback host (tests, local identity emulators)."""
+    parsed = urllib.parse.urlsplit(url)
+    loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
+    if parsed.hostname and (parsed.scheme == "https" or (parsed.scheme == "http" and loopback)):
+        return url
+    raise ValueError(f"JWKS URL must be https:// (http only on loopback), got {url!r}")
+
+
+class JwksCache:
+    """The signing keys of a JWKS URL by `kid`, cached and refreshed sparingly.
+
+    Refreshes when the keys are older than `ttl_s`, or on an unknown `kid` (rotation), in
+    both cases at most once per `min_refresh_interval_s`. When a refresh fails, keys
+    already known stay in use; with no key at all the caller gets DependencyUnavailable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        algorithms: Sequence[str],
+        *,
+        ttl_s: float = 3600.0,
+        min_refresh_interval_s: float = 30.0,
+        timeout_s: float = 5.0,
+        fetcher: Fetcher = fetch_url,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = check_jwks_url(url)
+        self._algorithms = set(algorithms)
+        self._ttl = ttl_s
+        self._min_interval = min_refresh_interval_s
+        self._timeout = timeout_s
+        self._fetcher = fetcher
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last attempt, successful or not
+        self.fetches = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._keys)
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        with self._lock:
+            now = self._monotonic()
+            stale = self._fetched_at is None or now - self._fetched_at >= self._ttl
+            if (stale or kid not in self._keys) and self._may_refresh(now):
+                self._refresh(now)
+            found = self._keys.get(kid)
+            if found is not None:
+                return found
+            if not self._keys:
+                raise DependencyUnavailable(
+                    "the identity provider's signing keys are unavailable", retry_after_s=5
+                )
+        raise AuthError("unknown_key", "the token's key id (kid) is not a current signing key")
+
+    def _may_refresh(self, now: float) -> bool:
+        return self._attempted_at is None or now - self._attempted_at >= self._min_interval
+
+    def _refresh(self, now: float) -> None:
+        self._attempted_at = now
+        self.fetches += 1
+        try:
+            document = json.loads(self._fetcher(self.url, self._timeout))
+            keys = self._parse(document)
+        except (OSError, ValueError, urllib.error.URLError, jwt.PyJWTError) as exc:
+            log.warning("fetching JWKS from %s failed: %s", self.url, type(exc).__name__)
+            return
+        self._keys = keys
+        self._fetched_at = now
+
+    def _parse(self, document: Any) -> dict[str, jwt.PyJWK]:
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise ValueError("not a JWKS document")
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in document["keys"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+                continue
+            if entry.get("use", "sig") != "sig" or entry.get("kty") == "oct":
+                continue  # encryption keys and shared secrets never verify our tokens
+            try:
+                key = jwt.PyJWK(entry)
+            except jwt.PyJWTError:
+                continue  # a key type this PyJWT cannot use; others may still be fine
+            if key.algorithm_name in self._algorithms:
+                keys[entry["kid"]] = key
+        if not keys:
+            raise ValueError("the JWKS holds no usable signing key")
+        return keys
+
+
+class JwksTokenVerifier(_Verifier):
+    """JWKS (public-key) mode."""
+
+    mode = "jwks"
+
+    def __init__(
+        self,
+        keys: JwksCache,
+        *,
+        algorithms: Sequence[str] = DEFAULT_JWKS_ALGORITHMS,
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway_s: int = 30,
+    ) -> None:
+        super().__init__(
+            check_algorithms(algorithms, jwks=True),
+            issuer=issuer,
+            audience=audience,
+            leeway_s=leeway_s,
+        )
+        self._keys = keys
+
+    def describe(self) -> str:
+        return f"{super().describe()}, {self._keys.size} keys cached from {self._keys.url}"
+
+    def verify(self, token: str) -> str:
+        header = self._header(token)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("invalid_token", "the token has no key id (kid) header")
+        key = self._keys.key(kid)
+        if key.algorithm_name != header["alg"]:
+            raise AuthError("invalid_algorithm", "the token's algorithm does not match its key")
+        return self._decode(token, key, [header["alg"]])
+
+
 def issue_token(
     secret: str,
     user_id: str,
@@ -94,8 +337,11 @@ def issue_token(
     ttl_s: int,
     issuer: str | None = None,
     audience: str | None = None,
+    algorithm: str = "HS256",
 ) -> str:
-    """A signed HS256 token for `user_id` (used by `ion token` and the tests)."""
+    """A signed HMAC token for `user_id` (used by `ion token` and the tests)."""
+    if algorithm not in HMAC_ALGORITHMS:
+        raise ValueError(f"dev tokens are HMAC-signed; {algorithm!r} is not an HMAC algorithm")
     if not USER_ID_PATTERN.match(user_id):
         raise ValueError(f"invalid user id {user_id!r}: use letters, digits and _.@:|+-")
     claims: dict[str, object] = {
@@ -107,4 +353,4 @@ def issue_token(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm=algorithm)

@@ -14,12 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ion.auth import TokenVerifier, issue_token
+from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, issue_token
 from ion.domain.chat import ChatService
+from ion.domain.feedback import FeedbackService
+from ion.domain.learning import LearnedRouter
 from ion.domain.personas import PersonaCatalog, load_catalog
+from ion.domain.quota import QuotaGuard, QuotaLimits
 from ion.domain.routing import Router
 from ion.errors import ConfigurationError, SecretNotFound
-from ion.ports import Clock, ConversationStore, EventPublisher, LanguageModel, Secrets
+from ion.logs import configure_logging
+from ion.ports import (
+    Clock,
+    ConversationStore,
+    EventPublisher,
+    IdempotencyStore,
+    LanguageModel,
+    LearningStore,
+    QuotaStore,
+    Secrets,
+)
 from ion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,11 +53,22 @@ class App:
     catalog: PersonaCatalog
     router: Router
     chat: ChatService
-    verifier: TokenVerifier
-    jwt_secret: str = field(repr=False)
+    verifier: TokenVerifier | JwksTokenVerifier
+    quota: QuotaGuard
+    jwt_secret: str | None = field(repr=False)  # None in JWKS mode
     extras: dict[str, Any] = field(default_factory=dict)
+    # Idempotency-Key claims (the conversation store implements it on both backends).
+    idempotency: IdempotencyStore | None = None
+    # Feedback, routing statistics, event dedupe and the backup catalog (issue 6).
+    learning: LearningStore | None = None
+    feedback: FeedbackService | None = None
 
     def dev_token(self, user_id: str) -> str:
+        if self.jwt_secret is None:
+            raise ConfigurationError(
+                "dev tokens exist only in secret (HS256) mode; with ION_JWKS_URL set, get"
+                " tokens from your identity provider"
+            )
         return issue_token(
             self.jwt_secret,
             user_id,
@@ -52,6 +76,7 @@ class App:
             ttl_s=self.settings.dev_token_ttl_s,
             issuer=self.settings.jwt_issuer,
             audience=self.settings.jwt_audience,
+            algorithm=self.verifier.algorithms[0],
         )
 
 
@@ -156,6 +181,184 @@ def build_events(settings: Settings, store: Any, clock: Clock) -> EventPublisher
     return ReliablePublisher(transport, store, clock)
 
 
+def build_verifier(settings: Settings, jwt_secret: str | None) -> TokenVerifier | JwksTokenVerifier:
+    """JWKS mode when ION_JWKS_URL is set, else secret mode; the algorithms fixed by settings."""
+    algorithms = settings.effective_jwt_algorithms()
+    if settings.jwks_url:
+        keys = JwksCache(
+            settings.jwks_url,
+            algorithms,
+            ttl_s=settings.jwks_cache_ttl_s,
+            min_refresh_interval_s=settings.jwks_min_refresh_s,
+        )
+        return JwksTokenVerifier(
+            keys,
+            algorithms=algorithms,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_s=settings.jwt_leeway_s,
+        )
+    if jwt_secret is None:
+        raise ConfigurationError("secret mode needs a JWT secret")
+    return TokenVerifier(
+        jwt_secret,
+        algorithms=algorithms,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+    )
+
+
+def build_quota_store(settings: Settings, store: Any) -> QuotaStore:
+    """Rate-limit and budget counters live next to the conversations (same database)."""
+    if settings.backend == "gcp":
+        from ion.adapters.firestore_quota import FirestoreQuotaStore
+
+        return FirestoreQuotaStore(store.client)
+    from ion.adapters.sqlite_quota import SqliteQuotaStore
+
+    return SqliteQuotaStore(store.path)
+
+
+def build_learning_store(settings: Settings, store: Any) -> LearningStore:
+    """Feedback, routing statistics, event dedupe and the backup catalog, next to the
+    conversations (same SQLite file / Firestore database)."""
+    if settings.backend == "gcp":
+        from ion.adapters.firestore_learning import FirestoreLearningStore
+
+        return FirestoreLearningStore(store.client, dedupe_days=settings.event_dedupe_days)
+    from ion.adapters.sqlite_learning import SqliteLearningStore
+
+    return SqliteLearningStore(store.path, dedupe_days=settings.event_dedupe_days)
+
+
+def subscribe_learning(events: EventPublisher, learning: LearningStore, clock: Clock) -> None:
+    """Embedded backend: the in-process transport feeds the routing statistics directly
+    (on gcp the `persona_events` function consumes the Pub/Sub topic instead)."""
+    from ion.adapters.outbox import InProcessTransport
+    from ion.consumers import subscriber
+
+    transport = getattr(events, "transport", None)
+    if isinstance(transport, InProcessTransport):
+        transport.subscribe(subscriber(learning, clock))
+
+
+@dataclass
+class Worker:
+    """What the Pub/Sub-triggered functions (persona_events, backup) need: storage only.
+
+    Built without the LLM, secrets or token verification, so those functions start fast
+    and need no JWT secret or model configuration.
+    """
+
+    settings: Settings
+    store: Any
+    learning: LearningStore
+    clock: Clock
+
+
+def build_worker(settings: Settings | None = None) -> Worker:
+    from ion.adapters.clock import SystemClock
+
+    settings = settings or Settings()
+    if settings.backend == "gcp" and not settings.gcp_project:
+        raise ConfigurationError("ION_BACKEND=gcp needs ION_GCP_PROJECT")
+    store = build_store(settings)
+    return Worker(settings, store, build_learning_store(settings, store), SystemClock())
+
+
+_worker_lock = threading.Lock()
+_worker: Worker | None = None
+
+
+def get_worker() -> Worker:
+    """The instance's worker, built on first use (thread-safe), then reused."""
+    global _worker
+    if _worker is None:
+        with _worker_lock:
+            if _worker is None:
+                _worker = build_worker()
+    return _worker
+
+
+def set_worker(worker: Worker | None) -> None:
+    global _worker
+    with _worker_lock:
+        _worker = worker
+
+
+def build_backup_runner(worker: Worker) -> Any:
+    """The scheduled backup (the `backup` function, `ion backup run`), per ION_BACKUP_MODE."""
+    from ion.backup import BackupRunner, LogicalExportTarget
+
+    settings, store = worker.settings, worker.store
+    mode = settings.backup_mode
+    if mode == "auto":
+        mode = "firestore-export" if settings.backend == "gcp" else "sqlite-snapshot"
+    target: Any
+    if mode == "firestore-export":
+        from ion.adapters.backup_firestore import (
+            GoogleFirestoreAdmin,
+            ManagedExportTarget,
+            root_collections,
+        )
+
+        if settings.backend != "gcp" or not settings.gcp_project:
+            raise ConfigurationError("ION_BACKUP_MODE=firestore-export needs ION_BACKEND=gcp")
+        target = ManagedExportTarget(
+            GoogleFirestoreAdmin(),
+            project=settings.gcp_project,
+            database=settings.firestore_database,
+            bucket=settings.backup_bucket or "",
+            prefix=settings.backup_prefix,
+            list_collections=lambda: root_collections(store.client),
+        )
+    elif mode == "sqlite-snapshot":
+        from ion.adapters.backup_sqlite import SqliteSnapshotTarget
+
+        if settings.backend != "embedded":
+            raise ConfigurationError("ION_BACKUP_MODE=sqlite-snapshot needs ION_BACKEND=embedded")
+        target = SqliteSnapshotTarget(
+            store.path, backup_directory(settings), settings.backup_retention_days
+        )
+    else:
+        target = LogicalExportTarget(
+            backup_directory(settings),
+            logical_exporter(settings, store),
+            settings.backup_retention_days,
+        )
+    return BackupRunner(
+        target=target,
+        catalog=worker.learning,
+        dedupe=worker.learning,
+        clock=worker.clock,
+        retention_days=settings.backup_retention_days,
+    )
+
+
+def backup_directory(settings: Settings) -> Path:
+    return (settings.backup_dir or settings.data_dir / "backups").expanduser().resolve()
+
+
+def logical_exporter(settings: Settings, store: Any) -> Any:
+    """`export(directory) -> Manifest` for the configured backend (ion backup export)."""
+    if settings.backend == "gcp":
+        from ion.adapters.backup_firestore import export_firestore
+
+        return lambda directory: export_firestore(store.client, directory)
+    from ion.adapters.backup_sqlite import export_sqlite
+
+    return lambda directory: export_sqlite(store.path, directory)
+
+
+def quota_limits(settings: Settings) -> QuotaLimits:
+    return QuotaLimits(
+        chat_per_minute=settings.rate_limit_per_minute,
+        api_per_minute=settings.api_rate_limit_per_minute,
+        daily_tokens=settings.daily_token_budget,
+    )
+
+
 def build_app(settings: Settings | None = None) -> App:
     from ion.adapters.clock import SystemClock
 
@@ -165,11 +368,20 @@ def build_app(settings: Settings | None = None) -> App:
     clock = SystemClock()
     store = build_store(settings)
     secrets = build_secrets(settings)
-    jwt_secret = resolve_jwt_secret(settings, secrets)
+    # JWKS mode needs no secret (and has none to hand out as dev tokens).
+    jwt_secret = None if settings.jwks_url else resolve_jwt_secret(settings, secrets)
     llm = build_llm(settings, secrets)
     events = build_events(settings, store, clock)
     catalog = load_catalog()
-    router = Router(catalog)
+    learning = build_learning_store(settings, store)
+    router = LearnedRouter(
+        catalog,
+        learning,
+        bound=settings.routing_feedback_bound,
+        min_votes=settings.routing_feedback_min_votes,
+        ttl_s=settings.routing_stats_ttl_s,
+    )
+    subscribe_learning(events, learning, clock)
     chat = ChatService(
         store=store,
         llm=llm,
@@ -179,13 +391,12 @@ def build_app(settings: Settings | None = None) -> App:
         clock=clock,
         history_window=settings.history_window,
         max_output_tokens=settings.gemini_max_output_tokens,
+        # The store is also the ResponseCache; ION_CACHE_TTL_S=0 turns the cache off.
+        cache=store if settings.cache_ttl_s > 0 else None,
+        cache_ttl_s=settings.cache_ttl_s,
+        model_id=settings.gemini_model if settings.llm_provider == "gemini" else llm.name,
     )
-    verifier = TokenVerifier(
-        jwt_secret,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway_s=settings.jwt_leeway_s,
-    )
+    verifier = build_verifier(settings, jwt_secret)
     return App(
         settings=settings,
         store=store,
@@ -197,7 +408,11 @@ def build_app(settings: Settings | None = None) -> App:
         router=router,
         chat=chat,
         verifier=verifier,
+        quota=QuotaGuard(build_quota_store(settings, store), clock, quota_limits(settings)),
         jwt_secret=jwt_secret,
+        idempotency=store,
+        learning=learning,
+        feedback=FeedbackService(store=store, feedback=learning, events=events, clock=clock),
     )
 
 
@@ -211,7 +426,10 @@ def get_app() -> App:
     if _app is None:
         with _lock:
             if _app is None:
-                _app = build_app()
+                settings = Settings()
+                # The first log line of a cold start already goes through the redaction.
+                configure_logging(settings.log_level, settings.log_format)
+                _app = build_app(settings)
     return _app
 
 

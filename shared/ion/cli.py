@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--limit", type=int, default=500)
     drain.add_argument("--backend", choices=["embedded", "gcp"])
     drain.set_defaults(func=cmd_outbox_drain)
+
+    from ion.backup_cli import add_backup_parser
+
+    add_backup_parser(sub)
     return parser
 
 

@@ -65,9 +65,32 @@ class ValidationFailed(IonError):
     code = "validation_failed"
 
 
+class IdempotencyKeyReused(ValidationFailed):
+    """The Idempotency-Key was already used by this user for a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class Forbidden(IonError):
+    status = 403
+    code = "forbidden"
+
+
+class OriginNotAllowed(Forbidden):
+    """A browser origin that is not on ION_CORS_ORIGINS."""
+
+    code = "origin_not_allowed"
+
+
 class RateLimited(IonError):
     status = 429
     code = "rate_limited"
+
+
+class BudgetExhausted(RateLimited):
+    """The user's daily LLM token budget is used up (until the next UTC day)."""
+
+    code = "budget_exhausted"
 
 
 class LlmError(IonError):

@@ -30,8 +30,10 @@ from ion.models import ResonanceKey, Usage
 
 SCHEMA_VERSION: Final = 1
 CHAT_TURN_COMPLETED: Final = "chat.turn.completed"
+FEEDBACK_RECORDED: Final = "feedback.recorded"
 
-EventType = Literal["chat.turn.completed"]
+EventType = Literal["chat.turn.completed", "feedback.recorded"]
+Rating = Literal["up", "down"]
 
 # Changing this prefix changes every pseudonym, which breaks joins across history: don't.
 _USER_HASH_DOMAIN: Final = b"ion-mentoring/events/user-id/v1\x00"
@@ -90,11 +92,27 @@ class ChatTurnCompletedData(_EventData):
     cached: bool
 
 
-# When a second event type arrives, this becomes a Union and gains a registry entry.
-EventData = ChatTurnCompletedData
+class FeedbackRecordedData(_EventData):
+    """A learner rated an assistant message (first rating or a changed one).
+
+    `previous_rating` is the rating this one replaced (None for the first), so a consumer
+    can keep exact counts by applying `-previous, +rating`, whatever order events arrive in.
+    """
+
+    conversation_id: str = Field(min_length=1)
+    message_id: str = Field(min_length=1, description="The rated assistant message's id")
+    user_hash: str = Field(pattern=_HEX32, description="hash_user_id(user_id)")
+    persona: str = Field(min_length=1, description="Persona that wrote the rated answer")
+    resonance_key: ResonanceKey
+    rating: Rating
+    previous_rating: Rating | None = None
+
+
+EventData = ChatTurnCompletedData | FeedbackRecordedData
 
 _DATA_MODELS: Final[dict[str, type[_EventData]]] = {
     CHAT_TURN_COMPLETED: ChatTurnCompletedData,
+    FEEDBACK_RECORDED: FeedbackRecordedData,
 }
 
 EVENT_TYPES: Final[frozenset[str]] = frozenset(_DATA_MODELS)
@@ -175,6 +193,31 @@ def chat_turn_completed(
         cached=cached,
     )
     return envelope(CHAT_TURN_COMPLETED, data, occurred_at=occurred_at, event_id=event_id)
+
+
+def feedback_recorded(
+    *,
+    conversation_id: str,
+    message_id: str,
+    user_id: str,
+    persona: str,
+    resonance_key: ResonanceKey,
+    rating: Rating,
+    previous_rating: Rating | None,
+    occurred_at: datetime,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The `feedback.recorded` envelope. Takes no comment and no text on purpose."""
+    data = FeedbackRecordedData(
+        conversation_id=conversation_id,
+        message_id=message_id,
+        user_hash=hash_user_id(user_id),
+        persona=persona,
+        resonance_key=resonance_key,
+        rating=rating,
+        previous_rating=previous_rating,
+    )
+    return envelope(FEEDBACK_RECORDED, data, occurred_at=occurred_at, event_id=event_id)
 
 
 def is_envelope(payload: dict[str, Any]) -> bool:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ion.models import Conversation, Language, Message, Role, Usage
+from ion.models import Conversation, Language, Message, ResonanceKey, Role, Usage
 
 
 class ConversationPage(BaseModel):
@@ -43,8 +43,15 @@ class ConversationStore(Protocol):
         """The user's conversations, most recently updated first, cursor-paginated."""
         ...
 
-    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
-        """Atomically upsert `conversation` (its summary fields) and append `messages`."""
+    def save_turn(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        updated: Sequence[Message] = (),
+    ) -> None:
+        """Atomically upsert `conversation` (its summary fields), append `messages` and
+        overwrite the `updated` messages, which must already exist (matched by id within
+        the conversation; `ValueError` when one does not). All or nothing."""
         ...
 
     def delete_conversation(self, conversation_id: str) -> bool:
@@ -155,3 +162,199 @@ class OutboxStore(Protocol):
     def record_outbox_failure(self, entry_id: str, error: str) -> None:
         """Increment `attempts` and keep `last_error`."""
         ...
+
+
+class CachedAnswer(BaseModel):
+    """A first-turn answer kept for identical first messages (see ResponseCache)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    model: str
+    finish_reason: str | None = None
+    created_at: datetime
+    expires_at: datetime
+
+
+class ResponseCache(Protocol):
+    """Exact-match answers for first turns, keyed by an opaque key (a sha256 hex digest)."""
+
+    def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
+        """The live entry for `key`; None when absent or expired at `now`."""
+        ...
+
+    def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
+        """Insert or replace the entry for `key` (it expires at `answer.expires_at`)."""
+        ...
+
+
+class IdempotencyRecord(BaseModel):
+    """What is remembered about one (user, Idempotency-Key) pair."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    key: str
+    request_hash: str
+    state: Literal["pending", "done"]
+    created_at: datetime
+    expires_at: datetime
+    locked_until: datetime  # a pending claim older than this was abandoned (crash)
+    response: str | None = None  # the stored reply (JSON text) once done
+
+
+class IdempotencyStore(Protocol):
+    def claim_idempotency(
+        self, record: IdempotencyRecord, now: datetime
+    ) -> IdempotencyRecord | None:
+        """Atomically store `record` (state pending) unless a live record exists for its
+        (user_id, key). Returns None when the claim was taken, else the existing record.
+        Expired records, and pending ones past `locked_until`, count as absent."""
+        ...
+
+    def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
+        """Mark the claim done with the reply to replay (JSON text)."""
+        ...
+
+    def release_idempotency(self, user_id: str, key: str) -> None:
+        """Forget a pending claim (the request failed; a retry may run again). Idempotent."""
+        ...
+
+
+class QuotaStore(Protocol):
+    """Shared counters for rate limits and token budgets (atomic across instances).
+
+    A key names one counter for one window (e.g. `rate:chat:<user hash>:<minute>`), so a
+    window's counter is never reused; `expires_at` lets the backend delete it afterwards.
+    """
+
+    def increment(self, key: str, amount: int, *, expires_at: datetime) -> int:
+        """Atomically add `amount` (≥ 0) to the counter (absent = 0); return the new value.
+
+        Concurrent increments from any number of threads and processes each see a
+        distinct result, so `increment(key, 1) <= limit` admits exactly `limit` callers.
+        """
+        ...
+
+    def counter(self, key: str) -> int:
+        """The counter's current value (0 when absent)."""
+        ...
+
+
+# --- feedback, learned routing, backups (issue 6) -------------------------------------
+
+Rating = Literal["up", "down"]
+
+
+class Feedback(BaseModel):
+    """A learner's rating of one assistant message (one per message; re-rating replaces it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conversation_id: str
+    message_id: str
+    user_id: str
+    rating: Rating
+    comment: str | None = None
+    persona: str
+    resonance_key: ResonanceKey | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class FeedbackStore(Protocol):
+    def put_feedback(self, feedback: Feedback) -> Feedback | None:
+        """Atomically insert or replace the feedback on (conversation_id, message_id).
+
+        Returns the feedback it replaced (None when it is the first). A replacement keeps
+        the original `created_at`.
+        """
+        ...
+
+    def get_feedback(self, conversation_id: str, message_id: str) -> Feedback | None: ...
+
+    def delete_feedback_for_conversation(self, conversation_id: str) -> int:
+        """Erase every feedback on the conversation; the number erased."""
+        ...
+
+
+class RoutingStat(BaseModel):
+    """Counters for one persona on messages of one resonance key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    persona: str
+    resonance_key: ResonanceKey
+    turns: int = 0
+    ups: int = 0
+    downs: int = 0
+
+
+class StatsDelta(BaseModel):
+    """Signed changes to one (persona, resonance key) counter set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    persona: str
+    resonance_key: ResonanceKey
+    turns: int = 0
+    ups: int = 0
+    downs: int = 0
+
+
+class RoutingStatsStore(Protocol):
+    def apply_event_once(
+        self, event_id: str, deltas: Sequence[StatsDelta], *, processed_at: datetime
+    ) -> bool:
+        """Atomically record `event_id` as processed and apply `deltas`, unless it already
+        was processed (then change nothing and return False). All or nothing."""
+        ...
+
+    def routing_stats(self) -> list[RoutingStat]:
+        """Every counter set (a few hundred at most: personas × resonance keys)."""
+        ...
+
+    def is_processed(self, event_id: str) -> bool: ...
+
+    def mark_processed(self, event_id: str, *, processed_at: datetime) -> bool:
+        """Record `event_id` as processed; False when it already was."""
+        ...
+
+
+BackupKind = Literal["firestore-export", "sqlite-snapshot", "logical"]
+BackupStatus = Literal["running", "succeeded", "failed", "expired"]
+
+
+class BackupRecord(BaseModel):
+    """One entry of the backup catalog."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: BackupKind
+    status: BackupStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    location: str
+    collections: list[str] = Field(default_factory=list)
+    operation: str | None = None
+    error: str | None = None
+    trigger_id: str | None = None
+
+
+class BackupCatalog(Protocol):
+    def put_backup(self, record: BackupRecord) -> None:
+        """Insert or replace by id."""
+        ...
+
+    def list_backups(self, limit: int = 100) -> list[BackupRecord]:
+        """Newest first."""
+        ...
+
+    def running_backups(self) -> list[BackupRecord]:
+        """Entries whose status is `running` (exports still to be checked)."""
+        ...
+
+
+class LearningStore(FeedbackStore, RoutingStatsStore, BackupCatalog, Protocol):
+    """The three learning ports, which each backend implements in one adapter."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ORIGIN = re.compile(
+    r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:]+\](:[0-9]{1,5})?$"
+)
 
 
 class Settings(BaseSettings):
@@ -37,6 +42,43 @@ class Settings(BaseSettings):
     jwt_audience: str | None = Field(None, description="Expected `aud` claim (checked when set)")
     jwt_leeway_s: int = Field(30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
     dev_token_ttl_s: int = Field(86_400, gt=0, description="Lifetime of tokens from `ion token`")
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Accepted JWT algorithms, comma-separated; empty = HS256 (secret mode) or"
+        " RS256,ES256 (JWKS mode); HMAC and JWKS never mix, `none` is never accepted",
+    )
+    jwks_url: str | None = Field(
+        None,
+        description="JWKS URL of the identity provider (e.g. Firebase Auth); set = JWKS mode"
+        " (public-key tokens, no dev tokens)",
+    )
+    jwks_cache_ttl_s: float = Field(
+        3600.0, gt=0, description="How long fetched JWKS keys are used before a refresh"
+    )
+    jwks_min_refresh_s: float = Field(
+        30.0, ge=0, description="Least time between two JWKS fetches (unknown `kid`s included)"
+    )
+
+    # --- abuse protection ---
+    rate_limit_per_minute: int = Field(
+        10, ge=0, description="Chat messages (POST /v1/chat) per user per minute; 0 = no limit"
+    )
+    api_rate_limit_per_minute: int = Field(
+        120,
+        ge=0,
+        description="Authenticated /v1 calls of any kind per user per minute; 0 = no limit",
+    )
+    daily_token_budget: int = Field(
+        100_000, ge=0, description="LLM tokens (input + output) per user per UTC day; 0 = no limit"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Browser origins allowed to call the API, comma-separated"
+        " (`https://app.example.com`); empty = none; no wildcard",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or JSON for Cloud Logging"
+    )
 
     # --- language model ---
     llm_provider: Literal["offline", "gemini"] = Field("offline", description="LLM provider")
@@ -49,6 +91,17 @@ class Settings(BaseSettings):
     gemini_thinking_budget: int | None = Field(None, ge=0, description="Thinking token budget")
     llm_timeout_s: float = Field(30.0, gt=0, description="Per-call LLM timeout in seconds")
     llm_max_attempts: int = Field(3, ge=1, le=10, description="LLM attempts per model")
+    llm_backoff_base_s: float = Field(
+        0.5, ge=0, description="First LLM retry backoff cap in seconds (doubles, full jitter)"
+    )
+
+    # --- response cache and idempotency ---
+    cache_ttl_s: int = Field(
+        3600, ge=0, description="Lifetime of cached first-turn answers in seconds (0 disables)"
+    )
+    idempotency_ttl_s: int = Field(
+        86_400, gt=0, description="How long an Idempotency-Key is remembered, in seconds"
+    )
 
     # --- chat behaviour ---
     history_window: int = Field(12, ge=0, le=100, description="Prior messages sent to the LLM")
@@ -57,11 +110,85 @@ class Settings(BaseSettings):
     page_size: int = Field(20, gt=0, le=100, description="Default conversations per page")
     log_level: str = Field("INFO", description="Python log level")
 
+    # --- feedback and learned routing (docs/routing-feedback.md) ---
+    routing_feedback_bound: float = Field(
+        0.05,
+        ge=0.0,
+        le=0.1,
+        description="Largest score nudge learned from feedback, per persona (0 disables; the"
+        " router's hard clamp is 0.1)",
+    )
+    routing_feedback_min_votes: int = Field(
+        5, ge=1, description="Ratings a persona needs on a resonance key before it is nudged"
+    )
+    routing_stats_ttl_s: float = Field(
+        60.0, ge=0, description="How long an instance caches routing statistics, in seconds"
+    )
+    event_dedupe_days: int = Field(
+        30, ge=1, description="How long consumed event ids are remembered for deduplication"
+    )
+
+    # --- backups (docs/operations.md) ---
+    backup_mode: Literal["auto", "firestore-export", "sqlite-snapshot", "logical"] = Field(
+        "auto",
+        description="What the backup function does: auto = firestore-export on gcp,"
+        " sqlite-snapshot on embedded; logical = portable NDJSON export to ION_BACKUP_DIR",
+    )
+    backup_bucket: str | None = Field(
+        None, description="GCS bucket for Firestore managed exports (name, without gs://)"
+    )
+    backup_prefix: str = Field(
+        "firestore-exports", description="Object prefix of managed exports in the bucket"
+    )
+    backup_retention_days: int = Field(
+        14, ge=1, description="Days local backups are kept (GCS: the bucket's lifecycle rule)"
+    )
+    backup_dir: Path | None = Field(
+        None, description="Directory for local backups (default: $ION_DATA_DIR/backups)"
+    )
+
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
         # Resolved once, so a later chdir cannot split one instance's state in two places.
         return value.expanduser().resolve()
+
+    @field_validator("jwt_algorithms", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for origin in value:
+            origin = origin.rstrip("/").lower()
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"CORS origin {origin!r} must be an explicit scheme://host[:port] (no wildcard)"
+                )
+            origins.append(origin)
+        return origins
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _algorithms_fit_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not a model one): its errors never echo other inputs (secrets).
+        from ion.auth import check_algorithms, check_jwks_url
+
+        if value is not None:
+            check_jwks_url(value)
+        check_algorithms(info.data.get("jwt_algorithms", []), jwks=value is not None)
+        return value
+
+    def effective_jwt_algorithms(self) -> list[str]:
+        """The configured algorithms, or the mode's defaults when none are configured."""
+        from ion.auth import check_algorithms
+
+        return check_algorithms(self.jwt_algorithms, jwks=self.jwks_url is not None)
 
 
 def settings_table() -> str:

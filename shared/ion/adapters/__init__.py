@@ -116,6 +116,18 @@ def check_turn(conversation: Conversation, messages: Sequence[Message]) -> int:
     return first_seq
 
 
+def check_updated(conversation: Conversation, updated: Sequence[Message]) -> None:
+    """`ValueError` unless every message to overwrite belongs to `conversation`, once."""
+    for i, message in enumerate(updated):
+        if message.conversation_id != conversation.id:
+            raise ValueError(
+                f"save_turn: updated[{i}] belongs to conversation "
+                f"{message.conversation_id!r}, not {conversation.id!r}"
+            )
+    if len({m.id for m in updated}) != len(updated):
+        raise ValueError("save_turn: a message appears twice in `updated`")
+
+
 def check_outbox_id(entry_id: str) -> None:
     if not valid_id(entry_id):
         raise ValueError(f"{entry_id!r} is not a valid outbox entry id")

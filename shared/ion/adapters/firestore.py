@@ -7,6 +7,8 @@ Data model (see docs/data-model.md):
     conversations/{conversation_id}                  summary fields
     conversations/{conversation_id}/messages/{seq}   one document per message, id = %08d seq
     outbox/{entry_id}                                 events waiting to be published
+    response_cache/{sha256 key}                       first-turn answers (TTL: expires_at)
+    idempotency_keys/{sha256(user, key)}              Idempotency-Key claims (TTL: expires_at)
 
 A chat turn costs at most three RPCs: get the conversation, query the recent messages
 (seq desc + limit), and one batch commit that upserts the summary and creates the messages.
@@ -14,9 +16,11 @@ A chat turn costs at most three RPCs: get the conversation, query the recent mes
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import google.auth.exceptions
@@ -29,6 +33,7 @@ from ion.adapters import (
     TurnConflict,
     check_outbox_id,
     check_turn,
+    check_updated,
     decode_cursor,
     encode_cursor,
     payload_json,
@@ -37,11 +42,13 @@ from ion.adapters import (
 )
 from ion.errors import ConfigurationError, DependencyUnavailable
 from ion.models import Conversation, Message
-from ion.ports import ConversationPage, OutboxEntry
+from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
 OUTBOX = "outbox"
+RESPONSE_CACHE = "response_cache"
+IDEMPOTENCY_KEYS = "idempotency_keys"
 # Firestore's historical per-batch write limit; still a sensible size for deletes.
 BATCH_LIMIT = 500
 
@@ -80,7 +87,8 @@ def seq_id(seq: int) -> str:
 
 
 class FirestoreStore:
-    """`ConversationStore` and `OutboxStore` on Firestore."""
+    """`ConversationStore`, `OutboxStore`, `ResponseCache` and `IdempotencyStore` on
+    Firestore."""
 
     def __init__(self, client: firestore.Client, *, timeout_s: float = 10.0) -> None:
         self._client = client
@@ -96,6 +104,8 @@ class FirestoreStore:
         self._rpc: dict[str, Any] = {"retry": retry, "timeout": timeout_s}
         self._conversations = client.collection(CONVERSATIONS)
         self._outbox = client.collection(OUTBOX)
+        self._cache = client.collection(RESPONSE_CACHE)
+        self._idempotency = client.collection(IDEMPOTENCY_KEYS)
 
     @classmethod
     def from_settings(
@@ -177,10 +187,19 @@ class FirestoreStore:
             next_cursor = encode_cursor(last.updated_at, last.id)
         return ConversationPage(conversations=conversations, next_cursor=next_cursor)
 
-    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+    def save_turn(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        updated: Sequence[Message] = (),
+    ) -> None:
         first_seq = check_turn(conversation, messages)
+        check_updated(conversation, updated)
         c = conversation
         conv_ref = self._conversations.document(c.id)
+        # Updated messages are found by id first (one query each; only a retried turn has
+        # any), then overwritten in the same batch as the rest of the turn.
+        targets = [(self._find_message(c.id, m.id), m) for m in updated]
         batch = self._client.batch()
         batch.set(
             conv_ref,
@@ -200,8 +219,13 @@ class FirestoreStore:
             batch.create(
                 messages_col.document(seq_id(first_seq + i)), _message_doc(message, first_seq + i)
             )
+        for (ref, seq), message in targets:
+            # update(), not set(): fails the whole batch if the message was deleted meanwhile.
+            batch.update(ref, _message_doc(message, seq))
         try:
             self._call(lambda: batch.commit(**self._rpc))
+        except gexc.NotFound as exc:
+            raise ValueError(f"save_turn: an updated message of {c.id!r} no longer exists") from exc
         except gexc.AlreadyExists as exc:
             # A retried commit whose first attempt did land also ends here: same ids = done.
             if self._already_saved(c.id, first_seq, messages):
@@ -210,6 +234,20 @@ class FirestoreStore:
                 f"conversation {c.id} already has messages at seq "
                 f"{first_seq}..{first_seq + len(messages) - 1} (concurrent turn?)"
             ) from exc
+
+    def _find_message(self, conversation_id: str, message_id: str) -> tuple[Any, int]:
+        query = (
+            self._messages(conversation_id)
+            .where(filter=FieldFilter("id", "==", message_id))
+            .limit(1)
+        )
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        if not snaps:
+            raise ValueError(
+                f"save_turn: message {message_id!r} of conversation {conversation_id!r} "
+                "does not exist, so it cannot be updated"
+            )
+        return snaps[0].reference, int((snaps[0].to_dict() or {})["seq"])
 
     def _already_saved(
         self, conversation_id: str, first_seq: int, messages: Sequence[Message]
@@ -246,6 +284,104 @@ class FirestoreStore:
 
     def _messages(self, conversation_id: str) -> Any:
         return self._conversations.document(conversation_id).collection(MESSAGES)
+
+    # --- ResponseCache -------------------------------------------------------------
+
+    def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
+        if not valid_id(key):
+            return None
+        ref = self._cache.document(key)
+        snap = self._call(lambda: ref.get(**self._rpc))
+        if not snap.exists:
+            return None
+        data = snap.to_dict() or {}
+        expires_at = to_utc(data["expires_at"])
+        # TTL deletion is asynchronous (up to a day late): expiry is checked on read.
+        if expires_at <= to_utc(now):
+            return None
+        return CachedAnswer(
+            text=data["text"],
+            model=data["model"],
+            finish_reason=data.get("finish_reason"),
+            created_at=to_utc(data["created_at"]),
+            expires_at=expires_at,
+        )
+
+    def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
+        if not valid_id(key):
+            raise ValueError(f"{key!r} is not a valid cache key")
+        doc = {
+            "text": answer.text,
+            "model": answer.model,
+            "finish_reason": answer.finish_reason,
+            "created_at": to_utc(answer.created_at),
+            "expires_at": to_utc(answer.expires_at),  # the TTL policy's field
+        }
+        ref = self._cache.document(key)
+        self._call(lambda: ref.set(doc, **self._rpc))
+
+    # --- IdempotencyStore ----------------------------------------------------------
+
+    def _idempotency_ref(self, user_id: str, key: str) -> Any:
+        # Hashed: the key is client-chosen text and may contain '/' or other characters
+        # that a document id cannot hold; the NUL separator keeps (user, key) unambiguous.
+        digest = hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
+        return self._idempotency.document(digest)
+
+    def claim_idempotency(
+        self, record: IdempotencyRecord, now: datetime
+    ) -> IdempotencyRecord | None:
+        ref = self._idempotency_ref(record.user_id, record.key)
+        doc = _idempotency_doc(record)
+        now = to_utc(now)
+        for _ in range(5):
+            try:
+                self._call(lambda: ref.create(doc, **self._rpc))
+                return None
+            except gexc.AlreadyExists:
+                pass
+            snap = self._call(lambda: ref.get(**self._rpc))
+            if not snap.exists:
+                continue  # released or swept meanwhile: try to create again
+            # (Should a retried create whose first attempt landed end here, our own claim
+            # reads as taken: a 409 until the lease ends, never two requests let through.)
+            existing = _idempotency(snap.to_dict() or {})
+            live = existing.expires_at > now and (
+                existing.state == "done" or existing.locked_until > now
+            )
+            if live:
+                return existing
+            # Expired or abandoned: delete it only if nobody changed it since we read it.
+            option = self._client.write_option(last_update_time=snap.update_time)
+            try:
+                ref.delete(option=option, **self._rpc)
+            except gexc.FailedPrecondition:
+                continue  # someone else replaced it first: read again
+            except _UNAVAILABLE as exc:
+                raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
+            except gexc.NotFound:
+                continue
+        raise DependencyUnavailable("firestore: idempotency claim kept racing; try again")
+
+    def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
+        ref = self._idempotency_ref(user_id, key)
+        try:
+            self._call(lambda: ref.update({"state": "done", "response": response}, **self._rpc))
+        except gexc.NotFound:
+            return  # expired and swept meanwhile: nothing to replay
+
+    def release_idempotency(self, user_id: str, key: str) -> None:
+        ref = self._idempotency_ref(user_id, key)
+        snap = self._call(lambda: ref.get(**self._rpc))
+        if not snap.exists or (snap.to_dict() or {}).get("state") != "pending":
+            return
+        option = self._client.write_option(last_update_time=snap.update_time)
+        try:
+            ref.delete(option=option, **self._rpc)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return  # changed meanwhile (completed or re-claimed): leave it alone
+        except _UNAVAILABLE as exc:
+            raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
 
     # --- OutboxStore -----------------------------------------------------------------
 
@@ -314,6 +450,32 @@ def _conversation(conversation_id: str, data: dict[str, Any]) -> Conversation:
         title=data.get("title", ""),
         current_persona=data.get("current_persona"),
         message_count=data.get("message_count", 0),
+    )
+
+
+def _idempotency_doc(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "user_id": record.user_id,
+        "key": record.key,
+        "request_hash": record.request_hash,
+        "state": record.state,
+        "created_at": to_utc(record.created_at),
+        "expires_at": to_utc(record.expires_at),  # the TTL policy's field
+        "locked_until": to_utc(record.locked_until),
+        "response": record.response,
+    }
+
+
+def _idempotency(data: dict[str, Any]) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        user_id=data["user_id"],
+        key=data["key"],
+        request_hash=data["request_hash"],
+        state=data["state"],
+        created_at=to_utc(data["created_at"]),
+        expires_at=to_utc(data["expires_at"]),
+        locked_until=to_utc(data["locked_until"]),
+        response=data.get("response"),
     )
 
 

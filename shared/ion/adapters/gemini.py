@@ -236,6 +236,7 @@ class GeminiLanguageModel:
             base_url=settings.gemini_base_url,
             timeout_s=settings.llm_timeout_s,
             max_attempts=settings.llm_max_attempts,
+            backoff_base_s=settings.llm_backoff_base_s,
             max_output_tokens=settings.gemini_max_output_tokens,
             thinking_budget=settings.gemini_thinking_budget,
         )

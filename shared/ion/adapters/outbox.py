@@ -96,6 +96,11 @@ class ReliablePublisher:
         self._breaker_cooldown_s = breaker_cooldown_s
         self._breaker_open_until: datetime | None = None
 
+    @property
+    def transport(self) -> EventTransport:
+        """The live transport (e.g. to subscribe in-process consumers to it)."""
+        return self._transport
+
     # --- EventPublisher port ----------------------------------------------------------
 
     def publish(self, event_type: str, payload: dict[str, Any]) -> None:

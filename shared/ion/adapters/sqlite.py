@@ -22,6 +22,7 @@ from ion.adapters import (
     TurnConflict,
     check_outbox_id,
     check_turn,
+    check_updated,
     decode_cursor,
     encode_cursor,
     payload_json,
@@ -29,7 +30,7 @@ from ion.adapters import (
 )
 from ion.errors import DependencyUnavailable
 from ion.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
-from ion.ports import ConversationPage, OutboxEntry
+from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -80,6 +81,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX outbox_by_age ON outbox (created_at, id)",
     ),
+    (
+        """
+        CREATE TABLE response_cache (
+            cache_key     TEXT PRIMARY KEY,
+            text          TEXT NOT NULL,
+            model         TEXT NOT NULL,
+            finish_reason TEXT,
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX response_cache_by_expiry ON response_cache (expires_at)",
+        """
+        CREATE TABLE idempotency_keys (
+            user_id      TEXT NOT NULL,
+            idem_key     TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            state        TEXT NOT NULL CHECK (state IN ('pending', 'done')),
+            created_at   TEXT NOT NULL,
+            expires_at   TEXT NOT NULL,
+            locked_until TEXT NOT NULL,
+            response     TEXT,
+            PRIMARY KEY (user_id, idem_key)
+        )
+        """,
+        "CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -103,6 +131,15 @@ _INSERT_MESSAGE = (
     f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Parameters: _message_row(m)[2:] (role .. status), then conversation_id, id.
+_UPDATE_MESSAGE = (
+    "UPDATE messages SET role = ?, text = ?, created_at = ?, persona = ?, routing = ?, "
+    "resonance_key = ?, model = ?, usage = ?, latency_ms = ?, finish_reason = ?, status = ? "
+    "WHERE conversation_id = ? AND id = ?"
+)
+_IDEMPOTENCY_COLUMNS = (
+    "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response"
+)
 
 
 def _ts(value: datetime) -> str:
@@ -115,7 +152,8 @@ def _dt(value: str) -> datetime:
 
 
 class SqliteStore:
-    """`ConversationStore` and `OutboxStore` on a SQLite file."""
+    """`ConversationStore`, `OutboxStore`, `ResponseCache` and `IdempotencyStore` on a
+    SQLite file."""
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self._path = Path(path)
@@ -281,8 +319,14 @@ class SqliteStore:
             next_cursor = encode_cursor(last.updated_at, last.id)
         return ConversationPage(conversations=conversations, next_cursor=next_cursor)
 
-    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+    def save_turn(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        updated: Sequence[Message] = (),
+    ) -> None:
         first_seq = check_turn(conversation, messages)
+        check_updated(conversation, updated)
         c = conversation
         try:
             with self._errors(), self._write() as conn:
@@ -304,6 +348,14 @@ class SqliteStore:
                     _INSERT_MESSAGE,
                     [(first_seq + i, *_message_row(m)) for i, m in enumerate(messages)],
                 )
+                for m in updated:
+                    cursor = conn.execute(_UPDATE_MESSAGE, (*_message_row(m)[2:], c.id, m.id))
+                    if cursor.rowcount != 1:
+                        # Raised inside the transaction: nothing of the turn is written.
+                        raise ValueError(
+                            f"save_turn: message {m.id!r} of conversation {c.id!r} "
+                            "does not exist, so it cannot be updated"
+                        )
         except sqlite3.IntegrityError as exc:
             if self._already_saved(conversation.id, first_seq, messages):
                 return  # the same turn saved twice (a retry): idempotent
@@ -338,6 +390,98 @@ class SqliteStore:
     def ping(self) -> None:
         with self._errors():
             self._connection().execute("SELECT 1 FROM conversations LIMIT 1").fetchone()
+
+    # --- ResponseCache -------------------------------------------------------------
+
+    def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
+        with self._errors():
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT text, model, finish_reason, created_at, expires_at "
+                    "FROM response_cache WHERE cache_key = ? AND expires_at > ?",
+                    (key, _ts(now)),
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        return CachedAnswer(
+            text=row[0],
+            model=row[1],
+            finish_reason=row[2],
+            created_at=_dt(row[3]),
+            expires_at=_dt(row[4]),
+        )
+
+    def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
+        with self._errors(), self._write() as conn:
+            # Expired entries are swept here (indexed by expiry), so the table stays small.
+            conn.execute(
+                "DELETE FROM response_cache WHERE expires_at <= ?", (_ts(answer.created_at),)
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO response_cache "
+                "(cache_key, text, model, finish_reason, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    answer.text,
+                    answer.model,
+                    answer.finish_reason,
+                    _ts(answer.created_at),
+                    _ts(answer.expires_at),
+                ),
+            )
+
+    # --- IdempotencyStore ----------------------------------------------------------
+
+    def claim_idempotency(
+        self, record: IdempotencyRecord, now: datetime
+    ) -> IdempotencyRecord | None:
+        r = record
+        with self._errors(), self._write() as conn:
+            conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (_ts(now),))
+            row = conn.execute(
+                f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys "  # noqa: S608
+                "WHERE user_id = ? AND idem_key = ?",
+                (r.user_id, r.key),
+            ).fetchone()
+            if row is not None:
+                existing = _idempotency(row)
+                if existing.state == "done" or existing.locked_until > to_utc(now):
+                    return existing
+            conn.execute(
+                f"INSERT OR REPLACE INTO idempotency_keys ({_IDEMPOTENCY_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.user_id,
+                    r.key,
+                    r.request_hash,
+                    r.state,
+                    _ts(r.created_at),
+                    _ts(r.expires_at),
+                    _ts(r.locked_until),
+                    r.response,
+                ),
+            )
+        return None
+
+    def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
+        with self._errors(), self._write() as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET state = 'done', response = ? "
+                "WHERE user_id = ? AND idem_key = ?",
+                (response, user_id, key),
+            )
+
+    def release_idempotency(self, user_id: str, key: str) -> None:
+        with self._errors(), self._write() as conn:
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE user_id = ? AND idem_key = ? "
+                "AND state = 'pending'",
+                (user_id, key),
+            )
 
     # --- OutboxStore -----------------------------------------------------------------
 
@@ -410,6 +554,19 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
         title=row[4],
         current_persona=row[5],
         message_count=row[6],
+    )
+
+
+def _idempotency(row: tuple[Any, ...]) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        user_id=row[0],
+        key=row[1],
+        request_hash=row[2],
+        state=row[3],
+        created_at=_dt(row[4]),
+        expires_at=_dt(row[5]),
+        locked_until=_dt(row[6]),
+        response=row[7],
     )
 
 

@@ -26,11 +26,13 @@ from ion.errors import (
     IonError,
     MethodNotAllowed,
     NotFound,
+    OriginNotAllowed,
     PayloadTooLarge,
     Unauthenticated,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from ion.events import hash_user_id
 
 log = logging.getLogger("ion.http")
 
@@ -39,17 +41,36 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 # C0/C1 control characters except tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# On every response, errors and streams included. The API serves JSON only, so the
+# content security policy forbids everything a browser could load or frame.
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Idempotency-Key, X-Request-Id"
+CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id, WWW-Authenticate, Idempotent-Replayed"
+CORS_MAX_AGE_S = 600
 
 
 def clean_text(value: str, *, field_name: str, max_chars: int) -> str:
-    """NFC-normalise and reject control characters (rejected, not stripped: no silent edits)."""
-    value = unicodedata.normalize("NFC", value)
+    """NFC-normalise, unify line endings (CRLF/CR → LF), and REJECT (never strip) other
+    control characters and lone surrogates; the length limit counts code points after that.
+    """
+    if _SURROGATE.search(value):
+        raise ValidationFailed(f"{field_name} contains unpaired UTF-16 surrogates")
+    value = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
     if _CONTROL.search(value):
         raise ValidationFailed(
             f"{field_name} contains control characters (only tab and newline are allowed)"
         )
-    if not value.strip():
-        raise ValidationFailed(f"{field_name} must not be empty")
+    if not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in value):
+        raise ValidationFailed(f"{field_name} must not be empty (or only invisible characters)")
     if len(value) > max_chars:
         raise ValidationFailed(f"{field_name} is longer than the limit of {max_chars} characters")
     return value
@@ -63,6 +84,7 @@ class Call:
     request_id: str
     params: dict[str, str] = field(default_factory=dict)
     _app: App | None = None
+    user_id: str | None = None  # set once authenticated (logged only as a hash)
 
     @property
     def app(self) -> App:
@@ -71,7 +93,12 @@ class Call:
         return self._app
 
     def user(self) -> str:
-        return self.app.verifier.user_from_header(self.request.headers.get("Authorization"))
+        """The authenticated user; every call counts against the user's `api` rate limit."""
+        if self.user_id is None:
+            user = self.app.verifier.user_from_header(self.request.headers.get("Authorization"))
+            self.user_id = user
+            self.app.quota.admit(user, "api")
+        return self.user_id
 
     def path_id(self, name: str) -> str:
         value = self.params[name]
@@ -92,8 +119,12 @@ class Call:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidJson(f"request body is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError):
+            # Not UTF-8, nesting deeper than the parser's stack, or an integer longer than
+            # Python's digit limit: all malformed input, never a 500.
+            raise InvalidJson("request body is not valid JSON (encoding, depth or size)") from None
         if not isinstance(data, dict):
             raise ValidationFailed("request body must be a JSON object")
         try:
@@ -159,23 +190,80 @@ def dispatch(routes: Iterable[Route], request: Request) -> Response:
     request_id = _request_id(request)
     started = time.perf_counter()
     call = Call(request=request, request_id=request_id)
+    origin = request.headers.get("Origin")
+    allowed_origin: str | None = None
     try:
-        response = _match(routes, call)(call)
+        if origin is not None:
+            allowed_origin = _check_origin(call, origin)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response = _preflight(routes, call, allowed_origin)
+        else:
+            response = _match(routes, call)(call)
     except IonError as exc:
         response = error_response(exc, request_id)
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
         response = error_response(IonError("internal error; quote the request id"), request_id)
+    _secure(response, allowed_origin)
     response.headers["X-Request-Id"] = request_id
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
     log.info(
         "%s %s -> %s in %.1f ms",
         request.method,
         request.path,
         response.status_code,
-        (time.perf_counter() - started) * 1000,
-        extra={"request_id": request_id},
+        latency_ms,
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "latency_ms": latency_ms,
+            "user_hash": hash_user_id(call.user_id) if call.user_id else None,
+        },
     )
     return response
+
+
+def _check_origin(call: Call, origin: str) -> str:
+    """The origin when it is on ION_CORS_ORIGINS; OriginNotAllowed (403) otherwise."""
+    normalised = origin.rstrip("/").lower()
+    if normalised not in call.app.settings.cors_origins:
+        raise OriginNotAllowed(f"origin {origin[:100]!r} is not allowed to call this API")
+    return origin
+
+
+def _preflight(routes: Iterable[Route], call: Call, origin: str | None) -> Response:
+    """Answer a CORS preflight: 204 with what the path allows (origin already checked)."""
+    if origin is None:
+        raise BadRequest("a CORS preflight needs an Origin header")
+    path = call.request.path.rstrip("/") or "/"
+    methods = [r.method for r in routes if r.pattern.match(path)]
+    if not methods:
+        raise NotFound(f"no such endpoint: {path}")
+    wanted = call.request.headers.get("Access-Control-Request-Method", "").upper()
+    if wanted not in methods:
+        raise MethodNotAllowed(f"{wanted[:20]} is not allowed on {path}", allowed=tuple(methods))
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = ", ".join([*methods, "OPTIONS"])
+    response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+    response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return response
+
+
+def _secure(response: Response, allowed_origin: str | None) -> None:
+    """Security headers, no-store by default, and CORS headers for an allowed origin.
+
+    Never `Access-Control-Allow-Credentials`: the API authenticates with a bearer header,
+    not cookies, so no credentialed cross-origin request is ever needed.
+    """
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.vary.add("Origin")
+    if allowed_origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = allowed_origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
 
 
 def _match(routes: Iterable[Route], call: Call) -> Handler:

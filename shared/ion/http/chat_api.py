@@ -1,19 +1,55 @@
-"""The `chat` function's HTTP API: chat and conversations."""
+"""The `chat` function's HTTP API: chat and conversations.
+
+Idempotency-Key (optional request header on POST /v1/chat): the first request with a
+key claims (user, key) with a hash of its message and conversation_id; when it succeeds
+its reply is stored, and a retry with the same key, user and body gets that reply again
+(200, `Idempotent-Replayed: true`) without another LLM call. The same key with another
+body is 422 `idempotency_key_reused`; a retry while the first is still running is 409
+`conflict` with Retry-After. A failed request (503, 422 blocked...) releases the key, so
+retrying with it runs again (and completes the message kept `unanswered`). The `stream`
+flag is not part of the hash: a replay answers in the form the retry asks for, JSON or a
+one-shot SSE stream (`meta`, one `delta` with the whole reply, `done`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 from flask import Request, Response, stream_with_context
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from ion.domain.chat import PreparedTurn
-from ion.errors import IonError, ValidationFailed
-from ion.http.api import ID_PATTERN, Call, clean_text, dispatch, json_response, route
+from ion.errors import (
+    BadRequest,
+    Conflict,
+    IdempotencyKeyReused,
+    IonError,
+    LlmError,
+    ValidationFailed,
+)
+from ion.http import feedback_api
+from ion.http.api import (
+    ID_PATTERN,
+    Call,
+    clean_text,
+    dispatch,
+    error_response,
+    json_response,
+    route,
+)
 from ion.http.health import health, ready
 from ion.models import ChatReply, Conversation, Message
+from ion.ports import IdempotencyRecord, IdempotencyStore
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IN_FLIGHT_RETRY_AFTER_S = 2
 
 
 class ChatBody(BaseModel):
@@ -26,6 +62,7 @@ class ChatBody(BaseModel):
 
 def post_chat(call: Call) -> Response:
     user = call.user()
+    call.app.quota.before_chat(user)  # 429 rate_limited / budget_exhausted: no LLM call
     body = call.json_body(ChatBody)
     text = clean_text(
         body.message, field_name="message", max_chars=call.app.settings.max_message_chars
@@ -34,11 +71,143 @@ def post_chat(call: Call) -> Response:
         raise ValidationFailed("conversation_id: must match ^[A-Za-z0-9_-]{1,64}$")
     chat = call.app.chat
     wants_stream = body.stream or "text/event-stream" in call.request.headers.get("Accept", "")
-    if wants_stream:
+    claim = _Idempotency.start(call, user, text, body.conversation_id)
+    if claim is not None and claim.replay is not None:
+        return _replay(call, claim.replay, wants_stream)
+    try:
         turn = chat.prepare(user, text, body.conversation_id)
-        return _sse_response(call, turn)
-    reply = chat.send(user, text, body.conversation_id)
-    return json_response(reply_json(reply))
+        if wants_stream:
+            return _sse_response(call, turn, claim)
+        try:
+            reply = chat.answer(turn)
+        except LlmError as exc:
+            # The learner's message is stored (unanswered/blocked): say in which
+            # conversation, so a retry can send it there and complete it.
+            if claim is not None:
+                claim.release()
+                claim = None
+            return _turn_error(exc, call.request_id, turn.conversation.id)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
+    call.app.quota.record_usage(user, reply.usage, cached=reply.cached)
+    body_json = reply_json(reply)
+    if claim is not None:
+        claim.complete(body_json)
+    return json_response(body_json)
+
+
+class _Idempotency:
+    """One claimed (user, Idempotency-Key) for the request being served."""
+
+    def __init__(
+        self, store: IdempotencyStore, user: str, key: str, replay: dict[str, Any] | None
+    ) -> None:
+        self.store = store
+        self.user = user
+        self.key = key
+        self.replay = replay  # set when the key was already completed: answer with this
+
+    @classmethod
+    def start(
+        cls, call: Call, user: str, text: str, conversation_id: str | None
+    ) -> _Idempotency | None:
+        raw = call.request.headers.get(IDEMPOTENCY_HEADER)
+        if raw is None:
+            return None
+        if not _IDEMPOTENCY_KEY.fullmatch(raw):
+            raise BadRequest(
+                f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters (no spaces)"
+            )
+        store = call.app.idempotency
+        if store is None:
+            return None
+        settings = call.app.settings
+        now = call.app.clock.now()
+        request_hash = hashlib.sha256(
+            json.dumps(
+                {"message": text, "conversation_id": conversation_id},
+                ensure_ascii=False,
+                sort_keys=True,
+            ).encode("utf-8")
+        ).hexdigest()
+        # A claim still pending after the LLM's whole time budget was abandoned (crash).
+        lease_s = 4 * settings.llm_timeout_s + 30
+        record = IdempotencyRecord(
+            user_id=user,
+            key=raw,
+            request_hash=request_hash,
+            state="pending",
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.idempotency_ttl_s),
+            locked_until=now + timedelta(seconds=lease_s),
+        )
+        existing = store.claim_idempotency(record, now)
+        if existing is None:
+            return cls(store, user, raw, None)
+        if existing.request_hash != request_hash:
+            raise IdempotencyKeyReused(
+                f"this {IDEMPOTENCY_HEADER} was already used for a different request; "
+                "use a new key for a new message"
+            )
+        if existing.state != "done" or existing.response is None:
+            raise Conflict(
+                f"a request with this {IDEMPOTENCY_HEADER} is still being answered; retry shortly",
+                retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
+            )
+        stored: dict[str, Any] = json.loads(existing.response)
+        return cls(store, user, raw, stored)
+
+    def complete(self, reply: dict[str, Any]) -> None:
+        self.store.complete_idempotency(
+            self.user, self.key, json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
+        )
+
+    def release(self) -> None:
+        self.store.release_idempotency(self.user, self.key)
+
+
+def _turn_error(exc: IonError, request_id: str, conversation_id: str) -> Response:
+    response = error_response(exc, request_id)
+    body = json.loads(response.get_data())
+    body["conversation_id"] = conversation_id
+    response.set_data(json.dumps(body, ensure_ascii=False))
+    return response
+
+
+def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
+    if not wants_stream:
+        response = json_response(reply)
+    else:
+        events = [
+            _sse(
+                "meta",
+                {
+                    "conversation_id": reply["conversation_id"],
+                    "message_id": reply["message_id"],
+                    "user_message_id": reply["user_message_id"],
+                    "persona": reply["persona"],
+                    "routing": reply["routing"],
+                    "resonance_key": reply["resonance_key"],
+                    "request_id": call.request_id,
+                },
+            ),
+            _sse("delta", {"text": reply["reply"]}),
+            _sse(
+                "done",
+                {
+                    "model": reply["model"],
+                    "usage": reply["usage"],
+                    "finish_reason": reply["finish_reason"],
+                    "cached": reply["cached"],
+                },
+            ),
+        ]
+        response = Response("".join(events), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 def reply_json(reply: ChatReply) -> dict[str, Any]:
@@ -62,11 +231,25 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _sse_response(call: Call, turn: PreparedTurn) -> Response:
+def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = None) -> Response:
     chat = call.app.chat
     request_id = call.request_id
+    completed: list[bool] = []
+
+    def on_reply(reply: ChatReply) -> None:
+        call.app.quota.record_usage(turn.user_id, reply.usage, cached=reply.cached)
+        if claim is not None:
+            claim.complete(reply_json(reply))
+        completed.append(True)
 
     def events() -> Iterator[str]:
+        try:
+            yield from stream_events()
+        finally:
+            if claim is not None and not completed:
+                claim.release()  # failed or cut off: a retry with the key runs again
+
+    def stream_events() -> Iterator[str]:
         yield _sse(
             "meta",
             {
@@ -80,7 +263,7 @@ def _sse_response(call: Call, turn: PreparedTurn) -> Response:
             },
         )
         try:
-            for chunk in chat.stream(turn):
+            for chunk in chat.stream(turn, on_reply):
                 if chunk.final is not None:
                     yield _sse(
                         "done",
@@ -88,7 +271,7 @@ def _sse_response(call: Call, turn: PreparedTurn) -> Response:
                             "model": chunk.final.model,
                             "usage": chunk.final.usage.model_dump(mode="json"),
                             "finish_reason": chunk.final.finish_reason,
-                            "cached": False,
+                            "cached": turn.cached is not None,
                         },
                     )
                 elif chunk.text:
@@ -131,6 +314,7 @@ def message_json(message: Message) -> dict[str, Any]:
         else None,
         "usage": message.usage.model_dump(mode="json") if message.usage else None,
         "latency_ms": message.latency_ms,
+        "finish_reason": message.finish_reason,
     }
 
 
@@ -160,7 +344,14 @@ def get_conversation(call: Call) -> Response:
 
 def delete_conversation(call: Call) -> Response:
     user = call.user()
-    call.app.chat.delete_conversation(user, call.path_id("conversation_id"))
+    conversation_id = call.path_id("conversation_id")
+    chat = call.app.chat
+    chat.owned_conversation(user, conversation_id)
+    if call.app.learning is not None:
+        # Feedback (comments included) is erased with its conversation. First, so a failure
+        # in between leaves a conversation the learner can delete again, never an orphan.
+        call.app.learning.delete_feedback_for_conversation(conversation_id)
+    chat.delete_conversation(user, conversation_id)
     return Response(status=204, headers={"Cache-Control": "no-store"})
 
 
@@ -171,6 +362,11 @@ ROUTES = (
     route("GET", "/v1/conversations", list_conversations),
     route("GET", "/v1/conversations/{conversation_id}", get_conversation),
     route("DELETE", "/v1/conversations/{conversation_id}", delete_conversation),
+    route(
+        "POST",
+        "/v1/conversations/{conversation_id}/messages/{message_id}/feedback",
+        feedback_api.post_feedback,
+    ),
 )
 
 

@@ -27,7 +27,7 @@ def ready(call: Call) -> Response:
         checks["store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:200]}
     llm_ok, llm_detail = app.llm.readiness()
     checks["llm"] = {"ok": llm_ok, "detail": llm_detail, "provider": app.settings.llm_provider}
-    checks["auth"] = {"ok": True, "detail": "HS256 secret loaded"}
+    checks["auth"] = {"ok": True, "detail": app.verifier.describe()}
     ok = all(bool(check["ok"]) for check in checks.values())
     return json_response(
         {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503

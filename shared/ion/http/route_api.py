@@ -7,7 +7,9 @@ from typing import Any
 from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from ion.domain.learning import nudge
 from ion.domain.routing import RouteResult
+from ion.errors import ConfigurationError
 from ion.http.api import Call, clean_text, dispatch, json_response, route
 from ion.http.health import health, ready
 
@@ -63,11 +65,49 @@ def list_personas(call: Call) -> Response:
     )
 
 
+def routing_stats(call: Call) -> Response:
+    """The feedback statistics and the nudges they give now (read fresh from the store)."""
+    call.user()
+    app = call.app
+    if app.learning is None:
+        raise ConfigurationError("routing statistics are not configured")
+    bound = app.settings.routing_feedback_bound
+    min_votes = app.settings.routing_feedback_min_votes
+    stats = app.learning.routing_stats()
+    totals: dict[str, dict[str, int]] = {
+        pid: {"turns": 0, "ups": 0, "downs": 0} for pid in app.catalog.ids
+    }
+    for s in stats:
+        total = totals.setdefault(s.persona, {"turns": 0, "ups": 0, "downs": 0})
+        total["turns"] += s.turns
+        total["ups"] += s.ups
+        total["downs"] += s.downs
+    return json_response(
+        {
+            "bound": bound,
+            "min_votes": min_votes,
+            "totals": totals,
+            "stats": [
+                {
+                    "persona": s.persona,
+                    "resonance_key": s.resonance_key.model_dump(mode="json"),
+                    "turns": s.turns,
+                    "ups": s.ups,
+                    "downs": s.downs,
+                    "adjustment": round(nudge(s, bound=bound, min_votes=min_votes), 6),
+                }
+                for s in stats
+            ],
+        }
+    )
+
+
 ROUTES = (
     route("GET", "/health", health),
     route("GET", "/ready", ready),
     route("POST", "/v1/route", post_route),
     route("GET", "/v1/personas", list_personas),
+    route("GET", "/v1/routing/stats", routing_stats),
 )
 
 

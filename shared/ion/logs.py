@@ -1,0 +1,121 @@
+"""Logging that never leaks: redaction filter, JSON lines for Cloud Logging, one setup call.
+
+The code itself never logs message text, tokens, secrets or raw user ids (a test holds it
+to that); users appear only as `user_hash` (`ion.events.hash_user_id`). `RedactingFilter`
+is the second line of defence for what third-party libraries might log: it scrubs JWTs,
+bearer tokens and API keys, and turns a `user_id` extra into `user_hash`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from ion.events import hash_user_id
+
+_SECRET_PATTERNS = (
+    # A JWT (header.payload.signature, base64url; headers start with '{"' = eyJ).
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [redacted]"),
+    # Keys in URLs (?key=..., &access_token=...) and Google API keys anywhere.
+    (
+        re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|secret)=)[^&\s\"']+"),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"AIza[0-9A-Za-z_-]{30,}"), "[redacted-api-key]"),
+)
+
+# Extras copied into JSON lines when a record carries them.
+_FIELDS = (
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "latency_ms",
+    "user_hash",
+    "bucket",
+    "limit",
+    "code",
+)
+_SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Scrub secrets from the rendered message and traceback; hash a `user_id` extra."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            rendered = record.getMessage()
+        except (TypeError, ValueError):
+            rendered = str(record.msg)
+        scrubbed = redact(rendered)
+        if scrubbed != rendered or record.args:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        user_id = record.__dict__.pop("user_id", None)
+        if isinstance(user_id, str):
+            record.user_hash = hash_user_id(user_id)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, in the shape Cloud Logging reads from stdout/stderr."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelname, "DEBUG"),
+            "message": record.getMessage(),
+            "logger": record.name,
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        }
+        for name in _FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["message"] += "\n" + record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    handler._ion_handler = True  # type: ignore[attr-defined]
+    return handler
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Install the redacting handler on the root logger (once); set the `ion` log level.
+
+    When something else already configured the root logger, its handlers get the
+    redaction filter instead of a second handler.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(make_handler(fmt))
+        if root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+    else:
+        for handler in root.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+    logging.getLogger("ion").setLevel(level.upper())

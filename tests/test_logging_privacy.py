@@ -1,0 +1,122 @@
+"""Logs never carry message text, tokens, secrets or raw user ids; users appear as hashes."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from ion.bootstrap import App, build_app, set_app
+from ion.events import hash_user_id
+from ion.logs import JsonFormatter, RedactingFilter, make_handler, redact
+from tests.fixtures_app import TEST_JWT_SECRET, function_client, make_settings
+
+USER = "learner-7f3a9c-unique@example.com"
+SECRET_TEXT = "my-very-private-confession-xyz"
+
+
+@pytest.fixture
+def logged_app(clean_env: Path) -> Iterator[App]:
+    application = build_app(
+        make_settings(clean_env / "data", rate_limit_per_minute=3, log_level="DEBUG")
+    )
+    set_app(application)
+    yield application
+    set_app(None)
+
+
+@pytest.fixture
+def client(logged_app: App) -> FlaskClient:
+    return function_client("chat")
+
+
+def _everything_logged(records: list[logging.LogRecord]) -> str:
+    """Rendered messages, tracebacks and every extra attribute of every record."""
+    parts = []
+    for record in records:
+        parts.append(record.getMessage())
+        if record.exc_info:
+            parts.append(logging.Formatter().formatException(record.exc_info))
+        parts.extend(repr(value) for value in record.__dict__.values())
+    return "\n".join(parts)
+
+
+def test_chats_and_errors_log_no_text_token_or_user_id(
+    client: FlaskClient, logged_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = logged_app.dev_token(USER)
+    auth = {"Authorization": f"Bearer {token}"}
+    first = client.post("/v1/chat", json={"message": f"{SECRET_TEXT} one"}, headers=auth)
+    assert first.status_code == 200
+    cid = first.get_json()["conversation_id"]
+    client.post(
+        "/v1/chat",
+        json={"message": f"{SECRET_TEXT} two", "stream": True, "conversation_id": cid},
+        headers=auth,
+    ).get_data()
+    client.post("/v1/chat", json={"message": f"{SECRET_TEXT}\x00"}, headers=auth)  # 422
+    client.post("/v1/chat", json={"message": f"{SECRET_TEXT} four"}, headers=auth)  # 429
+    client.get("/v1/conversations", headers={"Authorization": f"Bearer {token}x"})  # 401
+    client.get(f"/v1/conversations/{cid}", headers=auth)
+
+    logged = _everything_logged(caplog.records)
+    assert caplog.records, "the requests were not logged at all"
+    for forbidden in (SECRET_TEXT, token, token[:40], USER, TEST_JWT_SECRET):
+        assert forbidden not in logged
+    request_lines = [r for r in caplog.records if r.name == "ion.http"]
+    hashes = {getattr(r, "user_hash", None) for r in request_lines}
+    assert hash_user_id(USER) in hashes
+    assert {getattr(r, "status", None) for r in request_lines} >= {200, 401, 422, 429}
+
+
+def test_redaction_filter_scrubs_tokens_keys_and_user_ids() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.redaction")
+    logger.propagate = False
+    logger.addHandler(make_handler("text", stream))
+    logger.setLevel(logging.INFO)
+    jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
+    try:
+        logger.info("calling with Authorization: Bearer %s", "abc.def-ghi")
+        logger.info("token %s in text", jwt_like)
+        logger.info("GET https://x.example/v1?key=AIzaSyA-1234567890abcdefghijklmnopqrstu&x=1")
+        logger.info("user event", extra={"user_id": USER})
+        try:
+            raise ValueError(f"bad token {jwt_like}")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.handlers.clear()
+    output = stream.getvalue()
+    assert "abc.def-ghi" not in output
+    assert jwt_like not in output
+    assert "AIzaSyA-1234567890" not in output
+    assert USER not in output
+    assert output.count("[redacted") == 4
+
+
+def test_redact_leaves_ordinary_text_alone() -> None:
+    text = "GET /v1/conversations/abc123 -> 200 in 3.1 ms"
+    assert redact(text) == text
+
+
+def test_json_lines_for_cloud_logging() -> None:
+    record = logging.LogRecord("ion.http", logging.WARNING, __file__, 1, "GET %s", ("/x",), None)
+    record.request_id = "req-12345678"
+    record.status = 429
+    record.latency_ms = 1.5
+    record.user_id = USER
+    RedactingFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["severity"] == "WARNING"
+    assert line["message"] == "GET /x"
+    assert line["request_id"] == "req-12345678"
+    assert line["status"] == 429
+    assert line["user_hash"] == hash_user_id(USER)
+    assert USER not in json.dumps(line)

@@ -1,0 +1,356 @@
+"""Rate limits and token budgets: the QuotaStore contract on SQLite and the Firestore emulator,
+exact admission under cross-process contention, and 429s over HTTP that never reach the LLM."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ion.adapters.sqlite_quota import SqliteQuotaStore
+from ion.bootstrap import App, build_app, build_quota_store, set_app
+from ion.domain.quota import QuotaGuard, QuotaLimits
+from ion.errors import BudgetExhausted, RateLimited
+from ion.events import hash_user_id
+from ion.models import Usage
+from ion.ports import LlmChunk, LlmRequest, LlmResponse, QuotaStore
+from tests.fixtures_app import function_client, make_settings
+from tests.openapi_check import CheckedClient
+
+NOON = datetime(2026, 3, 4, 12, 0, 15, tzinfo=UTC)
+LATER = NOON + timedelta(hours=1)
+
+
+@dataclass
+class FixedClock:
+    current: datetime = NOON
+
+    def now(self) -> datetime:
+        return self.current
+
+
+# ---- the QuotaStore contract, on every backend --------------------------------------
+
+
+@pytest.fixture
+def sqlite_quota(tmp_path: Path) -> Iterator[SqliteQuotaStore]:
+    store = SqliteQuotaStore(tmp_path / "ion.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def firestore_quota(firestore_client: Any, firestore_reset: None) -> QuotaStore:
+    from ion.adapters.firestore_quota import FirestoreQuotaStore
+
+    return FirestoreQuotaStore(firestore_client)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.emulator)])
+def quota_store(request: pytest.FixtureRequest) -> QuotaStore:
+    store: QuotaStore = request.getfixturevalue(f"{request.param}_quota")
+    return store
+
+
+def test_counter_starts_at_zero_and_adds(quota_store: QuotaStore) -> None:
+    assert quota_store.counter("tokens:u1:20260304") == 0
+    assert quota_store.increment("tokens:u1:20260304", 120, expires_at=LATER) == 120
+    assert quota_store.increment("tokens:u1:20260304", 30, expires_at=LATER) == 150
+    assert quota_store.counter("tokens:u1:20260304") == 150
+    assert quota_store.counter("tokens:u2:20260304") == 0
+
+
+def test_keys_with_slashes_and_unicode_are_separate_counters(quota_store: QuotaStore) -> None:
+    assert quota_store.increment("rate/a/b", 1, expires_at=LATER) == 1
+    assert quota_store.increment("rate:ü", 2, expires_at=LATER) == 2
+    assert quota_store.counter("rate/a/b") == 1
+
+
+def test_negative_amounts_are_refused(quota_store: QuotaStore) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        quota_store.increment("k", -1, expires_at=LATER)
+
+
+def test_concurrent_increments_each_see_a_distinct_value(
+    quota_store: QuotaStore, request: pytest.FixtureRequest
+) -> None:
+    # The emulator serialises writes per document: keep its share modest.
+    threads, each = (4, 5) if "firestore" in request.node.name else (8, 25)
+
+    def work(_: int) -> list[int]:
+        return [quota_store.increment("hot", 1, expires_at=LATER) for _ in range(each)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        seen = [value for values in pool.map(work, range(threads)) for value in values]
+    assert sorted(seen) == list(range(1, threads * each + 1))
+
+
+# ---- exact admission across processes -------------------------------------------------
+
+
+def _hammer(
+    backend: str, where: str, limit: int, threads: int, attempts: int, start: Any, out: Any
+) -> None:
+    """One process: `threads` threads each try `attempts` requests for one user."""
+    store: QuotaStore
+    if backend == "sqlite":
+        store = SqliteQuotaStore(where)
+    else:
+        from google.cloud import firestore
+
+        from ion.adapters.firestore_quota import FirestoreQuotaStore
+
+        store = FirestoreQuotaStore(firestore.Client(project=where, database="(default)"))
+    guard = QuotaGuard(store, FixedClock(), QuotaLimits(chat_per_minute=limit))
+    barrier = threading.Barrier(threads)
+
+    def one_thread() -> int:
+        barrier.wait()
+        admitted = 0
+        for _ in range(attempts):
+            try:
+                guard.admit("hammered-user", "chat")
+                admitted += 1
+            except RateLimited:
+                pass
+        return admitted
+
+    start.wait()
+    with ThreadPoolExecutor(threads) as pool:
+        out.put(sum(pool.map(lambda _: one_thread(), range(threads))))
+
+
+def _run_processes(
+    backend: str, where: str, *, processes: int, threads: int, attempts: int, limit: int
+) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    out = ctx.Queue()
+    workers = [
+        ctx.Process(target=_hammer, args=(backend, where, limit, threads, attempts, start, out))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    admitted = [out.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    return sum(admitted)
+
+
+def test_processes_and_threads_on_one_sqlite_file_admit_exactly_the_limit(
+    tmp_path: Path,
+) -> None:
+    # 3 processes × 6 threads × 10 attempts = 180 requests for one user in one minute.
+    admitted = _run_processes(
+        "sqlite", str(tmp_path / "ion.sqlite3"), processes=3, threads=6, attempts=10, limit=25
+    )
+    assert admitted == 25
+
+
+@pytest.mark.emulator
+def test_processes_on_the_firestore_emulator_admit_exactly_the_limit(
+    firestore_client: Any, firestore_reset: None
+) -> None:
+    from tests.conftest import FIRESTORE_TEST_PROJECT
+
+    # 2 processes × 3 threads × 5 attempts = 30 requests, limit 7.
+    admitted = _run_processes(
+        "firestore", FIRESTORE_TEST_PROJECT, processes=2, threads=3, attempts=5, limit=7
+    )
+    assert admitted == 7
+
+
+# ---- the guard ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def guard_for(store: QuotaStore, clock: FixedClock, **limits: int) -> QuotaGuard:
+    return QuotaGuard(store, clock, QuotaLimits(**limits))
+
+
+def test_rate_limit_resets_with_the_next_minute(
+    sqlite_quota: SqliteQuotaStore, clock: FixedClock
+) -> None:
+    guard = guard_for(sqlite_quota, clock, chat_per_minute=2)
+    guard.admit("u", "chat")
+    guard.admit("u", "chat")
+    with pytest.raises(RateLimited) as caught:
+        guard.admit("u", "chat")
+    assert caught.value.retry_after_s == 45  # 12:00:15 → the window ends at 12:01:00
+    guard.admit("other-user", "chat")
+    clock.current += timedelta(seconds=45)
+    guard.admit("u", "chat")
+
+
+def test_buckets_and_zero_limits(sqlite_quota: SqliteQuotaStore, clock: FixedClock) -> None:
+    guard = guard_for(sqlite_quota, clock, chat_per_minute=1, api_per_minute=0)
+    guard.admit("u", "chat")
+    for _ in range(50):
+        guard.admit("u", "api")  # 0 = no limit
+    with pytest.raises(RateLimited):
+        guard.admit("u", "chat")
+
+
+def test_budget_blocks_once_used_up_and_renews_next_day(
+    sqlite_quota: SqliteQuotaStore, clock: FixedClock
+) -> None:
+    guard = guard_for(sqlite_quota, clock, daily_tokens=100)
+    guard.check_budget("u")
+    guard.record_usage("u", Usage(input_tokens=60, output_tokens=30))
+    guard.check_budget("u")
+    guard.record_usage("u", Usage(input_tokens=5, output_tokens=5), cached=True)  # free
+    guard.record_usage("u", Usage(input_tokens=6, output_tokens=6))  # overshoot: one answer
+    assert guard.tokens_used("u") == 102
+    with pytest.raises(BudgetExhausted) as caught:
+        guard.check_budget("u")
+    assert caught.value.retry_after_s == 12 * 3600 - 15
+    clock.current += timedelta(hours=12)
+    guard.check_budget("u")
+    assert guard.tokens_used("u") == 0
+
+
+def test_counters_are_keyed_by_user_hash_not_user_id(
+    sqlite_quota: SqliteQuotaStore, clock: FixedClock
+) -> None:
+    guard = guard_for(sqlite_quota, clock, daily_tokens=100)
+    guard.record_usage("alice@example.com", Usage(input_tokens=1, output_tokens=2))
+    assert sqlite_quota.counter(f"tokens:{hash_user_id('alice@example.com')}:20260304") == 3
+    conn = sqlite_quota._connection()
+    keys = [row[0] for row in conn.execute("SELECT key FROM quota_counters")]
+    assert not any("alice" in key for key in keys)
+
+
+# ---- over HTTP ------------------------------------------------------------------------
+
+
+class CountingLlm:
+    """Wraps the real offline model and counts calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.name = inner.name
+
+    def generate(self, request: LlmRequest) -> LlmResponse:
+        self.calls += 1
+        response: LlmResponse = self.inner.generate(request)
+        return response
+
+    def stream(self, request: LlmRequest) -> Iterator[LlmChunk]:
+        self.calls += 1
+        yield from self.inner.stream(request)
+
+    def readiness(self) -> tuple[bool, str]:
+        ready: tuple[bool, str] = self.inner.readiness()
+        return ready
+
+
+@pytest.fixture
+def limited(clean_env: Path) -> Iterator[tuple[App, CountingLlm, FixedClock]]:
+    application = build_app(make_settings(clean_env / "data", cache_ttl_s=0))
+    clock = FixedClock()
+    application.quota = QuotaGuard(
+        build_quota_store(application.settings, application.store),
+        clock,
+        QuotaLimits(chat_per_minute=3, api_per_minute=6, daily_tokens=10_000),
+    )
+    llm = CountingLlm(application.llm)
+    application.chat._llm = llm  # type: ignore[assignment]
+    set_app(application)
+    yield application, llm, clock
+    set_app(None)
+
+
+@pytest.fixture
+def limited_api(limited: tuple[App, CountingLlm, FixedClock]) -> CheckedClient:
+    return CheckedClient(function_client("chat"))
+
+
+def _headers(app: App, user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {app.dev_token(user)}"}
+
+
+def test_chat_over_the_rate_limit_is_429_without_an_llm_call(
+    limited: tuple[App, CountingLlm, FixedClock], limited_api: CheckedClient
+) -> None:
+    app, llm, _ = limited
+    for i in range(3):
+        ok = limited_api.post("/v1/chat", json={"message": f"question {i}"}, headers=_headers(app))
+        assert ok.status_code == 200
+    refused = limited_api.post("/v1/chat", json={"message": "one more"}, headers=_headers(app))
+    assert (refused.status_code, refused.get_json()["error"]["code"]) == (429, "rate_limited")
+    assert refused.headers["Retry-After"] == "45"
+    assert llm.calls == 3
+
+
+def test_rate_limits_are_per_user(
+    limited: tuple[App, CountingLlm, FixedClock], limited_api: CheckedClient
+) -> None:
+    app, _, _ = limited
+    for i in range(3):
+        limited_api.post("/v1/chat", json={"message": f"q {i}"}, headers=_headers(app))
+    bob = limited_api.post("/v1/chat", json={"message": "hello"}, headers=_headers(app, "bob"))
+    assert bob.status_code == 200
+
+
+def test_streaming_chat_counts_too(
+    limited: tuple[App, CountingLlm, FixedClock], limited_api: CheckedClient
+) -> None:
+    app, llm, _ = limited
+    for i in range(3):
+        limited_api.post(
+            "/v1/chat", json={"message": f"stream {i}", "stream": True}, headers=_headers(app)
+        ).get_data()
+    refused = limited_api.post(
+        "/v1/chat", json={"message": "again", "stream": True}, headers=_headers(app)
+    )
+    assert refused.status_code == 429
+    assert llm.calls == 3
+
+
+def test_other_endpoints_share_the_api_limit(
+    limited: tuple[App, CountingLlm, FixedClock], limited_api: CheckedClient
+) -> None:
+    app, _, _ = limited
+    statuses = [
+        limited_api.get("/v1/conversations", headers=_headers(app)).status_code for _ in range(7)
+    ]
+    assert statuses == [200] * 6 + [429]
+
+
+def test_budget_exhausted_is_429_and_spends_nothing(
+    limited: tuple[App, CountingLlm, FixedClock], limited_api: CheckedClient
+) -> None:
+    app, llm, clock = limited
+    app.quota = QuotaGuard(
+        build_quota_store(app.settings, app.store),
+        clock,
+        QuotaLimits(chat_per_minute=100, api_per_minute=100, daily_tokens=50),
+    )
+    first = limited_api.post(
+        "/v1/chat", json={"message": "explain recursion"}, headers=_headers(app)
+    )
+    assert first.status_code == 200
+    usage = first.get_json()["usage"]
+    spent = usage["input_tokens"] + usage["output_tokens"]
+    assert spent > 50  # one answer may overshoot the budget (documented)
+    assert app.quota.tokens_used("alice") == spent
+    refused = limited_api.post("/v1/chat", json={"message": "and loops?"}, headers=_headers(app))
+    assert (refused.status_code, refused.get_json()["error"]["code"]) == (429, "budget_exhausted")
+    assert refused.headers["Retry-After"] == str(12 * 3600 - 15)
+    assert llm.calls == 1
+    assert app.quota.tokens_used("alice") == spent
