@@ -80,6 +80,7 @@ bench: setup
 	$(BIN)/python bench/chat_bench.py
 	$(BIN)/python bench/stream_ttfb_bench.py
 	$(BIN)/python bench/sse_ttfb_bench.py
+	$(BIN)/python bench/cold_start_bench.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist build
