@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 
 from ion.domain.resonance import (
+    FALSE_FRIENDS,
     FEATURE_NAMES,
     HEDGE_FACTOR,
     MENTION_FACTOR,
     Lexicon,
+    LexiconSet,
     analyze,
     analyze_detailed,
     cue_context_factor,
+    drop_false_friends,
     normalize,
+    spelling_variants,
 )
 from ion.models import Intent, Pace, Tone
 
@@ -176,6 +180,49 @@ def test_lexicon_boundaries() -> None:
     assert terms("너무불안해요") == {"불안"}  # Hangul stems match inside words
 
 
+def test_lexicon_matches_informal_spellings() -> None:
+    lex = Lexicon({"잠이 안": 1.0, "don't understand": 1.0, "i'm done": 1.0})
+
+    def terms(text: str) -> set[str]:
+        return {h.term for h in lex.scan(normalize(text))}
+
+    assert terms("잠이안와요") == {"잠이 안"}  # Korean typed without spaces
+    assert terms("i dont understand closures") == {"don't understand"}  # no apostrophe
+    assert terms("im done") == {"i'm done"}
+    # only endings whose bare form is not another common word are expanded
+    assert spelling_variants("we'll") == ("we'll",)
+
+
+def test_listed_spelling_is_not_counted_twice() -> None:
+    lex = Lexicon({"이 정도면": 1.0, "이정도면": 1.0})
+    assert [h.term for h in lex.scan(normalize("이정도면 괜찮아요?"))] == ["이정도면"]
+
+
+def test_anchored_hangul_term_starts_a_word() -> None:
+    lex = Lexicon({"^로그": 1.0})
+
+    def terms(text: str) -> set[str]:
+        return {h.term for h in lex.scan(normalize(text))}
+
+    assert terms("에러 로그를 봤어요") == {"로그"}  # particles may follow
+    assert terms("블로그 글") == set() and terms("프로그램") == set()
+    with pytest.raises(ValueError, match="only for Hangul"):
+        Lexicon({"^log": 1.0})
+
+
+def test_false_friends_cancel_the_cues_inside_them() -> None:
+    lex = Lexicon({"불안": 1.0, "panic": 1.0}, owner="p")
+    both = LexiconSet([lex, FALSE_FRIENDS])
+
+    def terms(text: str) -> set[str]:
+        return {h.term for h in drop_false_friends(both.scan(normalize(text)))}
+
+    assert terms("서버가 불안정해요") == set()  # unstable, not anxious
+    assert terms("kernel panic on boot") == set()
+    assert terms("너무 불안해요") == {"불안"}
+    assert analyze("서버가 불안정해서 재시작돼요").emotion_intensity == 0.0
+
+
 # --- cue context: negation, mention, hedging ------------------------------------------------
 
 
@@ -200,6 +247,15 @@ def _factor(text: str, cue: str) -> float:
         ("even after reading the explanation I'm lost", "explanation", MENTION_FACTOR),
         ("kinda annoying bug", "annoying", HEDGE_FACTOR),
         ("약간 짜증나요", "짜증", HEDGE_FACTOR),
+        # an excluded request or quality is dropped like a negated one
+        ("not looking for benchmarks, just the idea", "benchmarks", 0.0),
+        ("how do i nudge people without being annoying", "annoying", 0.0),
+        ("벤치마크 말고 개념만 알려줘", "벤치마크", 0.0),
+        ("i dont need a plan", "plan", 0.0),
+        # a judgement of one's own question is politeness, not a feeling
+        ("바보 같은 질문인데 클로저가 뭐예요", "바보", 0.0),
+        ("silly question: what is a closure", "silly", 0.0),
+        ("나 진짜 바보 같아", "바보", 1.0),
     ],
 )
 def test_cue_context_factor(text: str, cue: str, factor: float) -> None:

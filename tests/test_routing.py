@@ -235,14 +235,23 @@ def test_fifth_persona_from_yaml_needs_no_code_change(tmp_path: Path) -> None:
 
 # --- generalisation, negation, calibration -----------------------------
 
-HELDOUT = sorted((Path(__file__).parent / "data").glob("routing_heldout_*.jsonl"))
+DATA = Path(__file__).parent / "data"
+HELDOUT = sorted(DATA.glob("routing_heldout_*.jsonl"))
+INDEPENDENT = sorted(DATA.glob("routing_independent_*.jsonl"))
 
 
 def test_heldout_batches_accuracy(router: Router) -> None:
-    # Fresh batches written to the charter (see docs/routing.md for their untuned history).
-    items = [it for path in HELDOUT for it in load_labelled_set(path)]
-    assert len(HELDOUT) >= 4 and len(items) >= 200
+    # Fresh batches written to the charter (see docs/routing.md for their untuned history),
+    # including the independent batches A (100) and B (60) of another author.
+    items = [it for path in [*HELDOUT, *INDEPENDENT] for it in load_labelled_set(path)]
+    assert len(HELDOUT) >= 4 and len(INDEPENDENT) >= 2 and len(items) >= 360
     assert evaluate(router, items).accuracy >= 0.85
+
+
+@pytest.mark.parametrize("path", INDEPENDENT, ids=lambda p: p.stem)
+def test_independent_batch_accuracy(router: Router, path: Path) -> None:
+    # Each independent batch on its own: neither may hide behind the others.
+    assert evaluate(router, load_labelled_set(path)).accuracy >= 0.85
 
 
 @pytest.mark.parametrize(
@@ -256,6 +265,18 @@ def test_heldout_batches_accuracy(router: Router) -> None:
         ("설명을 몇 번 들어도 모르겠어요... 저 진짜 바보인가 봐요 ㅠ", "lua"),
         # verification question form is riri even on code (charter rule 3)
         ("is my implementation of this binary search correct?", "riri"),
+        # a system failing is not the learner failing
+        ("payments failing in prod, stack trace says pool timeout, why?", "elro"),
+        (
+            "i keep failing every interview and i'm starting to think i'm not cut out for this",
+            "lua",
+        ),
+        # an excluded request does not count ("not looking for benchmarks")
+        ("hash map vs tree map, when does each make sense? not looking for benchmarks", "elro"),
+        # a self-deprecating question preface is not self-judgement
+        ("멍청한 질문인데 git pull이랑 fetch 차이가 뭐예요", "elro"),
+        # a generic "doesn't work" about people is not a bug
+        ("팀원 한 명이 연락이 잘 안 돼요. 어떻게 하죠?", "nana"),
     ],
 )
 def test_negation_mention_and_question_form(router: Router, text: str, expected: str) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ion.models import Intent, Language, Pace, ResonanceAnalysis, ResonanceKey, Tone
 
 __all__ = [
+    "FALSE_FRIENDS",
     "FEATURE_NAMES",
     "HEDGE_FACTOR",
     "MENTION_FACTOR",
@@ -33,7 +34,9 @@ __all__ = [
     "clip",
     "contextualize",
     "cue_context_factor",
+    "drop_false_friends",
     "normalize",
+    "spelling_variants",
     "suppress_contained",
 ]
 
@@ -87,14 +90,47 @@ class Hit:
     owner: str = ""
 
 
+# Where a term may start (LexiconSet keeps one table per mode).
+_ANYWHERE, _LATIN_WORD, _HANGUL_WORD = 0, 1, 2
+_WORD_START_LOOKBEHIND = {
+    _ANYWHERE: "",
+    _LATIN_WORD: "(?<![a-z0-9_])",
+    # A Korean word: not preceded by Hangul or a Latin word character.
+    _HANGUL_WORD: "(?<![a-z0-9_\uac00-\ud7a3\u3131-\u318e])",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class _Term:
     needle: str
     weight: float
     display: str
-    word_start: bool
+    mode: int
     word_end: bool
     owner: str
+
+
+# Contractions learners often type without the apostrophe ("im", "dont", "whats"). Only
+# endings whose apostrophe-less form is not a common other word are expanded ("we'll" →
+# "well", "i'd" → "id" and "we're" → "were" are not).
+_CONTRACTION_RE = re.compile(r"(?<=[a-z])'(?=(?:m|t|s|ve)\b)")
+
+
+def spelling_variants(needle: str) -> tuple[str, ...]:
+    """The normalised `needle` plus the informal spellings it should also match.
+
+    * Korean is often typed without spaces (띄어쓰기): "잠이 안" also matches "잠이안";
+    * English contractions are often typed without the apostrophe: "don't" also matches
+      "dont", "i'm" also matches "im".
+    """
+    variants = [needle]
+    if " " in needle and any(_is_hangul(c) for c in needle):
+        variants.append(needle.replace(" ", ""))
+    if "'" in needle:
+        bare = _CONTRACTION_RE.sub("", needle)
+        if bare != needle:
+            variants.append(bare)
+    return tuple(variants)
 
 
 class Lexicon:
@@ -102,23 +138,42 @@ class Lexicon:
 
     Term syntax (used in the persona catalog too):
     * a term containing Hangul matches as a plain substring (stem matching);
+    * a Hangul term with a leading ``^`` must start a Korean word, for short nouns that are
+      also pieces of longer words ("^로그" matches "로그 보니까" and "에러 로그를", not
+      "블로그" or "프로그램"); particles and endings may still follow;
     * any other term must start on a word boundary and may continue ("debug" ~ "debugging");
     * a trailing ``$`` also requires a word boundary at the end ("cry$" does not match
       "crypto").
+
+    Each term also matches its informal spellings (`spelling_variants`): Korean without
+    spaces, English contractions without the apostrophe. Variants report the term itself.
     """
 
     def __init__(self, entries: Mapping[str, float], owner: str = "") -> None:
         terms: list[_Term] = []
+        # A variant that is also listed as a term of its own ("이정도면" next to "이 정도면")
+        # is left to that term, so one occurrence is never counted twice.
+        taken = {normalize(raw.strip().removeprefix("^").removesuffix("$")) for raw in entries}
         for raw, weight in entries.items():
             display = raw.strip()
+            anchored = display.startswith("^")
+            display = display.removeprefix("^")
             needle = normalize(display.removesuffix("$"))
             if not needle:
                 raise ValueError(f"empty lexicon term {raw!r}")
-            latin = not any(_is_hangul(c) for c in needle)
+            hangul = any(_is_hangul(c) for c in needle)
+            if anchored and not hangul:
+                raise ValueError(f"'^' is only for Hangul terms (Latin terms start words): {raw!r}")
+            mode = _HANGUL_WORD if anchored else (_ANYWHERE if hangul else _LATIN_WORD)
             word_end = display.endswith("$")
-            terms.append(
-                _Term(needle, float(weight), display.removesuffix("$"), latin, word_end, owner)
-            )
+            for variant in spelling_variants(needle):
+                if variant != needle:
+                    if variant in taken:
+                        continue
+                    taken.add(variant)
+                terms.append(
+                    _Term(variant, float(weight), display.removesuffix("$"), mode, word_end, owner)
+                )
         self.terms = tuple(terms)
         self.owner = owner
         self._matcher = LexiconSet([self])
@@ -131,12 +186,12 @@ class Lexicon:
         return self._matcher.scan(text)
 
 
-def _first_char_regex(keys: Iterable[str], word_start: bool) -> re.Pattern[str]:
+def _first_char_regex(keys: Iterable[str], mode: int) -> re.Pattern[str]:
     chars = sorted({k[0] for k in keys})
     if not chars:
         return re.compile(r"(?!x)x")  # matches nothing
     cls = "".join(re.escape(c) for c in chars)
-    return re.compile(("(?<![a-z0-9_])" if word_start else "") + f"[{cls}]")
+    return re.compile(_WORD_START_LOOKBEHIND[mode] + f"[{cls}]")
 
 
 class LexiconSet:
@@ -151,15 +206,15 @@ class LexiconSet:
     def __init__(self, lexicons: Iterable[Lexicon]) -> None:
         # One table per (match mode, key length): each probe is then a single dict look-up,
         # and each table's first-character regex skips positions that cannot start a term.
-        buckets: dict[tuple[bool, int], dict[str, list[_Term]]] = {}
+        buckets: dict[tuple[int, int], dict[str, list[_Term]]] = {}
         for lex in lexicons:
             for t in lex.terms:
-                size = min(len(t.needle), 3 if t.word_start else 2)
-                table = buckets.setdefault((t.word_start, size), {})
+                size = min(len(t.needle), 3 if t.mode == _LATIN_WORD else 2)
+                table = buckets.setdefault((t.mode, size), {})
                 table.setdefault(t.needle[:size], []).append(t)
         self._tables = tuple(
-            (_first_char_regex(table, word_start), size, table)
-            for (word_start, size), table in sorted(buckets.items())
+            (_first_char_regex(table, mode), size, table)
+            for (mode, size), table in sorted(buckets.items())
         )
 
     def scan(self, text: str) -> list[Hit]:
@@ -213,11 +268,50 @@ def suppress_contained(hits: Iterable[Hit]) -> list[Hit]:
     return kept
 
 
+# Words and phrases that contain a cue but mean something else: "불안정" (unstable) is not
+# "불안" (anxiety), "상관없어" (never mind) is not "상관" (correlation), "kernel panic" is not
+# panic. A cue inside one of them is not a cue (see `drop_false_friends`). Short nouns that
+# only clash as the tail of a longer word use the catalog's "^" anchor instead.
+# fmt: off
+FALSE_FRIENDS = Lexicon(
+    dict.fromkeys(
+        [
+            "불안정", "상관없", "상관 없", "상관은 없", "휴가", "휴일", "휴학", "휴대", "휴게",
+            "현재보다", "현재 보", "다시 써", "이벤트 전파", "예외 전파", "전파되", "수치스러",
+            "회의적", "kernel panic", "panic!", "fraud detection", "stress test", "stress-test",
+            "happy path", "pressure test", "backpressure", "memory pressure", "dead letter",
+            "fails over", "failover", "fail over", "fail-safe", "fail fast", "fail-fast",
+        ],
+        0.0,
+    ),
+    owner="",
+)
+# fmt: on
+
+
+def drop_false_friends(hits: Iterable[Hit]) -> list[Hit]:
+    """Remove `FALSE_FRIENDS` hits and every cue lying strictly inside one of them.
+
+    A cue spanning exactly the same text as a false friend (a persona that lists "stress
+    test" itself) is kept.
+    """
+    listed = list(hits)
+    spans = [(h.start, h.end) for h in listed if h.owner == FALSE_FRIENDS.owner]
+    if not spans:
+        return listed
+    return [
+        h
+        for h in listed
+        if h.owner != FALSE_FRIENDS.owner
+        and not any(s <= h.start and h.end <= e and (s, e) != (h.start, h.end) for s, e in spans)
+    ]
+
+
 # Negated cues ("not anxious", "불안하진 않아요", "안 급해요") say the feeling or need is
 # absent, so they are dropped. Only plain negation counts: inability ("can't sleep",
 # "can't decide") is usually the problem itself and stays a cue.
 _NEG_BEFORE_EN_RE = re.compile(
-    r"(?:\b(?:not|never)|\b(?:do|does|did|is|are|was|were|am)n't|\bno longer)\s+"
+    r"(?:\b(?:not|never)|\b(?:do|does|did|is|are|was|were|am)n'?t|\bno longer)\s+"
     r"(?:(?:really|that|too|very|so|even|super|particularly|actually|exactly|feeling|feel"
     r"|being|at all|all that)\s+)?$"
 )
@@ -239,24 +333,72 @@ _HEDGE_BEFORE_RE = re.compile(
 )
 HEDGE_FACTOR = 0.5
 _MENTION_BEFORE_EN_RE = re.compile(r"\beven (?:after|though|with)\b[^.?!\n]{0,30}$")
+# An excluded request or quality ("not looking for benchmarks", "no need for a design",
+# "without being annoying", "instead of a plan", "벤치마크 말고", "설명은 필요 없고") says what
+# the learner does NOT want, so the cue is dropped like a negated one.
+_EXCLUDED_BEFORE_EN_RE = re.compile(
+    r"(?:\b(?:not|never|no|don'?t|do not|doesn'?t)\s+(?:looking for|asking (?:for|about)"
+    r"|interested in|need(?:ing)?|want(?:ing)?|after|about)|\bno need (?:for|to)"
+    r"|\b(?:instead of|rather than|other than)"
+    r"|\bwithout(?: (?:being|sounding|seeming|coming across as|looking|getting|feeling))?)"
+    r"\s+(?:(?:a|an|any|the|more|some|too|so|a bit|like|super|really|all)\s+)?$"
+)
+_EXCLUDED_AFTER_RE = re.compile(
+    r"^\s?(?:은|는|이|가|도)?\s?(?:말고|빼고|필요\s?없|관심\s?없|아니고)"
+)
+# A judgement word that qualifies the learner's *question* ("바보 같은 질문인데", "dumb
+# question but", "silly question:") is politeness, not a feeling about oneself.
+_QUALIFIES_QUESTION_RE = re.compile(
+    r"^(?:\s?(?:같은|한|스런|스러운)?\s?질문|\s(?:noob |newbie |beginner |basic )?questions?\b)"
+)
 MENTION_FACTOR = 0.35
 _CONTEXT_WINDOW = 32
+# Literal pre-checks: the exclusion and question-qualifier regexes only run on texts that
+# contain one of these (keeps the per-cue cost flat).
+_EXCLUDED_AFTER_HINT = re.compile("말고|빼고|필요|관심|아니고")
+_QUALIFIES_HINT = re.compile("질문|question")
+_EXCLUDED_BEFORE_HINT = re.compile("not|no |n't|nt |without|instead|rather|other than")
 
 
-def cue_context_factor(text: str, start: int, end: int) -> float:
+@dataclass(frozen=True, slots=True)
+class _ContextHints:
+    excluded_after: bool
+    qualifies: bool
+    excluded_before: bool
+
+    @classmethod
+    def of(cls, text: str) -> _ContextHints:
+        return cls(
+            _EXCLUDED_AFTER_HINT.search(text) is not None,
+            _QUALIFIES_HINT.search(text) is not None,
+            _EXCLUDED_BEFORE_HINT.search(text) is not None,
+        )
+
+
+def cue_context_factor(
+    text: str, start: int, end: int, hints: _ContextHints | None = None
+) -> float:
     """Weight multiplier for a cue at ``text[start:end]``.
 
-    0 when negated, `MENTION_FACTOR` when only mentioned, `HEDGE_FACTOR` when hedged.
+    0 when negated, excluded ("not looking for X", "X 말고") or qualifying a question ("바보
+    같은 질문"), `MENTION_FACTOR` when only mentioned, `HEDGE_FACTOR` when hedged.
     """
+    h = hints or _ContextHints.of(text)
     before = text[max(0, start - _CONTEXT_WINDOW) : start]
-    after = text[end : end + 8]
+    after = text[end : end + 12]
+    if (h.excluded_after and _EXCLUDED_AFTER_RE.search(after)) or (
+        h.qualifies and _QUALIFIES_QUESTION_RE.search(after)
+    ):
+        return 0.0
     if _is_hangul(text[start]) or _is_hangul(text[end - 1]):
         if _NEG_AFTER_KO_RE.search(after) or _NEG_BEFORE_KO_RE.search(before):
             return 0.0
         if _MENTION_AFTER_KO_RE.search(after):
             return MENTION_FACTOR
     else:
-        if _NEG_BEFORE_EN_RE.search(before):
+        if _NEG_BEFORE_EN_RE.search(before) or (
+            h.excluded_before and _EXCLUDED_BEFORE_EN_RE.search(before)
+        ):
             return 0.0
         if _MENTION_BEFORE_EN_RE.search(before):
             return MENTION_FACTOR
@@ -268,8 +410,9 @@ def cue_context_factor(text: str, start: int, end: int) -> float:
 def contextualize(text: str, hits: Iterable[Hit]) -> list[Hit]:
     """Apply `cue_context_factor` to every hit; negated hits are dropped."""
     out: list[Hit] = []
+    hints = _ContextHints.of(text)
     for h in hits:
-        f = cue_context_factor(text, h.start, h.end) if h.end > h.start else 1.0
+        f = cue_context_factor(text, h.start, h.end, hints) if h.end > h.start else 1.0
         if f >= 1.0:
             out.append(h)
         elif f > 0.0:
@@ -373,7 +516,8 @@ _EMOTION_LEXICON: dict[str, float] = {
     "terrified": 1.0, "nervous": 0.7, "overwhelmed": 0.8, "exhausted": 0.8, "stressed": 0.8,
     "discouraged": 0.9, "embarrass": 0.5, "humiliat": 0.9, "ashamed": 0.9, "lonely": 0.8,
     "regret": 0.6, "so done": 0.7, "i'm done": 0.7, "freaking out": 0.9, "can't do this": 1.0,
-    "not good enough": 0.9, "too old": 0.6, "fail": 0.3, "rejection": 0.6, "nothing sticks": 0.7,
+    "not good enough": 0.9, "too old": 0.6, "i fail": 0.3, "i failed": 0.4, "i'm failing": 0.4, "keep failing": 0.4,
+    "failing at": 0.3, "failed my": 0.4, "fail the": 0.3, "a failure": 0.6, "rejection": 0.6, "nothing sticks": 0.7,
     "i suck": 0.9, "안 될 것 같": 0.8, "울 것 같": 1.0, "울컥": 0.8, "신경 쓰여": 0.6, "손에 안 잡": 0.7,
     "못하겠": 0.6, "후회": 0.5, "바보": 0.8, "멍청": 0.8, "죄책감": 0.8, "숨이 막": 0.9, "재미없": 0.5, "dread": 0.8,
     "wearing me down": 0.8, "guilty": 0.7, "drained": 0.8, "defeated": 0.9,
@@ -503,7 +647,9 @@ _TONE_LEX = {t: Lexicon(entries, f"tone:{t.value}") for t, entries in _TONE_LEXI
 _INTENT_LEX = {i: Lexicon(entries, f"intent:{i.value}") for i, entries in _INTENT_LEXICON.items()}
 _EMOTION_LEX = Lexicon(_EMOTION_LEXICON, "emotion")
 # Every reading lexicon in one matcher: one pass over the text per message.
-_READING_LEX = LexiconSet([*_TONE_LEX.values(), *_INTENT_LEX.values(), _EMOTION_LEX, _REFLECTIVE])
+_READING_LEX = LexiconSet(
+    [*_TONE_LEX.values(), *_INTENT_LEX.values(), _EMOTION_LEX, _REFLECTIVE, FALSE_FRIENDS]
+)
 
 # Names a persona's `feature_affinity` may reference (validated when the catalog loads).
 FEATURE_NAMES: tuple[str, ...] = (
@@ -592,7 +738,7 @@ def analyze_detailed(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
 
     # --- emotion intensity -----------------------------------------------------------
     by_owner: dict[str, list[Hit]] = {}
-    for h in contextualize(norm, _READING_LEX.scan(norm)):
+    for h in contextualize(norm, drop_false_friends(_READING_LEX.scan(norm))):
         by_owner.setdefault(h.owner, []).append(h)
     emo_sum, emo_terms = _sum_unique(suppress_contained(by_owner.get("emotion", ())))
     emo_raw = emo_sum + 0.25 * min(cries, 2) + 0.15 * min(exclaim_runs, 2) + 0.1 * min(caps, 2)

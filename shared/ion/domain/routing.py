@@ -24,12 +24,14 @@ from dataclasses import dataclass
 
 from ion.domain.personas import PersonaCatalog
 from ion.domain.resonance import (
+    FALSE_FRIENDS,
     Hit,
     Lexicon,
     LexiconSet,
     TextFeatures,
     analyze_detailed,
     contextualize,
+    drop_false_friends,
     normalize,
     suppress_contained,
 )
@@ -109,8 +111,11 @@ class Router:
             )
             for p in catalog.all()
         )
-        # All personas' cue lexicons in one matcher: a single pass over the text.
-        self._lexicons = LexiconSet(Lexicon(p.traits.keywords, owner=p.id) for p in catalog.all())
+        # All personas' cue lexicons (and the false friends that cancel cues) in one matcher:
+        # a single pass over the text.
+        self._lexicons = LexiconSet(
+            [*(Lexicon(p.traits.keywords, owner=p.id) for p in catalog.all()), FALSE_FRIENDS]
+        )
 
     @property
     def catalog(self) -> PersonaCatalog:
@@ -190,7 +195,7 @@ class Router:
         text = features.text
         key = analysis.key
 
-        hits = self._lexicons.scan(text)
+        hits = drop_false_friends(self._lexicons.scan(text))
         pattern_hits: list[Hit] = []
         for cp in self._compiled:
             for rx, weight, source in cp.patterns:
