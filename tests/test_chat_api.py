@@ -251,6 +251,9 @@ def test_streaming_answer(api: CheckedClient, auth: dict[str, str]) -> None:
     detail = api.get(f"/v1/conversations/{meta['conversation_id']}", headers=auth).get_json()
     assert detail["messages"][1]["text"] == text
     assert detail["messages"][1]["message_id"] == meta["message_id"]
+    done = events[-1][1]
+    assert done["latency_ms"] == detail["messages"][1]["latency_ms"]
+    assert done["usage"] == detail["messages"][1]["usage"]
 
 
 class FailingLlm:
@@ -281,3 +284,47 @@ def test_llm_failure_is_503_and_keeps_the_message(
     assert [(m["role"], m["status"], m["text"]) for m in messages] == [
         ("user", "unanswered", "explain generators")
     ]
+
+
+def test_invalid_requests_and_replays_do_not_use_up_the_chat_limit(
+    api: CheckedClient, auth: dict[str, str], app: App
+) -> None:
+    limit = app.settings.rate_limit_per_minute
+    for _ in range(limit + 2):
+        assert api.post("/v1/chat", json={"message": ""}, headers=auth).status_code == 422
+    keyed = {**auth, "Idempotency-Key": "first-question-1"}
+    first = api.post("/v1/chat", json={"message": "what is a mutex?"}, headers=keyed)
+    assert first.status_code == 200
+    for i in range(limit - 1):
+        assert chat(api, auth, f"what is a semaphore, part {i}?")["reply"]
+    over = api.post("/v1/chat", json={"message": "one more question"}, headers=auth)
+    assert (over.status_code, error_code(over)) == (429, "rate_limited")
+    replay = api.post("/v1/chat", json={"message": "what is a mutex?"}, headers=keyed)
+    assert replay.status_code == 200
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json() == first.get_json()
+
+
+def test_a_deleted_conversation_is_never_replayed(api: CheckedClient, auth: dict[str, str]) -> None:
+    keyed = {**auth, "Idempotency-Key": "delete-me-1"}
+    first = api.post("/v1/chat", json={"message": "explain recursion"}, headers=keyed).get_json()
+    assert (
+        api.delete(f"/v1/conversations/{first['conversation_id']}", headers=auth).status_code == 204
+    )
+    again = api.post("/v1/chat", json={"message": "explain recursion"}, headers=keyed)
+    assert again.status_code == 200
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.get_json()["conversation_id"] != first["conversation_id"]
+    replay = api.post("/v1/chat", json={"message": "explain recursion"}, headers=keyed)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json() == again.get_json()
+
+
+def test_explicit_stream_false_wins_over_accept(api: CheckedClient, auth: dict[str, str]) -> None:
+    response = api.post(
+        "/v1/chat",
+        json={"message": "what is a monad?", "stream": False},
+        headers={**auth, "Accept": "text/event-stream"},
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"

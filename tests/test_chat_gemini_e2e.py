@@ -124,14 +124,16 @@ def test_streaming_answer(
         "two, ",
         "three.",
     ]
-    assert events[-1][1] == {
+    done = events[-1][1]
+    meta = events[0][1]
+    stored = messages(api, auth, meta["conversation_id"])[1]
+    assert done == {
         "model": PRIMARY,
         "usage": {"input_tokens": 30, "output_tokens": 5},
         "finish_reason": "STOP",
         "cached": False,
+        "latency_ms": stored["latency_ms"],
     }
-    meta = events[0][1]
-    stored = messages(api, auth, meta["conversation_id"])[1]
     assert (stored["message_id"], stored["text"]) == (meta["message_id"], "One, two, three.")
     assert (stored["model"], stored["finish_reason"]) == (PRIMARY, "STOP")
     assert fake_gemini.requests[0].stream

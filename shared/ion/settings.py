@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = Field(None, description="Override the Gemini endpoint")
     gemini_max_output_tokens: int = Field(1024, gt=0, description="Max output tokens per answer")
     gemini_thinking_budget: int | None = Field(None, ge=0, description="Thinking token budget")
+    gemini_safety_threshold: Literal[
+        "BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE", "BLOCK_ONLY_HIGH", "BLOCK_NONE", "OFF"
+    ] = Field(
+        "BLOCK_MEDIUM_AND_ABOVE",
+        description="Gemini safety threshold for harassment, hate, sexual and dangerous content",
+    )
     llm_timeout_s: float = Field(30.0, gt=0, description="Per-call LLM timeout in seconds")
     llm_max_attempts: int = Field(3, ge=1, le=10, description="LLM attempts per model")
     llm_backoff_base_s: float = Field(

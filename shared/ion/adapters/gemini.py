@@ -52,13 +52,21 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: (category, threshold) pairs sent with every request; names as in `types.HarmCategory`.
-DEFAULT_SAFETY_SETTINGS: tuple[tuple[str, str], ...] = (
-    ("HARM_CATEGORY_HARASSMENT", "BLOCK_MEDIUM_AND_ABOVE"),
-    ("HARM_CATEGORY_HATE_SPEECH", "BLOCK_MEDIUM_AND_ABOVE"),
-    ("HARM_CATEGORY_SEXUALLY_EXPLICIT", "BLOCK_MEDIUM_AND_ABOVE"),
-    ("HARM_CATEGORY_DANGEROUS_CONTENT", "BLOCK_MEDIUM_AND_ABOVE"),
+#: The harm categories every request sets a threshold for; names as in `types.HarmCategory`.
+SAFETY_CATEGORIES: tuple[str, ...] = (
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
 )
+
+
+def safety_settings(threshold: str) -> tuple[tuple[str, str], ...]:
+    """(category, threshold) pairs sent with every request (ION_GEMINI_SAFETY_THRESHOLD)."""
+    return tuple((category, threshold) for category in SAFETY_CATEGORIES)
+
+
+DEFAULT_SAFETY_SETTINGS = safety_settings("BLOCK_MEDIUM_AND_ABOVE")
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # Finish reasons meaning "the answer was withheld"; with no text they are a block.
@@ -239,6 +247,7 @@ class GeminiLanguageModel:
             backoff_base_s=settings.llm_backoff_base_s,
             max_output_tokens=settings.gemini_max_output_tokens,
             thinking_budget=settings.gemini_thinking_budget,
+            safety_settings=safety_settings(settings.gemini_safety_threshold),
         )
 
     # --- port ----------------------------------------------------------------------

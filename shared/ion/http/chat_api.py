@@ -62,7 +62,6 @@ class ChatBody(BaseModel):
 
 def post_chat(call: Call) -> Response:
     user = call.user()
-    call.app.quota.before_chat(user)  # 429 rate_limited / budget_exhausted: no LLM call
     body = call.json_body(ChatBody)
     text = clean_text(
         body.message, field_name="message", max_chars=call.app.settings.max_message_chars
@@ -70,11 +69,18 @@ def post_chat(call: Call) -> Response:
     if body.conversation_id is not None and not ID_PATTERN.match(body.conversation_id):
         raise ValidationFailed("conversation_id: must match ^[A-Za-z0-9_-]{1,64}$")
     chat = call.app.chat
-    wants_stream = body.stream or "text/event-stream" in call.request.headers.get("Accept", "")
+    # An explicit "stream" in the body wins; otherwise the Accept header decides.
+    if "stream" in body.model_fields_set:
+        wants_stream = body.stream
+    else:
+        wants_stream = "text/event-stream" in call.request.headers.get("Accept", "")
     claim = _Idempotency.start(call, user, text, body.conversation_id)
     if claim is not None and claim.replay is not None:
         return _replay(call, claim.replay, wants_stream)
     try:
+        # Only a request that will really run counts: invalid bodies and replays above
+        # never use up the learner's chat allowance. 429 here calls no LLM.
+        call.app.quota.before_chat(user)
         turn = chat.prepare(user, text, body.conversation_id)
         if wants_stream:
             return _sse_response(call, turn, claim)
@@ -157,6 +163,10 @@ class _Idempotency:
                 retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
             )
         stored: dict[str, Any] = json.loads(existing.response)
+        if call.app.store.get_conversation(str(stored.get("conversation_id"))) is None:
+            # The learner erased that conversation since: never replay erased text. The
+            # request runs as if it were new and its reply replaces the stored one.
+            return cls(store, user, raw, None)
         return cls(store, user, raw, stored)
 
     def complete(self, reply: dict[str, Any]) -> None:
@@ -201,6 +211,7 @@ def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
                     "usage": reply["usage"],
                     "finish_reason": reply["finish_reason"],
                     "cached": reply["cached"],
+                    "latency_ms": reply["latency_ms"],
                 },
             ),
         ]
@@ -234,13 +245,13 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = None) -> Response:
     chat = call.app.chat
     request_id = call.request_id
-    completed: list[bool] = []
+    completed: list[ChatReply] = []
 
     def on_reply(reply: ChatReply) -> None:
         call.app.quota.record_usage(turn.user_id, reply.usage, cached=reply.cached)
         if claim is not None:
             claim.complete(reply_json(reply))
-        completed.append(True)
+        completed.append(reply)
 
     def events() -> Iterator[str]:
         try:
@@ -272,6 +283,7 @@ def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = N
                             "usage": chunk.final.usage.model_dump(mode="json"),
                             "finish_reason": chunk.final.finish_reason,
                             "cached": turn.cached is not None,
+                            "latency_ms": completed[-1].latency_ms,
                         },
                     )
                 elif chunk.text:
