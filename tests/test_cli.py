@@ -104,3 +104,9 @@ def test_outbox_drain_on_embedded_store(
     code, out, _ = run(capsys, "outbox", "drain")
     assert code == 0
     assert json.loads(out) == {"published": 0, "failed": 0, "remaining": 0}
+
+
+def test_route_rejects_empty_text(capsys: pytest.CaptureFixture[str], clean_env: Path) -> None:
+    code, out, err = run(capsys, "route", "   ")
+    assert (code, out) == (2, "")
+    assert "must not be empty" in err

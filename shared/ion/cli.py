@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ion.errors import IonError
+from ion.errors import IonError, ValidationFailed
 
 
 def _configure(args: argparse.Namespace) -> None:
@@ -48,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Dev token for user '{args.user}' (valid {app.settings.dev_token_ttl_s}s):")
     print(token)
     print(
-        f"Try: curl -s {url}/v1/chat -H 'Authorization: Bearer {token[:12]}...' "
+        f"Try: curl -s {url}/v1/chat -H 'Authorization: Bearer {token}' "
         "-H 'Content-Type: application/json' -d '{\"message\": \"hello\"}'",
         flush=True,
     )
@@ -74,7 +74,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         )
         for chunk in app.chat.stream(turn):
             if chunk.final is not None:
-                print(f"\n[model {chunk.final.model} · {chunk.final.usage.output_tokens} tokens]")
+                source = "cached answer" if turn.cached is not None else "tokens"
+                print(f"\n[model {chunk.final.model} · {chunk.final.usage.output_tokens} {source}]")
             else:
                 print(chunk.text, end="", flush=True)
 
@@ -106,6 +107,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     from ion.domain.personas import load_catalog
     from ion.domain.routing import Router
 
+    if not args.text.strip():
+        raise ValidationFailed("the text to route must not be empty")
     router = Router(load_catalog())
     result = router.route(args.text, history=args.history or ())
     decision = result.decision
