@@ -193,6 +193,20 @@ def test_lexicon_matches_informal_spellings() -> None:
     assert spelling_variants("we'll") == ("we'll",)
 
 
+def test_question_frame_tolerates_one_filler_word() -> None:
+    lex = Lexicon({"where do i start": 1.0, "is this correct": 1.0})
+
+    def terms(text: str) -> set[str]:
+        return {h.term for h in lex.scan(normalize(text))}
+
+    assert terms("where do I even start?") == {"where do i start"}
+    assert terms("is this actually correct") == {"is this correct"}
+    assert terms("where do i start") == {"where do i start"}
+    # only one filler, only right after the frame, never a second filler
+    assert terms("where do i even really start") == set()
+    assert spelling_variants("why do i even") == ("why do i even",)
+
+
 def test_listed_spelling_is_not_counted_twice() -> None:
     lex = Lexicon({"이 정도면": 1.0, "이정도면": 1.0})
     assert [h.term for h in lex.scan(normalize("이정도면 괜찮아요?"))] == ["이정도면"]

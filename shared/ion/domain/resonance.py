@@ -114,6 +114,14 @@ class _Term:
 # endings whose apostrophe-less form is not a common other word are expanded ("we'll" →
 # "well", "i'd" → "id" and "we're" → "were" are not).
 _CONTRACTION_RE = re.compile(r"(?<=[a-z])'(?=(?:m|t|s|ve)\b)")
+# Question frames ("where do i", "is this", "how should we") that learners pad with an
+# intensifier: "where do i *even* start", "is this *actually* correct". A phrase cue opening
+# with such a frame also matches with one filler word after it.
+_QUESTION_FRAME_RE = re.compile(
+    r"^((?:(?:where|what|how|who|which|when|why) )?(?:do|does|did|should|can|could|would|will"
+    r"|am|is|are) (?:i|we|you|it|this|that)) (?!(?:even|actually|really|just)\b)(?=\S)"
+)
+_FILLERS = ("even", "actually", "really", "just")
 
 
 def spelling_variants(needle: str) -> tuple[str, ...]:
@@ -121,7 +129,9 @@ def spelling_variants(needle: str) -> tuple[str, ...]:
 
     * Korean is often typed without spaces (띄어쓰기): "잠이 안" also matches "잠이안";
     * English contractions are often typed without the apostrophe: "don't" also matches
-      "dont", "i'm" also matches "im".
+      "dont", "i'm" also matches "im";
+    * an English question frame may carry one filler word: "where do i start" also matches
+      "where do i even start" and "is this actually correct" (`_FILLERS`).
     """
     variants = [needle]
     if " " in needle and any(_is_hangul(c) for c in needle):
@@ -130,6 +140,10 @@ def spelling_variants(needle: str) -> tuple[str, ...]:
         bare = _CONTRACTION_RE.sub("", needle)
         if bare != needle:
             variants.append(bare)
+    frame = _QUESTION_FRAME_RE.match(needle)
+    if frame is not None:
+        head, tail = needle[: frame.end(1)], needle[frame.end(1) :]
+        variants.extend(f"{head} {filler}{tail}" for filler in _FILLERS)
     return tuple(variants)
 
 
@@ -281,6 +295,8 @@ FALSE_FRIENDS = Lexicon(
             "회의적", "kernel panic", "panic!", "fraud detection", "stress test", "stress-test",
             "happy path", "pressure test", "backpressure", "memory pressure", "dead letter",
             "fails over", "failover", "fail over", "fail-safe", "fail fast", "fail-fast",
+            "data science", "data scientist", "data engineer", "data analyst", "데이터 사이언스",
+            "데이터 분석가", "데이터 엔지니어",
         ],
         0.0,
     ),
