@@ -20,12 +20,10 @@ reported separately and excluded from the percentiles.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,13 +33,15 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # reuse the fake server without a tests package
-sys.path.insert(0, str(ROOT / "shared"))
+from _common import (  # first: puts shared/ and tests/ on sys.path
+    ROOT,
+    floor_ms,
+    print_stats,
+    scripted_stream,
+)
+from fake_gemini import FakeGemini
 
-from fake_gemini import FakeGemini, answer  # noqa: E402
-
-from ion.auth import issue_token  # noqa: E402
+from ion.auth import issue_token
 
 MODEL = "gemini-bench"
 SECRET = "bench-secret-" + "x" * 40
@@ -57,11 +57,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -112,17 +107,7 @@ def one_stream(port: int, token: str, message: str) -> tuple[float, float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--chunks", type=int, default=20)
-    parser.add_argument("--chunk-delay-ms", type=float, default=5.0)
-    parser.add_argument("--think-ms", type=float, default=0.0)
-    args = parser.parse_args()
-
-    pieces = tuple(f"piece {i:02d} of the mentor's answer. " for i in range(args.chunks))
-    behaviour = answer(
-        *pieces, chunk_delay_s=args.chunk_delay_ms / 1000, delay_s=args.think_ms / 1000
-    )
+    args, behaviour = scripted_stream(__doc__.split("\n\n")[0])
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="ion-sse-bench-") as tmp, FakeGemini() as fake:
         fake.set_default(behaviour)
@@ -186,18 +171,12 @@ def main() -> None:
         f"cold first request: meta {cold[0] * ms:.1f} ms, first delta {cold[1] * ms:.1f} ms, "
         f"done {cold[2] * ms:.1f} ms"
     )
-    floor = (args.chunks - 1) * args.chunk_delay_ms + args.think_ms
+    floor = floor_ms(args)
     for index, (name, base) in enumerate(
         (("meta", 0.0), ("delta", args.think_ms), ("done", floor))
     ):
         values = [r[index] for r in results]
-        print(
-            f"{name:>5}: p50 {percentile(values, 50) * ms:7.2f} ms  "
-            f"p90 {percentile(values, 90) * ms:7.2f} ms  "
-            f"p99 {percentile(values, 99) * ms:7.2f} ms  "
-            f"max {max(values) * ms:7.2f} ms  "
-            f"mean {statistics.fmean(values) * ms:7.2f} ms  (scripted floor {base:g} ms)"
-        )
+        print_stats(name, values, base)
 
 
 if __name__ == "__main__":

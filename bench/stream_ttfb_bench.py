@@ -11,28 +11,19 @@ reported separately and excluded from the percentiles.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # reuse the fake server without a tests package
-sys.path.insert(0, str(ROOT / "shared"))
+from _common import (  # first: puts shared/ and tests/ on sys.path
+    floor_ms,
+    print_stats,
+    scripted_stream,
+)
+from fake_gemini import FakeGemini
 
-from fake_gemini import FakeGemini, answer  # noqa: E402
-
-from ion.adapters.gemini import GeminiLanguageModel  # noqa: E402
-from ion.ports import LlmRequest  # noqa: E402
+from ion.adapters.gemini import GeminiLanguageModel
+from ion.ports import LlmRequest
 
 MODEL = "gemini-bench"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run_once(model: GeminiLanguageModel, request: LlmRequest, chunks: int) -> tuple[float, float]:
@@ -52,17 +43,7 @@ def run_once(model: GeminiLanguageModel, request: LlmRequest, chunks: int) -> tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--chunks", type=int, default=20)
-    parser.add_argument("--chunk-delay-ms", type=float, default=5.0)
-    parser.add_argument("--think-ms", type=float, default=0.0)
-    args = parser.parse_args()
-
-    pieces = tuple(f"piece {i:02d} of the mentor's answer. " for i in range(args.chunks))
-    behaviour = answer(
-        *pieces, chunk_delay_s=args.chunk_delay_ms / 1000, delay_s=args.think_ms / 1000
-    )
+    args, behaviour = scripted_stream(__doc__.split("\n\n")[0])
     request = LlmRequest(
         persona_id="elro",
         system_prompt="You are Elro, a structured mentor.",
@@ -82,7 +63,7 @@ def main() -> None:
             totals.append(total)
 
     ms = 1000.0
-    floor = (args.chunks - 1) * args.chunk_delay_ms + args.think_ms
+    floor = floor_ms(args)
     print(
         f"GeminiLanguageModel.stream() vs fake Gemini: {args.runs} runs, {args.chunks} chunks, "
         f"{args.chunk_delay_ms:g} ms between chunks, {args.think_ms:g} ms think time"
@@ -92,13 +73,7 @@ def main() -> None:
         f"total {cold_total * ms:.1f} ms"
     )
     for name, values, base in (("ttfb", ttfbs, args.think_ms), ("total", totals, floor)):
-        print(
-            f"{name:>5}: p50 {percentile(values, 50) * ms:7.2f} ms  "
-            f"p90 {percentile(values, 90) * ms:7.2f} ms  "
-            f"p99 {percentile(values, 99) * ms:7.2f} ms  "
-            f"max {max(values) * ms:7.2f} ms  "
-            f"mean {statistics.fmean(values) * ms:7.2f} ms  (scripted floor {base:g} ms)"
-        )
+        print_stats(name, values, base)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def test_chats_and_errors_log_no_text_token_or_user_id(
         headers=auth,
     ).get_data()
     client.post("/v1/chat", json={"message": f"{SECRET_TEXT}\x00"}, headers=auth)  # 422
+    client.post("/v1/chat", json={"message": f"{SECRET_TEXT} three"}, headers=auth)
     client.post("/v1/chat", json={"message": f"{SECRET_TEXT} four"}, headers=auth)  # 429
     client.get("/v1/conversations", headers={"Authorization": f"Bearer {token}x"})  # 401
     client.get(f"/v1/conversations/{cid}", headers=auth)

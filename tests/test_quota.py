@@ -354,3 +354,24 @@ def test_budget_exhausted_is_429_and_spends_nothing(
     assert refused.headers["Retry-After"] == str(12 * 3600 - 15)
     assert llm.calls == 1
     assert app.quota.tokens_used("alice") == spent
+
+
+@pytest.mark.emulator
+@pytest.mark.timeout(60)
+def test_unreachable_firestore_is_dependency_unavailable(
+    firestore_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retries that give up (RetryError) must become 503 dependency_unavailable, not a 500."""
+    from google.cloud import firestore
+
+    from ion.adapters.firestore_quota import FirestoreQuotaStore
+    from ion.errors import DependencyUnavailable
+    from tests.emulators import free_port
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    store = FirestoreQuotaStore(firestore.Client(project="ion-test"), timeout_s=0.5)
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    with pytest.raises(DependencyUnavailable):
+        store.increment("user:minute", 1, expires_at=expires)
+    with pytest.raises(DependencyUnavailable):
+        store.counter("user:minute")

@@ -89,7 +89,7 @@ def build_store(settings: Settings) -> Any:
         )
     from ion.adapters.sqlite import SqliteStore
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return SqliteStore(settings.data_dir / "ion.sqlite3")
 
 
@@ -126,7 +126,7 @@ def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
 
 
 def _dev_secret(data_dir: Path) -> str:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = data_dir / DEV_SECRET_FILE
     try:
         # O_EXCL: of several processes starting at once, exactly one writes the secret.
@@ -217,7 +217,7 @@ def build_quota_store(settings: Settings, store: Any) -> QuotaStore:
         return FirestoreQuotaStore(store.client)
     from ion.adapters.sqlite_quota import SqliteQuotaStore
 
-    return SqliteQuotaStore(store.path)
+    return SqliteQuotaStore(store.database)  # the store's connections, one set per file
 
 
 def build_learning_store(settings: Settings, store: Any) -> LearningStore:
@@ -229,7 +229,7 @@ def build_learning_store(settings: Settings, store: Any) -> LearningStore:
         return FirestoreLearningStore(store.client, dedupe_days=settings.event_dedupe_days)
     from ion.adapters.sqlite_learning import SqliteLearningStore
 
-    return SqliteLearningStore(store.path, dedupe_days=settings.event_dedupe_days)
+    return SqliteLearningStore(store.database, dedupe_days=settings.event_dedupe_days)
 
 
 def subscribe_learning(events: EventPublisher, learning: LearningStore, clock: Clock) -> None:

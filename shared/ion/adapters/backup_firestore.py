@@ -27,7 +27,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import GeoPoint
 from google.cloud.firestore_v1.vector import Vector
 
-from ion.adapters.firestore_learning import BATCH_LIMIT, rpc_options, unavailable_errors
+from ion.adapters.firestore_learning import BATCH_LIMIT
+from ion.adapters.firestore_rpc import rpc_options, unavailable_errors
 from ion.backup import (
     BackupInvalid,
     Manifest,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ion.adapters.sqlite_db import connect, unavailable
 from ion.backup import (
     BackupInvalid,
     Manifest,
@@ -39,17 +40,14 @@ def _quote(name: str) -> str:
 
 @contextmanager
 def _connect(path: Path, busy_timeout_ms: int = 10_000) -> Iterator[sqlite3.Connection]:
-    try:
-        conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise DependencyUnavailable(f"sqlite database {path} unavailable: {exc}") from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        yield conn
-    except sqlite3.OperationalError as exc:
-        raise DependencyUnavailable(f"sqlite database {path}: {exc}") from exc
-    finally:
-        conn.close()
+    """A short-lived connection that changes nothing about the file (no WAL switch: a
+    snapshot stays one self-contained file)."""
+    with unavailable(f"sqlite database {path}"):
+        conn = connect(path, busy_timeout_ms)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def _tables(conn: sqlite3.Connection) -> list[tuple[str, str]]:

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import google.auth.exceptions
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -40,6 +38,7 @@ from ion.adapters import (
     to_utc,
     valid_id,
 )
+from ion.adapters.firestore_rpc import UNAVAILABLE, call, rpc_options, unavailable_errors
 from ion.errors import ConfigurationError, DependencyUnavailable
 from ion.models import Conversation, Message
 from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry
@@ -54,32 +53,6 @@ BATCH_LIMIT = 500
 
 _MESSAGE_FIELDS = frozenset(Message.model_fields) - {"conversation_id"}
 
-# Failures that mean "Firestore is not usable right now", not "the request is wrong".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.Aborted,
-    gexc.Unknown,
-    gexc.Unauthenticated,
-    gexc.PermissionDenied,
-    gexc.FailedPrecondition,  # e.g. a composite index is missing or still building
-    gexc.RetryError,
-    google.auth.exceptions.GoogleAuthError,
-)
-
-# Worth another attempt within the deadline (writes are safe to repeat: see save_turn).
-_RETRYABLE: tuple[type[Exception], ...] = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.Aborted,
-)
-
-T = TypeVar("T")
-
 
 def seq_id(seq: int) -> str:
     """The message document id: zero-padded so ids sort like the sequence numbers."""
@@ -92,16 +65,7 @@ class FirestoreStore:
 
     def __init__(self, client: firestore.Client, *, timeout_s: float = 10.0) -> None:
         self._client = client
-        # Bounded retries: the library defaults retry transient errors for up to 5 minutes
-        # (streamed queries even restart themselves), far beyond any request deadline.
-        retry = Retry(
-            predicate=if_exception_type(*_RETRYABLE),
-            initial=0.1,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=timeout_s,
-        )
-        self._rpc: dict[str, Any] = {"retry": retry, "timeout": timeout_s}
+        self._rpc = rpc_options(timeout_s)  # writes are safe to repeat: see save_turn
         self._conversations = client.collection(CONVERSATIONS)
         self._outbox = client.collection(OUTBOX)
         self._cache = client.collection(RESPONSE_CACHE)
@@ -124,16 +88,7 @@ class FirestoreStore:
     def client(self) -> firestore.Client:
         return self._client
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except _UNAVAILABLE as exc:
-            raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        with self._errors():
-            return fn()
+    _call = staticmethod(call)
 
     # --- ConversationStore -----------------------------------------------------------
 
@@ -265,7 +220,7 @@ class FirestoreStore:
         existed = self._call(lambda: conv_ref.get(**self._rpc)).exists
         # Messages first, the summary last: an interrupted delete stays visible and retryable.
         page_query = conv_ref.collection(MESSAGES).select([]).limit(BATCH_LIMIT)
-        with self._errors():
+        with unavailable_errors():
             while True:
                 refs = [snap.reference for snap in page_query.stream(**self._rpc)]
                 batch = self._client.batch()
@@ -357,7 +312,7 @@ class FirestoreStore:
                 ref.delete(option=option, **self._rpc)
             except gexc.FailedPrecondition:
                 continue  # someone else replaced it first: read again
-            except _UNAVAILABLE as exc:
+            except UNAVAILABLE as exc:
                 raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
             except gexc.NotFound:
                 continue
@@ -380,7 +335,7 @@ class FirestoreStore:
             ref.delete(option=option, **self._rpc)
         except (gexc.FailedPrecondition, gexc.NotFound):
             return  # changed meanwhile (completed or re-claimed): leave it alone
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
 
     # --- OutboxStore -----------------------------------------------------------------

@@ -14,19 +14,16 @@ when the event was applied before, which aborts the whole batch) plus server-sid
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import google.auth.exceptions
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ion.adapters import to_utc, valid_id
-from ion.errors import DependencyUnavailable
+from ion.adapters.firestore_rpc import call, rpc_options, unavailable_errors
 from ion.models import ResonanceKey
 from ion.ports import BackupRecord, Feedback, RoutingStat, StatsDelta
 
@@ -35,49 +32,6 @@ ROUTING_STATS = "routing_stats"
 PROCESSED_EVENTS = "processed_events"
 BACKUPS = "backups"
 BATCH_LIMIT = 500
-
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.Aborted,
-    gexc.Unknown,
-    gexc.Unauthenticated,
-    gexc.PermissionDenied,
-    gexc.FailedPrecondition,
-    gexc.RetryError,
-    google.auth.exceptions.GoogleAuthError,
-)
-RETRYABLE: tuple[type[Exception], ...] = (
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.ResourceExhausted,
-    gexc.Aborted,
-)
-
-T = TypeVar("T")
-
-
-def rpc_options(timeout_s: float) -> dict[str, Any]:
-    """Bounded retry + deadline for every call (the library default retries for minutes)."""
-    retry = Retry(
-        predicate=if_exception_type(*RETRYABLE),
-        initial=0.1,
-        maximum=1.0,
-        multiplier=2.0,
-        timeout=timeout_s,
-    )
-    return {"retry": retry, "timeout": timeout_s}
-
-
-@contextmanager
-def unavailable_errors() -> Iterator[None]:
-    try:
-        yield
-    except UNAVAILABLE as exc:
-        raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
 
 
 def _stats_id(persona: str, key: ResonanceKey) -> str:
@@ -102,9 +56,7 @@ class FirestoreLearningStore:
     def client(self) -> firestore.Client:
         return self._client
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        with unavailable_errors():
-            return fn()
+    _call = staticmethod(call)
 
     # --- FeedbackStore ---------------------------------------------------------------
 

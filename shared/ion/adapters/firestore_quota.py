@@ -10,18 +10,24 @@ on the `quota` collection group (README, Security), which deletes finished windo
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 
+from ion.adapters.firestore_rpc import UNAVAILABLE, rpc_options, unavailable_errors
 from ion.errors import DependencyUnavailable
 
 QUOTA = "quota"
 
 _RETRYABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
+
+
+def _errors() -> AbstractContextManager[None]:
+    # Any API error, plus what is not one: RetryError when the bounded retry gives up, auth
+    # errors. A limit check that cannot be made must be a 503 (fail closed), never a 500.
+    return unavailable_errors("quota store", (gexc.GoogleAPICallError, *UNAVAILABLE))
 
 
 def _doc_id(key: str) -> str:
@@ -34,39 +40,28 @@ class FirestoreQuotaStore:
         self._collection = client.collection(QUOTA)
         # A retried Increment may count twice (at worst one extra request refused), never
         # zero times; bounded so a limit check never outlives a request.
-        retry = Retry(
-            predicate=if_exception_type(*_RETRYABLE),
-            initial=0.1,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=timeout_s,
-        )
-        self._rpc: dict[str, Any] = {"retry": retry, "timeout": timeout_s}
+        self._rpc = rpc_options(timeout_s, _RETRYABLE)
 
     def increment(self, key: str, amount: int, *, expires_at: datetime) -> int:
         if amount < 0:
             raise ValueError("amount must be >= 0")
         ref = self._collection.document(_doc_id(key))
-        try:
+        with _errors():
             result = ref.set(
                 {"key": key, "value": firestore.Increment(amount), "expires_at": expires_at},
                 merge=True,
                 **self._rpc,
             )
-        except gexc.GoogleAPICallError as exc:
-            raise DependencyUnavailable(f"quota store unavailable: {exc}") from exc
         transformed = list(result.transform_results)
         if not transformed:
             raise DependencyUnavailable("Firestore returned no value for the quota increment")
         return int(transformed[0].integer_value)
 
     def counter(self, key: str) -> int:
-        try:
+        with _errors():
             snapshot = self._collection.document(_doc_id(key)).get(
                 field_paths=["value"], **self._rpc
             )
-        except gexc.GoogleAPICallError as exc:
-            raise DependencyUnavailable(f"quota store unavailable: {exc}") from exc
         if not snapshot.exists:
             return 0
         value = snapshot.get("value")

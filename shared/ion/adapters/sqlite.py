@@ -1,19 +1,15 @@
 """Conversation and outbox storage on one SQLite file (the embedded backend).
 
-Safe for a multi-threaded server and for several processes on the same file: WAL journal
-(readers never block the writer), a busy timeout (writers queue instead of failing), one
-connection per thread (and per process after a fork), and every write in a
-`BEGIN IMMEDIATE` transaction (takes the write lock up front, so no upgrade deadlocks).
+Safe for a multi-threaded server and for several processes on the same file: connections,
+WAL, busy timeout and `BEGIN IMMEDIATE` writes come from `SqliteDatabase` (sqlite_db.py),
+which the learning and quota stores share. The schema is versioned (PRAGMA user_version).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +24,7 @@ from ion.adapters import (
     payload_json,
     to_utc,
 )
-from ion.errors import DependencyUnavailable
+from ion.adapters.sqlite_db import SqliteDatabase, as_database
 from ion.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
 from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry
 
@@ -142,6 +138,15 @@ _IDEMPOTENCY_COLUMNS = (
 )
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Runs in the schema transaction (BEGIN IMMEDIATE): another process may have migrated."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[target - 1]:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {target}")
+
+
 def _ts(value: datetime) -> str:
     # Fixed-width UTC ISO text: sorts lexicographically in time order and stays readable.
     return to_utc(value).isoformat(timespec="microseconds")
@@ -155,146 +160,51 @@ class SqliteStore:
     """`ConversationStore`, `OutboxStore`, `ResponseCache` and `IdempotencyStore` on a
     SQLite file."""
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
-        self._path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._schema_ready = False
+    def __init__(
+        self, database: SqliteDatabase | Path | str, *, busy_timeout_ms: int = 10_000
+    ) -> None:
+        self._db = as_database(database, busy_timeout_ms)
+        self._db.add_schema("conversations", _migrate)
 
     @property
     def path(self) -> Path:
-        return self._path
+        return self._db.path
 
-    # --- connections -----------------------------------------------------------------
+    @property
+    def database(self) -> SqliteDatabase:
+        """The connections, shared with the other stores on this file (bootstrap)."""
+        return self._db
 
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        # A connection must never cross a fork (gunicorn --preload): reopen in the child.
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        conn = self._open()
-        self._local.conn = conn
-        self._local.pid = os.getpid()
-        return conn
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False
-            # only so close() can run from another thread; each connection serves one thread.
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise DependencyUnavailable(f"sqlite store {self._path} unavailable: {exc}") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable across application crashes in WAL mode (not power loss).
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not self._schema_ready:
-                with self._lock:
-                    if not self._schema_ready:
-                        self._migrate(conn)
-                        self._schema_ready = True
-        except sqlite3.Error as exc:
-            conn.close()
-            raise DependencyUnavailable(f"sqlite store {self._path} unavailable: {exc}") from exc
-        with self._lock:
-            self._connections.append(conn)
-        return conn
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version >= SCHEMA_VERSION:
-            return
-        # The version is re-read under the write lock: another process may have migrated.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target - 1]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return self._db.connection()
 
     def close(self) -> None:
-        """Close every connection this store opened (tests, graceful shutdown)."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            # Locked past busy_timeout, disk I/O error, unreadable file...: not the caller's bug.
-            raise DependencyUnavailable(f"sqlite store unavailable: {exc}") from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        """Close every connection to the database (tests, graceful shutdown)."""
+        self._db.close()
 
     # --- ConversationStore -----------------------------------------------------------
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
-        with self._errors():
-            row = (
-                self._connection()
-                .execute(
-                    _SELECT_CONVERSATIONS + " WHERE id = ?",
-                    (conversation_id,),
-                )
-                .fetchone()
-            )
+        row = self._db.read_one(
+            _SELECT_CONVERSATIONS + " WHERE id = ?",
+            (conversation_id,),
+        )
         return None if row is None else _conversation(row)
 
     def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
         if limit <= 0:
             return []
-        with self._errors():
-            rows = (
-                self._connection()
-                .execute(
-                    _SELECT_MESSAGES + " ORDER BY seq DESC LIMIT ?",
-                    (conversation_id, limit),
-                )
-                .fetchall()
-            )
+        rows = self._db.read(
+            _SELECT_MESSAGES + " ORDER BY seq DESC LIMIT ?",
+            (conversation_id, limit),
+        )
         return [_message(row) for row in reversed(rows)]
 
     def list_messages(self, conversation_id: str) -> list[Message]:
-        with self._errors():
-            rows = (
-                self._connection()
-                .execute(
-                    _SELECT_MESSAGES + " ORDER BY seq",
-                    (conversation_id,),
-                )
-                .fetchall()
-            )
+        rows = self._db.read(
+            _SELECT_MESSAGES + " ORDER BY seq",
+            (conversation_id,),
+        )
         return [_message(row) for row in rows]
 
     def list_conversations(
@@ -310,8 +220,7 @@ class SqliteStore:
             params += [_ts(after_updated), _ts(after_updated), after_id]
         sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
         params.append(limit + 1)  # one extra row tells whether another page exists
-        with self._errors():
-            rows = self._connection().execute(sql, params).fetchall()
+        rows = self._db.read(sql, params)
         conversations = [_conversation(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
@@ -329,7 +238,7 @@ class SqliteStore:
         check_updated(conversation, updated)
         c = conversation
         try:
-            with self._errors(), self._write() as conn:
+            with self._db.write() as conn:
                 conn.execute(
                     _UPSERT_CONVERSATION,
                     (
@@ -367,20 +276,15 @@ class SqliteStore:
     def _already_saved(
         self, conversation_id: str, first_seq: int, messages: Sequence[Message]
     ) -> bool:
-        with self._errors():
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT seq, id FROM messages WHERE conversation_id = ? "
-                    "AND seq >= ? AND seq < ? ORDER BY seq",
-                    (conversation_id, first_seq, first_seq + len(messages)),
-                )
-                .fetchall()
-            )
+        rows = self._db.read(
+            "SELECT seq, id FROM messages WHERE conversation_id = ? "
+            "AND seq >= ? AND seq < ? ORDER BY seq",
+            (conversation_id, first_seq, first_seq + len(messages)),
+        )
         return [row[1] for row in rows] == [m.id for m in messages]
 
     def delete_conversation(self, conversation_id: str) -> bool:
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             # Explicit delete as well as ON DELETE CASCADE: correct even if a connection
             # was opened without foreign_keys (e.g. the sqlite3 shell).
             conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
@@ -388,22 +292,16 @@ class SqliteStore:
             return cursor.rowcount > 0
 
     def ping(self) -> None:
-        with self._errors():
-            self._connection().execute("SELECT 1 FROM conversations LIMIT 1").fetchone()
+        self._db.read_one("SELECT 1 FROM conversations LIMIT 1")
 
     # --- ResponseCache -------------------------------------------------------------
 
     def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
-        with self._errors():
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT text, model, finish_reason, created_at, expires_at "
-                    "FROM response_cache WHERE cache_key = ? AND expires_at > ?",
-                    (key, _ts(now)),
-                )
-                .fetchone()
-            )
+        row = self._db.read_one(
+            "SELECT text, model, finish_reason, created_at, expires_at "
+            "FROM response_cache WHERE cache_key = ? AND expires_at > ?",
+            (key, _ts(now)),
+        )
         if row is None:
             return None
         return CachedAnswer(
@@ -415,7 +313,7 @@ class SqliteStore:
         )
 
     def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             # Expired entries are swept here (indexed by expiry), so the table stays small.
             conn.execute(
                 "DELETE FROM response_cache WHERE expires_at <= ?", (_ts(answer.created_at),)
@@ -440,7 +338,7 @@ class SqliteStore:
         self, record: IdempotencyRecord, now: datetime
     ) -> IdempotencyRecord | None:
         r = record
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (_ts(now),))
             row = conn.execute(
                 f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys "  # noqa: S608
@@ -468,7 +366,7 @@ class SqliteStore:
         return None
 
     def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "UPDATE idempotency_keys SET state = 'done', response = ? "
                 "WHERE user_id = ? AND idem_key = ?",
@@ -476,7 +374,7 @@ class SqliteStore:
             )
 
     def release_idempotency(self, user_id: str, key: str) -> None:
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "DELETE FROM idempotency_keys WHERE user_id = ? AND idem_key = ? "
                 "AND state = 'pending'",
@@ -488,7 +386,7 @@ class SqliteStore:
     def add_outbox(self, entry: OutboxEntry) -> None:
         """Insert, or replace an entry with the same id."""
         check_outbox_id(entry.id)
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO outbox "
                 "(id, event_type, payload, created_at, attempts, last_error) "
@@ -506,16 +404,11 @@ class SqliteStore:
     def pending_outbox(self, limit: int) -> list[OutboxEntry]:
         if limit <= 0:
             return []
-        with self._errors():
-            rows = (
-                self._connection()
-                .execute(
-                    "SELECT id, event_type, payload, created_at, attempts, last_error "
-                    "FROM outbox ORDER BY created_at, id LIMIT ?",
-                    (limit,),
-                )
-                .fetchall()
-            )
+        rows = self._db.read(
+            "SELECT id, event_type, payload, created_at, attempts, last_error "
+            "FROM outbox ORDER BY created_at, id LIMIT ?",
+            (limit,),
+        )
         return [
             OutboxEntry(
                 id=row[0],
@@ -530,12 +423,12 @@ class SqliteStore:
 
     def remove_outbox(self, entry_id: str) -> None:
         """Idempotent: removing an absent entry is not an error."""
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             conn.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
 
     def record_outbox_failure(self, entry_id: str, error: str) -> None:
         """No-op for an absent entry (it was published and removed meanwhile)."""
-        with self._errors(), self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 (error, entry_id),

@@ -1,25 +1,21 @@
 """Feedback, routing statistics, consumed-event dedupe and the backup catalog on SQLite.
 
-Lives in the same file as `SqliteStore` (pass `SqliteStore.path`) but owns its tables,
-created with CREATE ... IF NOT EXISTS on first use. Same concurrency rules as the store:
-WAL, a busy timeout, one connection per thread (reopened after fork), and every write in a
-`BEGIN IMMEDIATE` transaction.
+Lives in the same file as `SqliteStore` (pass `SqliteStore.database`, or its path) but owns
+its tables, created with CREATE ... IF NOT EXISTS on first use. Connections, WAL, busy
+timeout and `BEGIN IMMEDIATE` writes come from `SqliteDatabase` (sqlite_db.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ion.adapters import to_utc
-from ion.errors import DependencyUnavailable
+from ion.adapters.sqlite_db import SqliteDatabase, as_database
 from ion.models import ResonanceKey
 from ion.ports import BackupRecord, Feedback, RoutingStat, StatsDelta
 
@@ -107,103 +103,28 @@ class SqliteLearningStore:
     """`FeedbackStore`, `RoutingStatsStore` and `BackupCatalog` on the app's SQLite file."""
 
     def __init__(
-        self, path: Path | str, *, busy_timeout_ms: int = 10_000, dedupe_days: int = 30
+        self,
+        database: SqliteDatabase | Path | str,
+        *,
+        busy_timeout_ms: int = 10_000,
+        dedupe_days: int = 30,
     ) -> None:
-        self._path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
+        self._db = as_database(database, busy_timeout_ms)
+        self._db.add_schema("learning", SCHEMA)
         self._dedupe = timedelta(days=dedupe_days)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._schema_ready = False
 
     @property
     def path(self) -> Path:
-        return self._path
-
-    # --- connections -----------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
-        conn = self._open()
-        self._local.conn = conn
-        self._local.pid = os.getpid()
-        return conn
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise DependencyUnavailable(f"sqlite store {self._path} unavailable: {exc}") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not self._schema_ready:
-                with self._lock:
-                    if not self._schema_ready:
-                        conn.execute("BEGIN IMMEDIATE")
-                        try:
-                            for statement in SCHEMA:
-                                conn.execute(statement)
-                            conn.execute("COMMIT")
-                        except BaseException:
-                            if conn.in_transaction:
-                                conn.execute("ROLLBACK")
-                            raise
-                        self._schema_ready = True
-        except sqlite3.Error as exc:
-            conn.close()
-            raise DependencyUnavailable(f"sqlite store {self._path} unavailable: {exc}") from exc
-        with self._lock:
-            self._connections.append(conn)
-        return conn
+        return self._db.path
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            raise DependencyUnavailable(f"sqlite store unavailable: {exc}") from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._errors():
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._errors():
-            return self._connection().execute(sql, params).fetchall()
+        self._db.close()
 
     # --- FeedbackStore ---------------------------------------------------------------
 
     def put_feedback(self, feedback: Feedback) -> Feedback | None:
         f = feedback
-        with self._write() as conn:
+        with self._db.write() as conn:
             row = conn.execute(
                 f"SELECT {_FEEDBACK_COLUMNS} FROM feedback "  # noqa: S608 - constant columns
                 "WHERE conversation_id = ? AND message_id = ?",
@@ -229,7 +150,7 @@ class SqliteLearningStore:
         return previous
 
     def get_feedback(self, conversation_id: str, message_id: str) -> Feedback | None:
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT {_FEEDBACK_COLUMNS} FROM feedback "  # noqa: S608
             "WHERE conversation_id = ? AND message_id = ?",
             (conversation_id, message_id),
@@ -237,7 +158,7 @@ class SqliteLearningStore:
         return _feedback(rows[0]) if rows else None
 
     def delete_feedback_for_conversation(self, conversation_id: str) -> int:
-        with self._write() as conn:
+        with self._db.write() as conn:
             cursor = conn.execute(
                 "DELETE FROM feedback WHERE conversation_id = ?", (conversation_id,)
             )
@@ -248,7 +169,7 @@ class SqliteLearningStore:
     def apply_event_once(
         self, event_id: str, deltas: Sequence[StatsDelta], *, processed_at: datetime
     ) -> bool:
-        with self._write() as conn:
+        with self._db.write() as conn:
             if not self._mark(conn, event_id, processed_at):
                 return False
             now = _ts(processed_at)
@@ -271,7 +192,7 @@ class SqliteLearningStore:
             return True
 
     def routing_stats(self) -> list[RoutingStat]:
-        rows = self._read(
+        rows = self._db.read(
             "SELECT persona, tone, pace, intent, turns, ups, downs FROM routing_stats "
             "ORDER BY persona, tone, pace, intent"
         )
@@ -289,10 +210,10 @@ class SqliteLearningStore:
         ]
 
     def is_processed(self, event_id: str) -> bool:
-        return bool(self._read("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)))
+        return bool(self._db.read("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)))
 
     def mark_processed(self, event_id: str, *, processed_at: datetime) -> bool:
-        with self._write() as conn:
+        with self._db.write() as conn:
             return self._mark(conn, event_id, processed_at)
 
     def _mark(self, conn: sqlite3.Connection, event_id: str, processed_at: datetime) -> bool:
@@ -314,7 +235,7 @@ class SqliteLearningStore:
 
     def put_backup(self, record: BackupRecord) -> None:
         r = record
-        with self._write() as conn:
+        with self._db.write() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO backups ({_BACKUP_COLUMNS}) "  # noqa: S608
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -333,7 +254,7 @@ class SqliteLearningStore:
             )
 
     def list_backups(self, limit: int = 100) -> list[BackupRecord]:
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT {_BACKUP_COLUMNS} FROM backups "  # noqa: S608
             "ORDER BY started_at DESC, id DESC LIMIT ?",
             (max(limit, 0),),
@@ -341,7 +262,7 @@ class SqliteLearningStore:
         return [_backup(r) for r in rows]
 
     def running_backups(self) -> list[BackupRecord]:
-        rows = self._read(
+        rows = self._db.read(
             f"SELECT {_BACKUP_COLUMNS} FROM backups "  # noqa: S608
             "WHERE status = 'running' ORDER BY started_at, id"
         )

@@ -113,10 +113,10 @@ class QuotaGuard:
             self._store.increment(
                 self._budget_key(user_id, now), spent, expires_at=next_day + timedelta(days=1)
             )
-        except IonError as exc:
+        except Exception as exc:  # the answer is stored and sent: never fail it now
             log.error(
                 "recording token usage failed: %s",
-                exc.code,
+                exc.code if isinstance(exc, IonError) else type(exc).__name__,
                 extra={"user_hash": hash_user_id(user_id)},
             )
 

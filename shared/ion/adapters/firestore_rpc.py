@@ -1,0 +1,73 @@
+"""Retry, deadline and error mapping shared by the Firestore adapters (conversations,
+learning, quota, backups). Imported only by adapter modules: google.* stays out of `ion`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import google.auth.exceptions
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
+
+from ion.errors import DependencyUnavailable
+
+# Failures that mean "Firestore is not usable right now", not "the request is wrong".
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.Aborted,
+    gexc.Unknown,
+    gexc.Unauthenticated,
+    gexc.PermissionDenied,
+    gexc.FailedPrecondition,  # e.g. a composite index is missing or still building
+    gexc.RetryError,
+    google.auth.exceptions.GoogleAuthError,
+)
+
+# Worth another attempt within the deadline (for writes that are safe to repeat).
+RETRYABLE: tuple[type[Exception], ...] = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.Aborted,
+)
+
+T = TypeVar("T")
+
+
+def rpc_options(
+    timeout_s: float, retryable: tuple[type[Exception], ...] = RETRYABLE
+) -> dict[str, Any]:
+    """`retry` + `timeout` keyword arguments for every call: bounded retries, because the
+    library defaults retry transient errors for up to 5 minutes (streamed queries even
+    restart themselves), far beyond any request deadline."""
+    retry = Retry(
+        predicate=if_exception_type(*retryable),
+        initial=0.1,
+        maximum=1.0,
+        multiplier=2.0,
+        timeout=timeout_s,
+    )
+    return {"retry": retry, "timeout": timeout_s}
+
+
+@contextmanager
+def unavailable_errors(
+    what: str = "firestore", errors: tuple[type[BaseException], ...] = UNAVAILABLE
+) -> Iterator[None]:
+    """`errors` → `DependencyUnavailable` (503), never a 500 or a silent success."""
+    try:
+        yield
+    except errors as exc:
+        raise DependencyUnavailable(f"{what} unavailable: {exc}") from exc
+
+
+def call(fn: Callable[[], T]) -> T:
+    """`fn()` with `unavailable_errors`."""
+    with unavailable_errors():
+        return fn()
