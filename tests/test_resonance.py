@@ -279,3 +279,10 @@ def test_cue_context_factor(text: str, cue: str, factor: float) -> None:
 def test_negated_feeling_does_not_raise_intensity() -> None:
     assert analyze("I'm not anxious about it").emotion_intensity == 0.0
     assert analyze("I'm anxious about it").emotion_intensity > 0.5
+
+
+def test_acronyms_in_korean_prose_are_not_shouting() -> None:
+    # "AWS SAA VPC NAT" are names; only Latin-script prose in capitals reads as shouting.
+    calm = analyze("AWS SAA 공부 중인데 VPC랑 NAT 게이트웨이가 어떻게 연결돼요?")
+    assert calm.key.tone != Tone.URGENT
+    assert analyze("PROD IS DOWN AND NOBODY ANSWERS").key.tone == Tone.URGENT

@@ -242,9 +242,9 @@ INDEPENDENT = sorted(DATA.glob("routing_independent_*.jsonl"))
 
 def test_heldout_batches_accuracy(router: Router) -> None:
     # Fresh batches written to the charter (see docs/routing.md for their untuned history),
-    # including the independent batches A (100), B (60), C (100) and D (60).
+    # including the independent batches A (100), B (60), C (100), D (60) and E (100).
     items = [it for path in [*HELDOUT, *INDEPENDENT] for it in load_labelled_set(path)]
-    assert len(HELDOUT) >= 4 and len(INDEPENDENT) >= 4 and len(items) >= 520
+    assert len(HELDOUT) >= 4 and len(INDEPENDENT) >= 5 and len(items) >= 620
     assert evaluate(router, items).accuracy >= 0.85
 
 
@@ -286,6 +286,17 @@ def test_independent_batch_accuracy(router: Router, path: Path) -> None:
         ("모놀리스로 갈지 마이크로서비스로 갈지 고민돼요. 팀은 4명이에요", "elro"),
         # a field name ("data science") is not a request for data
         ("just got accepted into a data science masters!!", "lua"),
+        # not seeing how the parts fit together asks for a mental model (elro)
+        ("쿠버네티스에서 서비스랑 인그레스가 어떻게 연결되는 건지 그림이 안 그려져요", "elro"),
+        ("can't wrap my head around how redux and react context fit together", "elro"),
+        # does a test verify anything at all: evidence (riri), even with a laugh
+        ("is this test even testing anything? it passes with the body deleted lol", "riri"),
+        ("이 테스트 함수 내용 지워도 통과하는데 의미 있는 테스트인가요?", "riri"),
+        # a before→after change in words ("went from 4 min to 11 min")
+        ("our deploy time went from 4 min to 11 min, which step got slower?", "riri"),
+        # a bare call for help: find out what is going on first (nana)
+        ("help", "nana"),
+        ("살려주세요", "nana"),
     ],
 )
 def test_negation_mention_and_question_form(router: Router, text: str, expected: str) -> None:

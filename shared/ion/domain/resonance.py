@@ -741,10 +741,12 @@ def analyze_detailed(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
     code = 1.0 if _has_any(norm, _CODE_HINTS) and _CODE_RE.search(raw) else 0.0
     # Upper-case words signal shouting only in prose; in code they are SQL keywords etc.
     # Acronyms (API, AWS, CSV) are not shouting: count long caps words or mostly-caps text.
+    # In Korean prose the Latin words are names and acronyms ("AWS SAA VPC NAT"), so the
+    # mostly-caps test only applies when Latin is the main script.
     upper = len(_UPPER_RE.findall(raw))
     letters = len(_LATIN_RE.findall(raw))
     caps = 0 if code else len(_CAPS_WORD_RE.findall(raw))
-    if not code and upper >= 6 and upper >= 0.6 * letters:
+    if not code and language == "en" and upper >= 6 and upper >= 0.6 * letters:
         caps = max(caps, 2)
     numbers = len(_BARE_NUMBER_RE.findall(norm)) if has_digit else 0
     sentences = [s for s in _SENTENCE_RE.split(norm) if s and s.strip()]
