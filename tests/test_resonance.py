@@ -207,6 +207,19 @@ def test_question_frame_tolerates_one_filler_word() -> None:
     assert spelling_variants("why do i even") == ("why do i even",)
 
 
+def test_korean_negated_cue_tolerates_a_degree_adverb() -> None:
+    lex = Lexicon({"재미가 없": 1.0, "감이 안 잡": 1.0})
+
+    def terms(text: str) -> set[str]:
+        return {h.term for h in lex.scan(normalize(text))}
+
+    assert terms("요즘 공부가 재미가 하나도 없어요") == {"재미가 없"}
+    assert terms("감이 전혀 안 잡혀요") == {"감이 안 잡"}
+    # one adverb, only before the negated predicate; other terms get no variants
+    assert terms("재미가 하나도 진짜 없어요") == set()
+    assert spelling_variants("재미없") == ("재미없",)
+
+
 def test_listed_spelling_is_not_counted_twice() -> None:
     lex = Lexicon({"이 정도면": 1.0, "이정도면": 1.0})
     assert [h.term for h in lex.scan(normalize("이정도면 괜찮아요?"))] == ["이정도면"]

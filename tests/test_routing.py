@@ -242,9 +242,9 @@ INDEPENDENT = sorted(DATA.glob("routing_independent_*.jsonl"))
 
 def test_heldout_batches_accuracy(router: Router) -> None:
     # Fresh batches written to the charter (see docs/routing.md for their untuned history),
-    # including the independent batches A (100), B (60), C (100), D (60) and E (100).
+    # including the independent batches A (100), B (60), C (100), D (60), E (100), F (100).
     items = [it for path in [*HELDOUT, *INDEPENDENT] for it in load_labelled_set(path)]
-    assert len(HELDOUT) >= 4 and len(INDEPENDENT) >= 5 and len(items) >= 620
+    assert len(HELDOUT) >= 4 and len(INDEPENDENT) >= 6 and len(items) >= 720
     assert evaluate(router, items).accuracy >= 0.85
 
 
@@ -294,6 +294,19 @@ def test_independent_batch_accuracy(router: Router, path: Path) -> None:
         ("이 테스트 함수 내용 지워도 통과하는데 의미 있는 테스트인가요?", "riri"),
         # a before→after change in words ("went from 4 min to 11 min")
         ("our deploy time went from 4 min to 11 min, which step got slower?", "riri"),
+        # indirect discouragement: peers ahead, deadpan self-pity, a negated cue with an adverb
+        ("everyone in my study group is way ahead of me. idk why i bother", "lua"),
+        ("fine. another failed deploy. love that for me", "lua"),
+        ("요즘 공부가 재미가 하나도 없어요. 그냥 의무감으로 해요", "lua"),
+        # "why can't I <operation>" is a technical question, not self-doubt
+        ("why can't I call an async function from a sync one in python", "elro"),
+        # splitting a code unit is design (elro); splitting the work is planning (nana)
+        ("이 컴포넌트가 너무 커졌는데 어떻게 분리해야 할까요", "elro"),
+        ("we need to split the work on this module between 3 people", "nana"),
+        # how far to mock is test design (elro)
+        ("단위 테스트에서 목 객체를 어디까지 써야 하나요", "elro"),
+        # a series of bare numbers with a noise-or-signal question (riri)
+        ("timings 210 205 980 212 208 — is the 980 a fluke?", "riri"),
         # a bare call for help: find out what is going on first (nana)
         ("help", "nana"),
         ("살려주세요", "nana"),

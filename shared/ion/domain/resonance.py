@@ -122,6 +122,11 @@ _QUESTION_FRAME_RE = re.compile(
     r"|am|is|are) (?:i|we|you|it|this|that)) (?!(?:even|actually|really|just)\b)(?=\S)"
 )
 _FILLERS = ("even", "actually", "really", "just")
+# A Korean cue ending in a negated predicate ("재미가 없", "감이 안 잡") is often padded with a
+# degree adverb before the predicate: "재미가 *하나도* 없어요", "감이 *전혀* 안 잡혀요". Such a
+# cue also matches with one of these adverbs inserted (`spelling_variants`).
+_KO_NEG_PREDICATE_RE = re.compile(r"^(.*[가-힣]) ((?:없|안|못)(?: .*|[가-힣]*))$")
+_KO_DEGREE_ADVERBS = ("하나도", "전혀", "별로", "너무", "진짜", "정말", "완전", "도무지")
 
 
 def spelling_variants(needle: str) -> tuple[str, ...]:
@@ -131,7 +136,9 @@ def spelling_variants(needle: str) -> tuple[str, ...]:
     * English contractions are often typed without the apostrophe: "don't" also matches
       "dont", "i'm" also matches "im";
     * an English question frame may carry one filler word: "where do i start" also matches
-      "where do i even start" and "is this actually correct" (`_FILLERS`).
+      "where do i even start" and "is this actually correct" (`_FILLERS`);
+    * a Korean cue ending in a negated predicate may carry a degree adverb before it:
+      "재미가 없" also matches "재미가 하나도 없" (`_KO_DEGREE_ADVERBS`).
     """
     variants = [needle]
     if " " in needle and any(_is_hangul(c) for c in needle):
@@ -144,6 +151,10 @@ def spelling_variants(needle: str) -> tuple[str, ...]:
     if frame is not None:
         head, tail = needle[: frame.end(1)], needle[frame.end(1) :]
         variants.extend(f"{head} {filler}{tail}" for filler in _FILLERS)
+    negated = _KO_NEG_PREDICATE_RE.match(needle)
+    if negated is not None:
+        subject, predicate = negated.groups()
+        variants.extend(f"{subject} {adverb} {predicate}" for adverb in _KO_DEGREE_ADVERBS)
     return tuple(variants)
 
 
