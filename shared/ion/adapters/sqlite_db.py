@@ -77,6 +77,13 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
 
 
+def _is_transient_at_open(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_IOERR,
+    }
+
+
 class SqliteDatabase:
     """Connections to one SQLite file: one per thread, with the pragmas, schemas and
     transactions described in the module docstring."""
@@ -121,7 +128,8 @@ class SqliteDatabase:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Learners' conversations: owner-only from the first byte (SQLite gives the
             # -wal/-shm files the same mode as the database file).
-            os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
+            if not self._path.exists():
+                os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
             # check_same_thread=False only so close() can run from another thread; each
             # connection serves one thread.
             conn = connect(self._path, self._busy_timeout_ms, check_same_thread=False)
@@ -149,11 +157,16 @@ class SqliteDatabase:
             delay = 0.001
             while True:
                 try:
-                    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                    # Reading the mode first: once any process switched the file, nobody
+                    # needs the exclusive lock again.
+                    (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+                    if str(mode).lower() != "wal":
+                        conn.execute("PRAGMA journal_mode = WAL").fetchone()
                     break
                 except sqlite3.OperationalError as exc:
-                    # Another process is switching or using the file: SQLite did not wait.
-                    if not _is_busy(exc) or monotonic() >= deadline:
+                    # Another process is switching or using the fresh file: SQLite did not
+                    # wait (BUSY), or saw its half-made -wal/-shm files (IOERR). Both pass.
+                    if not _is_transient_at_open(exc) or monotonic() >= deadline:
                         raise
                     sleep(delay)
                     delay = min(delay * 2, 0.05)
