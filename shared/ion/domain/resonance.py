@@ -12,11 +12,14 @@ numeric `TextFeatures` the router combines with each persona's catalog traits.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ion.models import Intent, Language, Pace, ResonanceAnalysis, ResonanceKey, Tone
 
@@ -25,6 +28,7 @@ __all__ = [
     "FEATURE_NAMES",
     "HEDGE_FACTOR",
     "MENTION_FACTOR",
+    "GatedRegex",
     "Hit",
     "Lexicon",
     "LexiconSet",
@@ -47,7 +51,6 @@ _TAIL_CHARS = 160
 # Occurrences of one term recorded per scan (enough for phrase-over-stem suppression).
 _MAX_OCCURRENCES = 4
 
-_WS_RE = re.compile(r"\s+")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " "})
 
 
@@ -65,8 +68,14 @@ def normalize(text: str) -> str:
     NFC rather than NFKC on purpose: NFKC would turn compatibility jamo (ㅋ, ㅠ) into
     conjoining jamo and break the ㅋㅋ / ㅠㅠ cues.
     """
-    text = unicodedata.normalize("NFC", clip(text)).translate(_QUOTES)
-    return _WS_RE.sub(" ", text).strip().lower()
+    text = unicodedata.normalize("NFC", clip(text))
+    # `translate` costs ~60 ns a character even when nothing maps; most texts have no
+    # curly quote or no-break space at all.
+    if any(ch in text for ch in "’‘“”\u00a0"):
+        text = text.translate(_QUOTES)
+    # Same as collapsing `\s+` runs to one space and stripping (str.split and the regex `\s`
+    # share Unicode's definition of whitespace), at a quarter of the cost.
+    return " ".join(text.split()).lower()
 
 
 def _is_hangul(ch: str) -> bool:
@@ -77,6 +86,142 @@ def _is_hangul(ch: str) -> bool:
 def _is_word_char(ch: str) -> bool:
     # Hangul next to a Latin word is a boundary: Korean particles attach directly ("git을").
     return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+# --------------------------------------------------------------------------------------
+# Literal pre-checks for regexes. `re.search` tries every position of the text, so a rare
+# pattern costs as much as a common one; most cue regexes need a literal ("people", "남",
+# a digit) that most messages do not contain. `str.__contains__` answers that far faster, and
+# a regex whose required literals are all absent cannot match, so skipping it changes nothing.
+# --------------------------------------------------------------------------------------
+
+_DIGIT_RE = re.compile(r"\d")
+
+
+@dataclass(frozen=True, slots=True)
+class _Needles:
+    """Every match contains one of `strings`, or a Unicode digit if `digit`."""
+
+    strings: frozenset[str]
+    digit: bool
+
+    def quality(self) -> tuple[int, int]:
+        # Longer needles are rarer, so are fewer alternatives; digits are common in these
+        # messages, so a digit alternative ranks below any literal.
+        shortest = min((len(s) for s in self.strings), default=99)
+        return (0 if self.digit else shortest, -len(self.strings))
+
+
+def _required_needles(items: Any) -> _Needles | None:
+    """Needles for a parsed regex sequence (`re._parser` data), or None if none are known.
+
+    Conservative by construction: anything not understood (anchors, lookarounds, optional
+    or negated parts, classes with ranges) contributes no requirement.
+    """
+    best: _Needles | None = None
+    run: list[str] = []  # consecutive literal characters form one needle
+
+    def consider(n: _Needles | None) -> None:
+        nonlocal best
+        if n is not None and (best is None or n.quality() > best.quality()):
+            best = n
+
+    def flush() -> None:
+        if run:
+            consider(_Needles(frozenset({"".join(run)}), False))
+            run.clear()
+
+    for op, arg in items:
+        name = str(op)  # opcodes by name: no second private module (re._constants) needed
+        if name == "LITERAL":
+            run.append(chr(arg))
+            continue
+        flush()
+        if name == "IN":
+            consider(_class_needles(arg))
+        elif name == "BRANCH":
+            alts = [_required_needles(alt) for alt in arg[1]]
+            if all(a is not None for a in alts):
+                consider(
+                    _Needles(
+                        frozenset().union(*(a.strings for a in alts if a is not None)),
+                        any(a.digit for a in alts if a is not None),
+                    )
+                )
+        elif name == "SUBPATTERN":
+            _group, add_flags, _del_flags, sub = arg
+            if not add_flags & re.IGNORECASE:
+                consider(_required_needles(sub))
+        elif name == "ATOMIC_GROUP":
+            consider(_required_needles(arg))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, _high, sub = arg
+            if low >= 1:
+                consider(_required_needles(sub))
+    flush()
+    return best
+
+
+def _class_needles(items: Any) -> _Needles | None:
+    """Needles for a character class: its literal members and/or a digit, nothing else."""
+    chars: set[str] = set()
+    digit = False
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            chars.add(chr(arg))
+        elif name == "CATEGORY" and str(arg) in ("CATEGORY_DIGIT", "CATEGORY_UNI_DIGIT"):
+            digit = True
+        else:
+            return None  # ranges, negation, other categories: no cheap requirement
+    return _Needles(frozenset(chars), digit) if chars or digit else None
+
+
+def _needles_for(rx: re.Pattern[str]) -> _Needles | None:
+    if rx.flags & (re.IGNORECASE | re.LOCALE):
+        return None  # case folding would need folded needles; not worth the risk
+    try:
+        # The stdlib's own regex parser (private, hence the guarded import): any change in its
+        # shape only disables the pre-check, never a match.
+        parser = importlib.import_module("re._parser")
+        return _required_needles(parser.parse(rx.pattern, rx.flags).data)
+    except Exception:  # an optimisation must never break routing: fall back to searching
+        return None
+
+
+class GatedRegex:
+    """A compiled regex that is only run when its required literals occur in the text.
+
+    The needles are derived on first use (not at import or construction time).
+    """
+
+    __slots__ = ("_digit", "_ready", "_strings", "pattern")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self._ready = False
+        self._strings: tuple[str, ...] | None = None
+        self._digit = False
+
+    def may_match(self, text: str) -> bool:
+        """False only when `pattern` cannot match anywhere in `text` (or any substring of it)."""
+        if not self._ready:
+            needles = _needles_for(self.pattern)
+            if needles is not None:
+                self._strings = tuple(sorted(needles.strings))
+                self._digit = needles.digit
+            self._ready = True
+        strings = self._strings
+        if strings is None:
+            return True
+        for s in strings:
+            if s in text:
+                return True
+        return self._digit and _DIGIT_RE.search(text) is not None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        """Same result as `pattern.search(text)`."""
+        return self.pattern.search(text) if self.may_match(text) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +237,12 @@ class Hit:
 
 # Where a term may start (LexiconSet keeps one table per mode).
 _ANYWHERE, _LATIN_WORD, _HANGUL_WORD = 0, 1, 2
-_WORD_START_LOOKBEHIND = {
+# Characters that may not precede a term's first character (empty: any may).
+_NOT_BEFORE_START = {
     _ANYWHERE: "",
-    _LATIN_WORD: "(?<![a-z0-9_])",
+    _LATIN_WORD: "a-z0-9_",
     # A Korean word: not preceded by Hangul or a Latin word character.
-    _HANGUL_WORD: "(?<![a-z0-9_\uac00-\ud7a3\u3131-\u318e])",
+    _HANGUL_WORD: "a-z0-9_\uac00-\ud7a3\u3131-\u318e",
 }
 
 
@@ -211,12 +357,43 @@ class Lexicon:
         return self._matcher.scan(text)
 
 
+# A table entry: (needle when longer than its key else None, needle length, word_end,
+# (owner, display) occurrence key, term).
+_Probe = tuple[str | None, int, bool, tuple[str, str], _Term]
+# Probes sharing a key; for crowded keys ("the", "wha", "하고") also per next character.
+_Bucket = tuple[tuple[_Probe, ...], dict[str, tuple[_Probe, ...]] | None]
+_CROWDED_BUCKET = 6
+
+
+def _split_by_next_char(probes: list[_Probe], size: int) -> _Bucket:
+    """Index a crowded bucket by the character after the key, keeping the probe order.
+
+    Each next character maps to the probes that can still match (the key-length needles
+    plus the needles continuing with that character), in their original order, so a scan
+    reports exactly the same hits in the same order while testing a fraction of the needles.
+    Any other next character (or the end of the text) leaves only the key-length needles.
+    """
+    if len(probes) <= _CROWDED_BUCKET:
+        return tuple(probes), None
+    nexts = {p[0][size] for p in probes if p[0] is not None}
+    by_next = {
+        c: tuple(p for p in probes if p[0] is None or p[0][size] == c) for c in sorted(nexts)
+    }
+    return tuple(p for p in probes if p[0] is None), by_next
+
+
 def _first_char_regex(keys: Iterable[str], mode: int) -> re.Pattern[str]:
     chars = sorted({k[0] for k in keys})
     if not chars:
         return re.compile(r"(?!x)x")  # matches nothing
     cls = "".join(re.escape(c) for c in chars)
-    return re.compile(_WORD_START_LOOKBEHIND[mode] + f"[{cls}]")
+    excluded = _NOT_BEFORE_START[mode]
+    if not excluded:
+        return re.compile(f"[{cls}]")
+    # The word-start test is a lookbehind *after* the first character (checking the pair),
+    # not before it: a pattern that opens with a character class lets the regex engine skip
+    # ahead to candidate characters instead of trying the lookbehind at every position.
+    return re.compile(f"[{cls}](?<![{excluded}][{cls}])")
 
 
 class LexiconSet:
@@ -231,40 +408,54 @@ class LexiconSet:
     def __init__(self, lexicons: Iterable[Lexicon]) -> None:
         # One table per (match mode, key length): each probe is then a single dict look-up,
         # and each table's first-character regex skips positions that cannot start a term.
-        buckets: dict[tuple[int, int], dict[str, list[_Term]]] = {}
+        buckets: dict[tuple[int, int], dict[str, list[_Probe]]] = {}
         for lex in lexicons:
             for t in lex.terms:
                 size = min(len(t.needle), 3 if t.mode == _LATIN_WORD else 2)
                 table = buckets.setdefault((t.mode, size), {})
-                table.setdefault(t.needle[:size], []).append(t)
+                # A needle no longer than its key already matched when the key did.
+                rest = t.needle if len(t.needle) > size else None
+                probe = (rest, len(t.needle), t.word_end, (t.owner, t.display), t)
+                table.setdefault(t.needle[:size], []).append(probe)
         self._tables = tuple(
-            (_first_char_regex(table, mode), size, table)
+            (
+                _first_char_regex(table, mode),
+                size,
+                {key: _split_by_next_char(probes, size) for key, probes in table.items()},
+            )
             for (mode, size), table in sorted(buckets.items())
         )
 
     def scan(self, text: str) -> list[Hit]:
+        # The hot loop of routing: plain tuples and bound methods in locals, no attribute
+        # look-ups per candidate.
         hits: list[Hit] = []
+        append = hits.append
         counts: dict[tuple[str, str], int] = {}
+        seen_count = counts.get
+        startswith = text.startswith
         n = len(text)
         for starts, size, table in self._tables:
             get = table.get
             for m in starts.finditer(text):
                 i = m.start()
-                cands = get(text[i : i + size])
-                if cands is None:
+                entry = get(text[i : i + size])
+                if entry is None:
                     continue
-                for t in cands:
-                    if not text.startswith(t.needle, i):
+                cands, by_next = entry
+                if by_next is not None:
+                    cands = by_next.get(text[i + size : i + size + 1], cands)
+                for needle, length, word_end, key, t in cands:
+                    if needle is not None and not startswith(needle, i):
                         continue
-                    end = i + len(t.needle)
-                    if t.word_end and end < n and _is_word_char(text[end]):
+                    end = i + length
+                    if word_end and end < n and _is_word_char(text[end]):
                         continue
-                    key = (t.owner, t.display)
-                    seen = counts.get(key, 0)
+                    seen = seen_count(key, 0)
                     if seen >= _MAX_OCCURRENCES:
                         continue
                     counts[key] = seen + 1
-                    hits.append(Hit(t.display, t.weight, i, end, t.owner))
+                    append(Hit(t.display, t.weight, i, end, t.owner))
         return hits
 
 
@@ -381,25 +572,56 @@ _QUALIFIES_QUESTION_RE = re.compile(
 MENTION_FACTOR = 0.35
 _CONTEXT_WINDOW = 32
 # Literal pre-checks: the exclusion and question-qualifier regexes only run on texts that
-# contain one of these (keeps the per-cue cost flat).
+# contain one of these (keeps the per-cue cost flat). They are part of the rules' behaviour
+# (e.g. "never looking for" is not excluded), so they stay as written.
 _EXCLUDED_AFTER_HINT = re.compile("말고|빼고|필요|관심|아니고")
 _QUALIFIES_HINT = re.compile("질문|question")
 _EXCLUDED_BEFORE_HINT = re.compile("not|no |n't|nt |without|instead|rather|other than")
+# The context windows are slices of the text, so a regex whose required literals are absent
+# from the whole text cannot match any window: check that once per text, not once per cue.
+_NEG_AFTER_KO_GATE = GatedRegex(_NEG_AFTER_KO_RE)
+_NEG_BEFORE_KO_GATE = GatedRegex(_NEG_BEFORE_KO_RE)
+_MENTION_AFTER_KO_GATE = GatedRegex(_MENTION_AFTER_KO_RE)
+_NEG_BEFORE_EN_GATE = GatedRegex(_NEG_BEFORE_EN_RE)
+_EXCLUDED_BEFORE_EN_GATE = GatedRegex(_EXCLUDED_BEFORE_EN_RE)
+_MENTION_BEFORE_EN_GATE = GatedRegex(_MENTION_BEFORE_EN_RE)
+_HEDGE_BEFORE_GATE = GatedRegex(_HEDGE_BEFORE_RE)
 
 
 @dataclass(frozen=True, slots=True)
 class _ContextHints:
+    """Per text: which context regexes can match at all (False = skip it for every cue)."""
+
     excluded_after: bool
     qualifies: bool
     excluded_before: bool
+    neg_after_ko: bool
+    neg_before_ko: bool
+    mention_after_ko: bool
+    neg_before_en: bool
+    mention_before_en: bool
+    hedge_before: bool
 
     @classmethod
     def of(cls, text: str) -> _ContextHints:
-        return cls(
-            _EXCLUDED_AFTER_HINT.search(text) is not None,
-            _QUALIFIES_HINT.search(text) is not None,
-            _EXCLUDED_BEFORE_HINT.search(text) is not None,
-        )
+        return _context_hints(text)
+
+
+# The router contextualises the reading cues and then the persona cues of the same text.
+@functools.lru_cache(maxsize=16)
+def _context_hints(text: str) -> _ContextHints:
+    return _ContextHints(
+        excluded_after=_EXCLUDED_AFTER_HINT.search(text) is not None,
+        qualifies=_QUALIFIES_HINT.search(text) is not None,
+        excluded_before=_EXCLUDED_BEFORE_HINT.search(text) is not None
+        and _EXCLUDED_BEFORE_EN_GATE.may_match(text),
+        neg_after_ko=_NEG_AFTER_KO_GATE.may_match(text),
+        neg_before_ko=_NEG_BEFORE_KO_GATE.may_match(text),
+        mention_after_ko=_MENTION_AFTER_KO_GATE.may_match(text),
+        neg_before_en=_NEG_BEFORE_EN_GATE.may_match(text),
+        mention_before_en=_MENTION_BEFORE_EN_GATE.may_match(text),
+        hedge_before=_HEDGE_BEFORE_GATE.may_match(text),
+    )
 
 
 def cue_context_factor(
@@ -418,18 +640,20 @@ def cue_context_factor(
     ):
         return 0.0
     if _is_hangul(text[start]) or _is_hangul(text[end - 1]):
-        if _NEG_AFTER_KO_RE.search(after) or _NEG_BEFORE_KO_RE.search(before):
+        if (h.neg_after_ko and _NEG_AFTER_KO_RE.search(after)) or (
+            h.neg_before_ko and _NEG_BEFORE_KO_RE.search(before)
+        ):
             return 0.0
-        if _MENTION_AFTER_KO_RE.search(after):
+        if h.mention_after_ko and _MENTION_AFTER_KO_RE.search(after):
             return MENTION_FACTOR
     else:
-        if _NEG_BEFORE_EN_RE.search(before) or (
+        if (h.neg_before_en and _NEG_BEFORE_EN_RE.search(before)) or (
             h.excluded_before and _EXCLUDED_BEFORE_EN_RE.search(before)
         ):
             return 0.0
-        if _MENTION_BEFORE_EN_RE.search(before):
+        if h.mention_before_en and _MENTION_BEFORE_EN_RE.search(before):
             return MENTION_FACTOR
-    if _HEDGE_BEFORE_RE.search(before):
+    if h.hedge_before and _HEDGE_BEFORE_RE.search(before):
         return HEDGE_FACTOR
     return 1.0
 
@@ -619,7 +843,6 @@ _BARE_NUMBER_RE = re.compile(
     r"(?<![\w.])\d[\d,.]*(?![\d,.]*\s*(?:주|개월|달|일|시간|분|년|학년|살|명|weeks?|days?|months?"
     r"|hours?|years?|mins?|minutes?|people|st\b|nd\b|rd\b|th\b))"
 )
-_DIGIT_RE = re.compile(r"\d")
 _LAUGH_HINTS = ("ㅋㅋ", "ㅎㅎ", "lol", "lmao", "haha", "hehe", "😂", "🤣", "😆")
 _CELEBRATE_HINTS = ("🎉", "🥳", "🙌", "💪", "✨", "🔥", "!!!", "woo", "yay", "야호", "만세")
 _CODE_HINTS = (
@@ -648,6 +871,7 @@ def _has_any(text: str, needles: tuple[str, ...]) -> bool:
 
 _LAUGH_RE = re.compile(r"ㅋ{2,}|ㅎ{2,}|\blol\b|\blmao\b|\bhaha+|\bhehe+|😂|🤣|😆")
 _CRY_RE = re.compile(r"[ㅠㅜ]+|😭|😢|🥲|😞|😔|😩|😫")
+_CRY_GATE = GatedRegex(_CRY_RE)
 _CELEBRATE_RE = re.compile(r"🎉|🥳|🙌|💪|✨|🔥|!!!|\bwoo+\b|\byay\b|야호|만세")
 _EXCLAIM_RUN_RE = re.compile(r"[!?]{2,}")
 _CAPS_WORD_RE = re.compile(r"(?<![A-Za-z])[A-Z]{5,}(?![A-Za-z])")
@@ -711,9 +935,11 @@ _LATIN_RE = re.compile(r"[A-Za-z]")
 _UPPER_RE = re.compile(r"[A-Z]")
 
 
-def _detect_language(raw: str) -> Language:
+def _detect_language(raw: str, latin: int | None = None) -> Language:
+    """`latin`: the count of Latin letters in `raw`, when the caller already has it."""
     hangul = len(_HANGUL_RE.findall(raw))
-    latin = len(_LATIN_RE.findall(raw))
+    if latin is None:
+        latin = len(_LATIN_RE.findall(raw))
     # A Hangul syllable carries about as much as three Latin letters, so Korean sentences
     # sprinkled with English tech terms ("git rebase랑 merge 차이") still read as Korean.
     if hangul and hangul * 3 >= latin:
@@ -734,7 +960,8 @@ def analyze_detailed(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
     """Analyse `text` and also return the numeric features the router needs."""
     raw = clip(text)
     norm = normalize(raw)
-    language = _detect_language(raw)
+    letters = len(_LATIN_RE.findall(raw))
+    language = _detect_language(raw, letters)
     evidence: list[str] = []
     words = len(norm.split())
     chars = len(norm) - norm.count(" ")
@@ -742,7 +969,7 @@ def analyze_detailed(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
     # Cheap literal pre-checks skip regexes that cannot match (keeps long texts fast).
     has_digit = _DIGIT_RE.search(norm) is not None
     laughs = len(_LAUGH_RE.findall(norm)) if _has_any(norm, _LAUGH_HINTS) else 0
-    cries = len(_CRY_RE.findall(norm))
+    cries = len(_CRY_RE.findall(norm)) if _CRY_GATE.may_match(norm) else 0
     celebrations = len(_CELEBRATE_RE.findall(raw)) if _has_any(norm, _CELEBRATE_HINTS) else 0
     exclaim_runs = len(_EXCLAIM_RUN_RE.findall(norm))
     exclaims = norm.count("!")
@@ -755,8 +982,8 @@ def analyze_detailed(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
     # In Korean prose the Latin words are names and acronyms ("AWS SAA VPC NAT"), so the
     # mostly-caps test only applies when Latin is the main script.
     upper = len(_UPPER_RE.findall(raw))
-    letters = len(_LATIN_RE.findall(raw))
-    caps = 0 if code else len(_CAPS_WORD_RE.findall(raw))
+    # A caps word has at least five capitals, so fewer in the whole text means none.
+    caps = 0 if code or upper < 5 else len(_CAPS_WORD_RE.findall(raw))
     if not code and language == "en" and upper >= 6 and upper >= 0.6 * letters:
         caps = max(caps, 2)
     numbers = len(_BARE_NUMBER_RE.findall(norm)) if has_digit else 0

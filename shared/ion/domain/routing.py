@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ion.domain.personas import PersonaCatalog
 from ion.domain.resonance import (
     FALSE_FRIENDS,
+    GatedRegex,
     Hit,
     Lexicon,
     LexiconSet,
@@ -87,7 +88,9 @@ class RouteResult:
 @dataclass(frozen=True, slots=True)
 class _CompiledPersona:
     persona: Persona
-    patterns: tuple[tuple[re.Pattern[str], float, str], ...]
+    # Each regex is gated on its required literals: most messages lack them, and a skipped
+    # search is a cheap substring test instead of a scan of every position.
+    patterns: tuple[tuple[GatedRegex, float, str], ...]
 
 
 @dataclass(slots=True)
@@ -107,7 +110,9 @@ class Router:
         self._compiled = tuple(
             _CompiledPersona(
                 persona=p,
-                patterns=tuple((re.compile(rx), w, rx) for rx, w in p.traits.patterns.items()),
+                patterns=tuple(
+                    (GatedRegex(re.compile(rx)), w, rx) for rx, w in p.traits.patterns.items()
+                ),
             )
             for p in catalog.all()
         )
