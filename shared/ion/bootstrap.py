@@ -10,9 +10,10 @@ import logging
 import os
 import secrets as pysecrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, issue_token
 from ion.domain.chat import ChatService
@@ -36,6 +37,8 @@ from ion.ports import (
 from ion.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEV_SECRET_FILE = "dev-jwt-secret"  # noqa: S105 - a file name, not a secret
 
@@ -267,24 +270,13 @@ def build_worker(settings: Settings | None = None) -> Worker:
     return Worker(settings, store, build_learning_store(settings, store), SystemClock())
 
 
-_worker_lock = threading.Lock()
-_worker: Worker | None = None
-
-
 def get_worker() -> Worker:
-    """The instance's worker, built on first use (thread-safe), then reused."""
-    global _worker
-    if _worker is None:
-        with _worker_lock:
-            if _worker is None:
-                _worker = build_worker()
-    return _worker
+    """The instance's worker (event consumers, backups), built on first use, then reused."""
+    return _worker.get()
 
 
 def set_worker(worker: Worker | None) -> None:
-    global _worker
-    with _worker_lock:
-        _worker = worker
+    _worker.set(worker)
 
 
 def build_backup_runner(worker: Worker) -> Any:
@@ -416,25 +408,41 @@ def build_app(settings: Settings | None = None) -> App:
     )
 
 
-_lock = threading.Lock()
-_app: App | None = None
+class _PerInstance(Generic[T]):
+    """One object per function instance: built on first use (thread-safe), then reused."""
+
+    def __init__(self, build: Callable[[Settings], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                value = self._value
+                if value is None:
+                    settings = Settings()
+                    # The first log line of a cold start already goes through the redaction.
+                    configure_logging(settings.log_level, settings.log_format)
+                    value = self._value = self._build(settings)
+        return value
+
+    def set(self, value: T | None) -> None:
+        """Install (or clear, with None) the instance's object: `ion serve` and the tests."""
+        with self._lock:
+            self._value = value
+
+
+_app: _PerInstance[App] = _PerInstance(build_app)
+_worker: _PerInstance[Worker] = _PerInstance(build_worker)
 
 
 def get_app() -> App:
     """The instance's app, built on first use (thread-safe), then reused."""
-    global _app
-    if _app is None:
-        with _lock:
-            if _app is None:
-                settings = Settings()
-                # The first log line of a cold start already goes through the redaction.
-                configure_logging(settings.log_level, settings.log_format)
-                _app = build_app(settings)
-    return _app
+    return _app.get()
 
 
 def set_app(app: App | None) -> None:
     """Install (or clear, with None) the instance's app; used by `ion serve` and the tests."""
-    global _app
-    with _lock:
-        _app = app
+    _app.set(app)
