@@ -13,7 +13,7 @@ from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
 
 REPO = Path(__file__).resolve().parents[1]
-EXTRA_SET = REPO / "tests" / "data" / "routing_extra.jsonl"
+EXTRA_SET = REPO / "data" / "routing" / "train" / "legacy_extra.jsonl"
 
 
 def dev_set_path() -> Path:

@@ -21,7 +21,7 @@ from ion.ports import RoutingStat, StatsDelta
 
 KEY = ResonanceKey(tone=Tone.CALM, pace=Pace.MEDIUM, intent=Intent.STATEMENT)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data" / "routing" / "train"
 
 
 def stat(persona: str, ups: int, downs: int, key: ResonanceKey = KEY) -> RoutingStat:
@@ -106,7 +106,7 @@ def test_on_the_real_catalog_only_margins_below_twice_the_bound_can_flip() -> No
     bound = 0.05
     texts = [
         item["text"]
-        for path in sorted(DATA.glob("routing_*.jsonl"))
+        for path in sorted(DATA.glob("legacy_*.jsonl"))
         for item in map(json.loads, path.read_text(encoding="utf-8").splitlines())
         if "text" in item
     ][:100]

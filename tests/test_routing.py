@@ -235,9 +235,9 @@ def test_fifth_persona_from_yaml_needs_no_code_change(tmp_path: Path) -> None:
 
 # --- generalisation, negation, calibration -----------------------------
 
-DATA = Path(__file__).parent / "data"
-HELDOUT = sorted(DATA.glob("routing_heldout_*.jsonl"))
-INDEPENDENT = sorted(DATA.glob("routing_independent_*.jsonl"))
+DATA = Path(__file__).parents[1] / "data" / "routing" / "train"
+HELDOUT = sorted(DATA.glob("legacy_heldout_*.jsonl"))
+INDEPENDENT = sorted(DATA.glob("legacy_independent_*.jsonl"))
 
 
 def test_heldout_batches_accuracy(router: Router) -> None:

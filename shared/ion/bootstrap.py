@@ -22,6 +22,8 @@ from ion.domain.learning import LearnedRouter
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.quota import QuotaGuard, QuotaLimits
 from ion.domain.routing import Router
+from ion.domain.safety import CrisisDetector, load_rules
+from ion.domain.semantic import SemanticLayer, artifact_path, load_artifact
 from ion.errors import ConfigurationError, SecretNotFound
 from ion.logs import configure_logging
 from ion.ports import (
@@ -33,6 +35,7 @@ from ion.ports import (
     LearningStore,
     QuotaStore,
     Secrets,
+    SentenceEmbedder,
 )
 from ion.settings import Settings
 
@@ -65,6 +68,10 @@ class App:
     # Feedback, routing statistics, event dedupe and the backup catalog (issue 6).
     learning: LearningStore | None = None
     feedback: FeedbackService | None = None
+    # Whether routing runs with its learned semantic layer (reported by /ready).
+    routing_status: SemanticStatus = field(
+        default_factory=lambda: SemanticStatus(False, "lexicon router only")
+    )
 
     def dev_token(self, user_id: str) -> str:
         if self.jwt_secret is None:
@@ -81,6 +88,59 @@ class App:
             audience=self.settings.jwt_audience,
             algorithm=self.verifier.algorithms[0],
         )
+
+
+@dataclass(frozen=True)
+class SemanticStatus:
+    """Whether the learned semantic layer is on; `detail` says why not (for /ready)."""
+
+    ok: bool
+    detail: str
+
+
+def load_embedder() -> tuple[SentenceEmbedder | None, SemanticStatus]:
+    """The sentence-embedding model, loaded once per instance; None (and why) when it fails.
+
+    A missing or broken model must not take the service down: routing falls back to the
+    lexicons, safety to its rules, `/ready` reports the degradation and an ERROR log says
+    why, and learners keep getting answers.
+    """
+    try:
+        from ion.adapters.embeddings import UseEmbedder
+
+        embedder = UseEmbedder()
+    except Exception as exc:
+        log.error("embedding model unavailable, routing falls back to the lexicons: %s", exc)
+        return None, SemanticStatus(False, f"embedding model unavailable: {exc}"[:200])
+    return embedder, SemanticStatus(True, embedder.name)
+
+
+def load_semantic_layer(
+    embedder: SentenceEmbedder | None, task: str
+) -> tuple[SemanticLayer | None, SemanticStatus]:
+    """The trained head for `task` on `embedder`; None (and why) when it cannot be used."""
+    if embedder is None:
+        return None, SemanticStatus(False, "no embedding model")
+    try:
+        layer = SemanticLayer(embedder, load_artifact(artifact_path(task)))
+    except ConfigurationError as exc:
+        log.error("%s head unavailable, falling back: %s", task, exc.message)
+        return None, SemanticStatus(False, exc.message[:200])
+    return layer, SemanticStatus(True, f"{embedder.name} + {task} head")
+
+
+def build_router(
+    catalog: PersonaCatalog, embedder: SentenceEmbedder | None
+) -> tuple[Router, SemanticStatus]:
+    """The local router chat uses (lexicons + semantic head), without feedback or judge."""
+    semantic, status = load_semantic_layer(embedder, "routing")
+    return Router(catalog, semantic), status
+
+
+def build_detector(embedder: SentenceEmbedder | None) -> tuple[CrisisDetector, SemanticStatus]:
+    """The crisis detector: rules always, the trained head when the model is there."""
+    semantic, status = load_semantic_layer(embedder, "safety")
+    return CrisisDetector(load_rules(), semantic), status
 
 
 def build_store(settings: Settings) -> Any:
@@ -366,12 +426,15 @@ def build_app(settings: Settings | None = None) -> App:
     events = build_events(settings, store, clock)
     catalog = load_catalog()
     learning = build_learning_store(settings, store)
+    embedder, _ = load_embedder()
+    semantic, routing_status = load_semantic_layer(embedder, "routing")
     router = LearnedRouter(
         catalog,
         learning,
         bound=settings.routing_feedback_bound,
         min_votes=settings.routing_feedback_min_votes,
         ttl_s=settings.routing_stats_ttl_s,
+        semantic=semantic,
     )
     subscribe_learning(events, learning, clock)
     chat = ChatService(
@@ -405,6 +468,7 @@ def build_app(settings: Settings | None = None) -> App:
         idempotency=store,
         learning=learning,
         feedback=FeedbackService(store=store, feedback=learning, events=events, clock=clock),
+        routing_status=routing_status,
     )
 
 

@@ -9,8 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ion.errors import IonError, ValidationFailed
+
+if TYPE_CHECKING:
+    from ion.domain.routing import Router
 
 
 def _configure(args: argparse.Namespace) -> None:
@@ -103,13 +107,22 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
 
 
-def cmd_route(args: argparse.Namespace) -> int:
+def _local_router() -> Router:
+    """Exactly the router chat uses (lexicons + semantic head), minus feedback and judge."""
+    from ion.bootstrap import build_router, load_embedder
     from ion.domain.personas import load_catalog
-    from ion.domain.routing import Router
 
+    embedder, _ = load_embedder()
+    router, status = build_router(load_catalog(), embedder)
+    if not status.ok:
+        print(f"ion: warning: lexicon router only ({status.detail})", file=sys.stderr)
+    return router
+
+
+def cmd_route(args: argparse.Namespace) -> int:
     if not args.text.strip():
         raise ValidationFailed("the text to route must not be empty")
-    router = Router(load_catalog())
+    router = _local_router()
     result = router.route(args.text, history=args.history or ())
     decision = result.decision
     print(
@@ -143,13 +156,80 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ion.domain.evaluation import evaluate, load_labelled_set
-    from ion.domain.personas import load_catalog
-    from ion.domain.routing import Router
 
     items = load_labelled_set(Path(args.file))
-    report = evaluate(Router(load_catalog()), items)
-    print(report.render())
+    report = evaluate(_local_router(), items)
+    print(report.render(show_errors=args.errors))
     return 0
+
+
+DEFAULT_ROUTING_CORPUS = "data/routing/train/*.jsonl"
+
+
+def cmd_train_routing(args: argparse.Namespace) -> int:
+    from ion.adapters.embeddings import UseEmbedder
+    from ion.domain.personas import load_catalog
+    from ion.domain.semantic import artifact_path
+    from ion.domain.training import CorpusError, train_routing
+
+    paths = _corpus_paths(args.corpus or [DEFAULT_ROUTING_CORPUS])
+    try:
+        report = train_routing(paths, UseEmbedder(), load_catalog())
+    except CorpusError as exc:
+        raise ValidationFailed(str(exc)) from exc
+    for line in report.lines:
+        print(line)
+    output = Path(args.output) if args.output else artifact_path("routing")
+    report.artifact.write(output)
+    print(f"wrote {output}")
+    return 0
+
+
+DEFAULT_SAFETY_CORPUS = "data/safety/crisis_*.jsonl"
+
+
+def cmd_train_safety(args: argparse.Namespace) -> int:
+    from ion.adapters.embeddings import UseEmbedder
+    from ion.domain.safety import load_rules
+    from ion.domain.semantic import artifact_path
+    from ion.domain.training import CorpusError, train_safety
+
+    paths = _corpus_paths(args.corpus or [DEFAULT_SAFETY_CORPUS])
+    try:
+        report = train_safety(paths, UseEmbedder(), load_rules())
+    except CorpusError as exc:
+        raise ValidationFailed(str(exc)) from exc
+    for line in report.lines:
+        print(line)
+    output = Path(args.output) if args.output else artifact_path("safety")
+    report.artifact.write(output)
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_eval_safety(args: argparse.Namespace) -> int:
+    from ion.bootstrap import build_detector, load_embedder
+    from ion.domain.evaluation import evaluate_safety, load_safety_set
+
+    items = load_safety_set(Path(args.file))
+    embedder, _ = load_embedder()
+    detector, status = build_detector(embedder)
+    if not status.ok:
+        print(f"ion: warning: crisis rules only ({status.detail})", file=sys.stderr)
+    print(evaluate_safety(detector, items).render(show_errors=args.errors))
+    return 0
+
+
+def _corpus_paths(patterns: Sequence[str]) -> list[Path]:
+    import glob
+
+    paths: list[Path] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if not found:
+            raise ValidationFailed(f"no corpus files match {pattern!r} (run from the repo root)")
+        paths.extend(Path(p) for p in found)
+    return paths
 
 
 def cmd_outbox_drain(args: argparse.Namespace) -> int:
@@ -201,7 +281,28 @@ def build_parser() -> argparse.ArgumentParser:
     eval_sub = evaluate.add_subparsers(dest="target", required=True)
     routing = eval_sub.add_parser("routing", help="routing accuracy on a JSONL set")
     routing.add_argument("file")
+    routing.add_argument("--errors", action="store_true", help="list every misrouted item")
     routing.set_defaults(func=cmd_eval)
+
+    safety = eval_sub.add_parser("safety", help="crisis recall and false positives on a JSONL set")
+    safety.add_argument("file")
+    safety.add_argument("--errors", action="store_true", help="list misses and false alarms")
+    safety.set_defaults(func=cmd_eval_safety)
+
+    train = sub.add_parser("train", help="rebuild a learned head from its labelled corpus")
+    train_sub = train.add_subparsers(dest="target", required=True)
+    train_routing = train_sub.add_parser("routing", help="the routing head (ion/domain/data)")
+    train_routing.add_argument(
+        "--corpus", action="append", help=f"corpus file or glob (default {DEFAULT_ROUTING_CORPUS})"
+    )
+    train_routing.add_argument("--output", help="artifact path (default: the packaged one)")
+    train_routing.set_defaults(func=cmd_train_routing)
+    train_safety = train_sub.add_parser("safety", help="the crisis head (ion/domain/data)")
+    train_safety.add_argument(
+        "--corpus", action="append", help=f"corpus file or glob (default {DEFAULT_SAFETY_CORPUS})"
+    )
+    train_safety.add_argument("--output", help="artifact path (default: the packaged one)")
+    train_safety.set_defaults(func=cmd_train_safety)
 
     outbox = sub.add_parser("outbox", help="the durable event outbox")
     outbox_sub = outbox.add_subparsers(dest="action", required=True)

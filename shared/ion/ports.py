@@ -358,3 +358,17 @@ class BackupCatalog(Protocol):
 
 class LearningStore(FeedbackStore, RoutingStatsStore, BackupCatalog, Protocol):
     """The three learning ports, which each backend implements in one adapter."""
+
+
+@runtime_checkable
+class SentenceEmbedder(Protocol):
+    """Multilingual sentence embeddings: one L2-normalised float32 row per text."""
+
+    @property
+    def name(self) -> str:
+        """Model name and version (a head trained on one model is valid only for it)."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """A `(len(texts), dim)` numpy float32 array; never raises on odd text."""
+        ...

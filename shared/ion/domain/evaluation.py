@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -44,6 +44,7 @@ class LabelledItem(BaseModel):
     lang: str | None = None
     text: str | None = None
     turns: tuple[str, ...] | None = None
+    writer: str | None = None
 
     @model_validator(mode="after")
     def _text_or_turns(self) -> LabelledItem:
@@ -183,3 +184,101 @@ def evaluate(router: Router, items: Iterable[LabelledItem]) -> EvalReport:
             )
         )
     return EvalReport(results=results, labels=list(router.catalog.ids))
+
+
+# --- safety ----------------------------------------------------------------------------
+
+
+class SafetyItem(BaseModel):
+    """One labelled crisis-set message: `{"id","lang","text","crisis"}` (+ `history`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    crisis: bool
+    lang: str | None = None
+    history: tuple[str, ...] = ()
+    writer: str | None = None
+
+
+def load_safety_set(path: Path | str) -> list[SafetyItem]:
+    """Read a JSON Lines crisis set (same error reporting as the routing sets)."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise LabelledSetError(f"cannot read labelled set {p}: {exc}") from exc
+    items: list[SafetyItem] = []
+    seen: set[str] = set()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            item = SafetyItem.model_validate_json(line)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
+            )
+            raise LabelledSetError(f"{p}: line {lineno}: invalid item: {problems}") from exc
+        if item.id in seen:
+            raise LabelledSetError(f"{p}: line {lineno}: duplicate id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyResult:
+    item: SafetyItem
+    predicted: bool
+    score: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class SafetyReport:
+    results: list[SafetyResult]
+
+    @staticmethod
+    def _rates(results: Sequence[SafetyResult]) -> tuple[float, float, int]:
+        pos = [r for r in results if r.item.crisis]
+        neg = [r for r in results if not r.item.crisis]
+        recall = sum(r.predicted for r in pos) / len(pos) if pos else 1.0
+        fpr = sum(r.predicted for r in neg) / len(neg) if neg else 0.0
+        return recall, fpr, len(results)
+
+    @property
+    def recall(self) -> float:
+        return self._rates(self.results)[0]
+
+    @property
+    def fpr(self) -> float:
+        return self._rates(self.results)[1]
+
+    def render(self, *, show_errors: bool = False) -> str:
+        out = []
+        for lang in sorted({r.item.lang or "?" for r in self.results}):
+            recall, fpr, n = self._rates([r for r in self.results if (r.item.lang or "?") == lang])
+            out.append(f"{lang}: recall={recall:.3f} fpr={fpr:.3f} n={n}")
+        if show_errors:
+            for r in self.results:
+                if r.predicted != r.item.crisis:
+                    kind = "MISS" if r.item.crisis else "FALSE ALARM"
+                    why = ",".join(r.reasons) or f"score {r.score:.2f}"
+                    out.append(f"  {kind} {r.item.id} ({why}) | {r.item.text[:70]}")
+        recall, fpr, n = self._rates(self.results)
+        out.append(f"recall={recall:.3f} fpr={fpr:.3f} n={n}")
+        return "\n".join(out)
+
+
+class CrisisAssessor(Protocol):
+    def assess(self, message: str, history: Sequence[str] = ()) -> Any: ...
+
+
+def evaluate_safety(detector: CrisisAssessor, items: Iterable[SafetyItem]) -> SafetyReport:
+    results = []
+    for item in items:
+        verdict = detector.assess(item.text, item.history)
+        results.append(SafetyResult(item, verdict.crisis, verdict.score, verdict.reasons))
+    return SafetyReport(results)

@@ -36,9 +36,10 @@ from ion.domain.resonance import (
     normalize,
     suppress_contained,
 )
+from ion.domain.semantic import SemanticLayer
 from ion.models import Persona, ResonanceAnalysis, RoutingDecision
 
-__all__ = ["ADJUSTMENT_BOUND", "RouteResult", "Router"]
+__all__ = ["ADJUSTMENT_BOUND", "LexiconReading", "RouteResult", "Router"]
 
 #: Largest feedback nudge applied to one persona's score (absolute, in score units).
 ADJUSTMENT_BOUND = 0.1
@@ -101,12 +102,40 @@ class _Scored:
     features: TextFeatures
 
 
+@dataclass(frozen=True, slots=True)
+class LexiconReading:
+    """What the lexicon part alone says about a message in its context (for calibration)."""
+
+    probabilities: dict[str, float]
+    followup: float
+    in_context: bool
+
+
+@dataclass(slots=True)
+class _Blend:
+    scores: dict[str, float]
+    lexicon: dict[str, float]
+    meaning: dict[str, float] | None  # semantic probabilities, when the layer is on
+    meaning_weight: float
+
+
 class Router:
     """Deterministic, explainable persona router over a `PersonaCatalog`."""
 
-    def __init__(self, catalog: PersonaCatalog) -> None:
-        """Build a router over `catalog` (all routing knowledge is in its personas' traits)."""
+    def __init__(self, catalog: PersonaCatalog, semantic: SemanticLayer | None = None) -> None:
+        """Build a router over `catalog` (all routing knowledge is in its personas' traits).
+
+        With `semantic` (sentence embeddings + a trained head) the decision is a calibrated
+        blend of the lexicon scores and the head's reading of the message's meaning;
+        without it, the lexicons decide alone.
+        """
         self._catalog = catalog
+        self._semantic = semantic
+        if semantic is not None and set(semantic.labels) != set(catalog.ids):
+            raise ValueError(
+                f"the semantic head knows {sorted(semantic.labels)}, the catalog"
+                f" {sorted(catalog.ids)}: retrain with `ion train routing`"
+            )
         self._compiled = tuple(
             _CompiledPersona(
                 persona=p,
@@ -125,6 +154,10 @@ class Router:
     @property
     def catalog(self) -> PersonaCatalog:
         return self._catalog
+
+    @property
+    def semantic(self) -> SemanticLayer | None:
+        return self._semantic
 
     # --- public -------------------------------------------------------------------------
 
@@ -164,7 +197,8 @@ class Router:
         if context is not None:
             followup = self._apply_context(scored, context)
 
-        scores = _softmax(scored.raw)
+        blend = self._blend(message, scored, context is not None, followup)
+        scores = dict(blend.scores)
         applied: dict[str, float] = {}
         if adjustments:
             for pid, nudge in adjustments.items():
@@ -182,7 +216,7 @@ class Router:
         confidence = round(min(1.0, max(0.0, 0.5 * top + 0.5 * (top - second))), 3)
 
         reason = self._reason(
-            primary, secondary, scored, context, context_source, followup, applied, order, scores
+            primary, secondary, scored, context, context_source, followup, applied, blend
         )
         decision = RoutingDecision(
             primary=primary,
@@ -193,7 +227,40 @@ class Router:
         )
         return RouteResult(decision=decision, analysis=scored.analysis)
 
+    def lexicon_reading(
+        self, message: str, *, history: Sequence[str] = (), current_persona: str | None = None
+    ) -> LexiconReading:
+        """The lexicon part's probabilities and follow-up strength, before any blending."""
+        context = current_persona if current_persona in self._catalog else None
+        if context is None and history:
+            context = self._infer_from_history(history)
+        scored = self._score(message)
+        followup = self._apply_context(scored, context) if context is not None else 0.0
+        return LexiconReading(_softmax(scored.raw), followup, context is not None)
+
     # --- scoring ------------------------------------------------------------------------
+
+    def _blend(self, message: str, scored: _Scored, in_context: bool, followup: float) -> _Blend:
+        """Lexicon probabilities, blended with the semantic head's when the layer is on.
+
+        blended logit(p) = a·log P_lexicon(p) + w·log P_meaning(p), with a and b calibrated
+        by `ion train routing` (cross-writer, out of fold) and w = b, or b·(1 − follow-up
+        strength) inside a conversation: a short follow-up leans on the conversation, which
+        the lexicon part's context bonus carries; a new need leans on its meaning.
+        """
+        lexicon = _softmax(scored.raw)
+        if self._semantic is None:
+            return _Blend(lexicon, lexicon, None, 0.0)
+        meaning_logp = self._semantic.log_proba([message])[0]
+        a = self._semantic.param("lexicon_weight", 1.0)
+        b = self._semantic.param("semantic_weight", 1.0)
+        weight = b * (1.0 - followup) if in_context else b
+        logits = {
+            pid: a * math.log(max(lexicon[pid], 1e-9)) + weight * meaning_logp.get(pid, -20.7)
+            for pid in lexicon
+        }
+        meaning = {pid: math.exp(meaning_logp.get(pid, -20.7)) for pid in lexicon}
+        return _Blend(_softmax(logits, 1.0), lexicon, meaning, weight)
 
     def _score(self, message: str) -> _Scored:
         analysis, features = analyze_detailed(message)
@@ -263,9 +330,9 @@ class Router:
             if not normalize(turn):
                 continue
             scored = self._score(turn)
-            if current is not None:
-                self._apply_context(scored, current)
-            current = self._rank(_softmax(scored.raw), scored.raw)[0]
+            followup = self._apply_context(scored, current) if current is not None else 0.0
+            blend = self._blend(turn, scored, current is not None, followup)
+            current = self._rank(blend.scores, scored.raw)[0]
         return current
 
     def _rank(self, scores: Mapping[str, float], raw: Mapping[str, float]) -> list[str]:
@@ -284,8 +351,7 @@ class Router:
         context_source: str,
         followup: float,
         applied: Mapping[str, float],
-        order: Sequence[str],
-        scores: Mapping[str, float],
+        blend: _Blend,
     ) -> str:
         p = self._catalog.require(primary)
         key = scored.analysis.key
@@ -312,6 +378,15 @@ class Router:
             s_label = s.traits.cue_label or "cues"
             tail = f" ({s_label} {_quote(s_cues, 2)})" if s_cues else ""
             parts.append(f"secondary → {s.name}{tail}")
+        meaning = blend.meaning
+        if meaning is not None:
+            lex_top = max(blend.lexicon, key=blend.lexicon.__getitem__)
+            mean_top = max(meaning, key=meaning.__getitem__)
+            parts.append(
+                f"blend: meaning → {mean_top} {meaning[mean_top]:.2f}"
+                f" (weight {blend.meaning_weight:.2f}), lexicon → {lex_top}"
+                f" {blend.lexicon[lex_top]:.2f}"
+            )
         if applied:
             nudges = ", ".join(f"{k}{v:+.2f}" for k, v in sorted(applied.items()))
             parts.append(f"feedback nudges {nudges}")
@@ -322,8 +397,8 @@ def _quote(terms: Sequence[str], limit: int = 3) -> str:
     return ", ".join(f"'{t}'" for t in terms[:limit])
 
 
-def _softmax(raw: Mapping[str, float]) -> dict[str, float]:
+def _softmax(raw: Mapping[str, float], temperature: float = _TEMPERATURE) -> dict[str, float]:
     top = max(raw.values())
-    exps = {k: math.exp((v - top) / _TEMPERATURE) for k, v in raw.items()}
+    exps = {k: math.exp((v - top) / temperature) for k, v in raw.items()}
     total = sum(exps.values())
     return {k: v / total for k, v in exps.items()}

@@ -28,7 +28,10 @@ def ready(call: Call) -> Response:
     llm_ok, llm_detail = app.llm.readiness()
     checks["llm"] = {"ok": llm_ok, "detail": llm_detail, "provider": app.settings.llm_provider}
     checks["auth"] = {"ok": True, "detail": app.verifier.describe()}
+    # Degraded, not down: without the model, routing uses the lexicons and learners still
+    # get answers, so this check is reported but does not fail readiness.
+    routing = app.routing_status
+    checks["routing"] = {"ok": True, "degraded": not routing.ok, "detail": routing.detail}
     ok = all(bool(check["ok"]) for check in checks.values())
-    return json_response(
-        {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-    )
+    status = "unavailable" if not ok else "degraded" if not routing.ok else "ready"
+    return json_response({"status": status, "checks": checks}, 200 if ok else 503)

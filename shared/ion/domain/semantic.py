@@ -1,0 +1,177 @@
+"""The learned semantic layer: sentence embeddings → a small linear head per task.
+
+Pure domain code over the `SentenceEmbedder` port. The heads are trained by
+`ion train routing` / `ion train safety` (see `ion.domain.training`) and shipped as small
+versioned JSON artifacts next to this module (`data/*.json`), so an instance loads them with
+the package and never downloads anything.
+
+An artifact records the embedding model it was trained on and a fingerprint of that
+model's vectors for fixed sentences: a head is meaningless on another model's vectors, so a
+mismatch refuses to load (the router then falls back to its lexicons).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ion.errors import ConfigurationError
+from ion.ports import SentenceEmbedder
+
+__all__ = [
+    "ARTIFACT_VERSION",
+    "FINGERPRINT_SENTENCES",
+    "HeadArtifact",
+    "LinearHead",
+    "SemanticLayer",
+    "artifact_path",
+    "check_fingerprint",
+    "load_artifact",
+]
+
+ARTIFACT_VERSION = 1
+#: Sentences whose vectors pin the embedding model: if a package upgrade changes them, the
+#: trained heads no longer fit and `check_fingerprint` says so.
+FINGERPRINT_SENTENCES = (
+    "I have been stuck on this bug for six hours and I want to quit.",
+    "JPA에서 N+1 문제가 왜 생기는지 설명해 줄래?",
+    "is 300 ms p95 good enough for this endpoint?",
+    "이번 주에 뭐부터 해야 할지 모르겠어요",
+)
+#: Dimensions of each fingerprint vector that are stored (enough to detect any change).
+FINGERPRINT_DIMS = 16
+FINGERPRINT_TOLERANCE = 1e-3
+
+
+def artifact_path(name: str) -> Path:
+    return Path(__file__).with_name("data") / f"{name}.json"
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """Multinomial logistic regression over (scaled) unit-length sentence vectors."""
+
+    labels: tuple[str, ...]
+    weights: np.ndarray  # (dim, len(labels))
+    bias: np.ndarray  # (len(labels),)
+    scale: float = 1.0
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray((vectors * self.scale) @ self.weights + self.bias, dtype=np.float64)
+
+    def log_proba(self, vectors: np.ndarray) -> np.ndarray:
+        z = self.logits(vectors)
+        z = z - z.max(axis=1, keepdims=True)
+        return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "scale": self.scale,
+            "bias": [round(float(v), 6) for v in self.bias],
+            # One row per label (transposed), six significant digits: small, readable diffs.
+            "weights": [[float(f"{v:.6g}") for v in col] for col in self.weights.T],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LinearHead:
+        labels = tuple(str(x) for x in data["labels"])
+        weights = np.asarray(data["weights"], dtype=np.float32).T
+        bias = np.asarray(data["bias"], dtype=np.float32)
+        if weights.shape[1] != len(labels) or bias.shape != (len(labels),):
+            raise ValueError("head shape does not match its labels")
+        return cls(labels=labels, weights=weights, bias=bias, scale=float(data["scale"]))
+
+
+@dataclass(frozen=True)
+class HeadArtifact:
+    """A trained head plus what it was trained on and how it blends (versioned JSON)."""
+
+    task: str
+    embedder: str
+    corpus_sha256: str
+    head: LinearHead
+    params: dict[str, float] = field(default_factory=dict)
+    fingerprint: tuple[tuple[float, ...], ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": ARTIFACT_VERSION,
+            "task": self.task,
+            "embedder": self.embedder,
+            "corpus_sha256": self.corpus_sha256,
+            "params": self.params,
+            "metrics": self.metrics,
+            "fingerprint": [list(row) for row in self.fingerprint],
+            "head": self.head.to_json(),
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_json(), ensure_ascii=False, indent=1, sort_keys=True)
+        path.write_text(text + "\n", encoding="utf-8")
+
+
+def load_artifact(path: Path) -> HeadArtifact:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != ARTIFACT_VERSION:
+            raise ValueError(f"version {data.get('version')!r}, expected {ARTIFACT_VERSION}")
+        return HeadArtifact(
+            task=str(data["task"]),
+            embedder=str(data["embedder"]),
+            corpus_sha256=str(data["corpus_sha256"]),
+            head=LinearHead.from_json(data["head"]),
+            params={str(k): float(v) for k, v in data.get("params", {}).items()},
+            fingerprint=tuple(tuple(float(v) for v in row) for row in data["fingerprint"]),
+            metrics=dict(data.get("metrics", {})),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"cannot load the trained head {path.name}: {exc}") from exc
+
+
+def fingerprint(embedder: SentenceEmbedder) -> tuple[tuple[float, ...], ...]:
+    vectors = embedder.embed(FINGERPRINT_SENTENCES)
+    return tuple(tuple(round(float(v), 5) for v in row[:FINGERPRINT_DIMS]) for row in vectors)
+
+
+def check_fingerprint(artifact: HeadArtifact, embedder: SentenceEmbedder) -> None:
+    """Raise `ConfigurationError` when `embedder` is not the model `artifact` was trained on."""
+    if artifact.embedder != embedder.name:
+        raise ConfigurationError(
+            f"the {artifact.task} head was trained on {artifact.embedder}, but the installed"
+            f" embedding model is {embedder.name}: retrain with `ion train {artifact.task}`"
+        )
+    now = np.asarray(fingerprint(embedder))
+    then = np.asarray(artifact.fingerprint)
+    if now.shape != then.shape or float(np.abs(now - then).max()) > FINGERPRINT_TOLERANCE:
+        raise ConfigurationError(
+            f"the embedding model's vectors drifted from those the {artifact.task} head was"
+            f" trained on: retrain with `ion train {artifact.task}`"
+        )
+
+
+class SemanticLayer:
+    """An embedder plus a trained head: log-probabilities per label for texts."""
+
+    def __init__(self, embedder: SentenceEmbedder, artifact: HeadArtifact) -> None:
+        check_fingerprint(artifact, embedder)
+        self.embedder = embedder
+        self.artifact = artifact
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.artifact.head.labels
+
+    def param(self, name: str, default: float) -> float:
+        return self.artifact.params.get(name, default)
+
+    def log_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        rows = self.artifact.head.log_proba(self.embedder.embed(texts))
+        return [dict(zip(self.labels, (float(v) for v in row), strict=True)) for row in rows]
