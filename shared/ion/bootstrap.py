@@ -10,6 +10,7 @@ import logging
 import os
 import secrets as pysecrets
 import threading
+from functools import lru_cache
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, issue_token
 from ion.domain.chat import ChatService
+from ion.domain.crisis import load_policy
 from ion.domain.feedback import FeedbackService
 from ion.domain.learning import LearnedRouter
 from ion.domain.personas import PersonaCatalog, load_catalog
@@ -72,6 +74,10 @@ class App:
     routing_status: SemanticStatus = field(
         default_factory=lambda: SemanticStatus(False, "lexicon router only")
     )
+    # Whether crisis detection runs with its trained head (rules always run).
+    safety_status: SemanticStatus = field(
+        default_factory=lambda: SemanticStatus(False, "crisis rules only")
+    )
 
     def dev_token(self, user_id: str) -> str:
         if self.jwt_secret is None:
@@ -98,8 +104,12 @@ class SemanticStatus:
     detail: str
 
 
+@lru_cache(maxsize=1)
 def load_embedder() -> tuple[SentenceEmbedder | None, SemanticStatus]:
     """The sentence-embedding model, loaded once per instance; None (and why) when it fails.
+
+    One per process (the model is read-only and thread-safe), so an app rebuilt in the same
+    process, as the CLI and tests do, does not load it again.
 
     A missing or broken model must not take the service down: routing falls back to the
     lexicons, safety to its rules, `/ready` reports the degradation and an ERROR log says
@@ -428,6 +438,7 @@ def build_app(settings: Settings | None = None) -> App:
     learning = build_learning_store(settings, store)
     embedder, _ = load_embedder()
     semantic, routing_status = load_semantic_layer(embedder, "routing")
+    detector, safety_status = build_detector(embedder)
     router = LearnedRouter(
         catalog,
         learning,
@@ -450,6 +461,10 @@ def build_app(settings: Settings | None = None) -> App:
         cache=store if settings.cache_ttl_s > 0 else None,
         cache_ttl_s=settings.cache_ttl_s,
         model_id=settings.gemini_model if settings.llm_provider == "gemini" else llm.name,
+        detector=detector,
+        crisis=load_policy(settings.crisis_resources_file),
+        # The offline provider has no real answers to give: a crisis gets the template.
+        crisis_template_only=settings.llm_provider == "offline",
     )
     verifier = build_verifier(settings, jwt_secret)
     return App(
@@ -469,6 +484,7 @@ def build_app(settings: Settings | None = None) -> App:
         learning=learning,
         feedback=FeedbackService(store=store, feedback=learning, events=events, clock=clock),
         routing_status=routing_status,
+        safety_status=safety_status,
     )
 
 

@@ -196,7 +196,8 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
 
     paths = _corpus_paths(args.corpus or [DEFAULT_SAFETY_CORPUS])
     try:
-        report = train_safety(paths, UseEmbedder(), load_rules())
+        everyday = _corpus_paths(args.everyday or [DEFAULT_ROUTING_CORPUS])
+        report = train_safety(paths, UseEmbedder(), load_rules(), everyday)
     except CorpusError as exc:
         raise ValidationFailed(str(exc)) from exc
     for line in report.lines:
@@ -300,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_safety = train_sub.add_parser("safety", help="the crisis head (ion/domain/data)")
     train_safety.add_argument(
         "--corpus", action="append", help=f"corpus file or glob (default {DEFAULT_SAFETY_CORPUS})"
+    )
+    train_safety.add_argument(
+        "--everyday",
+        action="append",
+        help=f"ordinary learner messages, all calm (default {DEFAULT_ROUTING_CORPUS})",
     )
     train_safety.add_argument("--output", help="artifact path (default: the packaged one)")
     train_safety.set_defaults(func=cmd_train_safety)

@@ -31,8 +31,9 @@ from ion.models import ResonanceKey, Usage
 SCHEMA_VERSION: Final = 1
 CHAT_TURN_COMPLETED: Final = "chat.turn.completed"
 FEEDBACK_RECORDED: Final = "feedback.recorded"
+SAFETY_CRISIS_DETECTED: Final = "safety.crisis_detected"
 
-EventType = Literal["chat.turn.completed", "feedback.recorded"]
+EventType = Literal["chat.turn.completed", "feedback.recorded", "safety.crisis_detected"]
 Rating = Literal["up", "down"]
 
 # Changing this prefix changes every pseudonym, which breaks joins across history: don't.
@@ -108,11 +109,24 @@ class FeedbackRecordedData(_EventData):
     previous_rating: Rating | None = None
 
 
-EventData = ChatTurnCompletedData | FeedbackRecordedData
+class CrisisDetectedData(_EventData):
+    """The crisis detector fired on a learner message: a human should follow up.
+
+    Never the message text: operators with the documented role read the conversation
+    itself (docs/operations.md)."""
+
+    conversation_id: str = Field(min_length=1)
+    user_hash: str = Field(pattern=_HEX32, description="hash_user_id(user_id)")
+    language: Literal["ko", "en"]
+    score: float = Field(ge=0.0, le=1.0, description="The detector's score (1.0 = a rule)")
+
+
+EventData = ChatTurnCompletedData | FeedbackRecordedData | CrisisDetectedData
 
 _DATA_MODELS: Final[dict[str, type[_EventData]]] = {
     CHAT_TURN_COMPLETED: ChatTurnCompletedData,
     FEEDBACK_RECORDED: FeedbackRecordedData,
+    SAFETY_CRISIS_DETECTED: CrisisDetectedData,
 }
 
 EVENT_TYPES: Final[frozenset[str]] = frozenset(_DATA_MODELS)
@@ -193,6 +207,25 @@ def chat_turn_completed(
         cached=cached,
     )
     return envelope(CHAT_TURN_COMPLETED, data, occurred_at=occurred_at, event_id=event_id)
+
+
+def crisis_detected(
+    *,
+    conversation_id: str,
+    user_id: str,
+    language: Literal["ko", "en"],
+    score: float,
+    occurred_at: datetime,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """The `safety.crisis_detected` envelope (no text, a pseudonymous user)."""
+    data = CrisisDetectedData(
+        conversation_id=conversation_id,
+        user_hash=hash_user_id(user_id),
+        language=language,
+        score=min(1.0, max(0.0, score)),
+    )
+    return envelope(SAFETY_CRISIS_DETECTED, data, occurred_at=occurred_at, event_id=event_id)
 
 
 def feedback_recorded(

@@ -102,6 +102,25 @@ class RoutingDecision(_Frozen):
     reason: str
 
 
+class CrisisResource(_Frozen):
+    """One place to get help now: a name and a phone number and/or a URL."""
+
+    name: str = Field(min_length=1, max_length=120)
+    phone: str | None = Field(None, min_length=1, max_length=40)
+    url: str | None = Field(None, pattern=r"^https://\S+$", max_length=300)
+
+    def line(self) -> str:
+        contact = " · ".join(x for x in (self.phone, self.url) if x)
+        return f"- {self.name}: {contact}"
+
+
+class Safety(_Frozen):
+    """What the API says about a message's crisis check (`resources` empty when calm)."""
+
+    crisis: bool = False
+    resources: tuple[CrisisResource, ...] = ()
+
+
 class Usage(_Frozen):
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
@@ -121,6 +140,8 @@ class Message(_Frozen):
     latency_ms: int | None = None
     finish_reason: str | None = None
     status: MessageStatus = "complete"
+    # An answer given under the crisis policy (safe prompt or template, resources included).
+    crisis: bool = False
 
 
 class Conversation(_Frozen):
@@ -148,3 +169,4 @@ class ChatReply(_Frozen):
     latency_ms: int
     finish_reason: str | None = None
     cached: bool = False
+    safety: Safety = Field(default_factory=Safety)

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     page_size: int = Field(20, gt=0, le=100, description="Default conversations per page")
     log_level: str = Field("INFO", description="Python log level")
 
+    # --- learner safety (docs/safety.md) ---
+    crisis_resources_file: Path | None = Field(
+        None,
+        description="YAML/JSON file replacing the packaged crisis resources"
+        " ({resources: {ko: [...], en: [...]}}, each {name, phone?, url?})",
+    )
+
     # --- feedback and learned routing (docs/routing-feedback.md) ---
     routing_feedback_bound: float = Field(
         0.05,

@@ -104,13 +104,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at)",
     ),
+    ("ALTER TABLE messages ADD COLUMN crisis INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CONVERSATION_COLUMNS = "id, user_id, created_at, updated_at, title, current_persona, message_count"
 _MESSAGE_COLUMNS = (
     "id, conversation_id, role, text, created_at, persona, routing, resonance_key, model, "
-    "usage, latency_ms, finish_reason, status"
+    "usage, latency_ms, finish_reason, status, crisis"
 )
 
 # Composed once from constant column lists (never from input), hence the S608 waivers.
@@ -125,13 +126,13 @@ _UPSERT_CONVERSATION = (
 )
 _INSERT_MESSAGE = (
     f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Parameters: _message_row(m)[2:] (role .. status), then conversation_id, id.
 _UPDATE_MESSAGE = (
     "UPDATE messages SET role = ?, text = ?, created_at = ?, persona = ?, routing = ?, "
-    "resonance_key = ?, model = ?, usage = ?, latency_ms = ?, finish_reason = ?, status = ? "
-    "WHERE conversation_id = ? AND id = ?"
+    "resonance_key = ?, model = ?, usage = ?, latency_ms = ?, finish_reason = ?, status = ?, "
+    "crisis = ? WHERE conversation_id = ? AND id = ?"
 )
 _IDEMPOTENCY_COLUMNS = (
     "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response"
@@ -478,6 +479,7 @@ def _message_row(m: Message) -> tuple[Any, ...]:
         m.latency_ms,
         m.finish_reason,
         m.status,
+        int(m.crisis),
     )
 
 
@@ -496,4 +498,5 @@ def _message(row: tuple[Any, ...]) -> Message:
         latency_ms=row[10],
         finish_reason=row[11],
         status=row[12],
+        crisis=bool(row[13]),
     )

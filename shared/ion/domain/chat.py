@@ -23,13 +23,15 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ion import events
+from ion.domain.crisis import CrisisPolicy, load_policy
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import PROMPT_VERSION, build_request
 from ion.domain.routing import Router
+from ion.domain.safety import CrisisDetector, SafetyAssessment, load_rules
 from ion.errors import LlmError, NotFound
 from ion.models import (
     ChatReply,
@@ -40,6 +42,7 @@ from ion.models import (
     Persona,
     ResonanceKey,
     RoutingDecision,
+    Safety,
     Usage,
 )
 from ion.ports import (
@@ -58,6 +61,8 @@ from ion.ports import (
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 80
+#: The `model` of a crisis answer given by the safe template (no model answered).
+CRISIS_TEMPLATE_MODEL = "safety-template"
 
 
 # Only answers that ended normally are worth replaying to someone else.
@@ -116,6 +121,13 @@ class PreparedTurn:
     # Response cache: the key when this turn may use the cache, and the hit if any.
     cache_key: str | None = None
     cached: CachedAnswer | None = None
+    # The crisis check of the learner's message (a crisis turn gets the safe answer).
+    assessment: SafetyAssessment = field(default_factory=lambda: SafetyAssessment(False, 0.0))
+    safety: Safety = field(default_factory=Safety)
+
+    @property
+    def crisis(self) -> bool:
+        return self.safety.crisis
 
 
 class ChatService:
@@ -134,6 +146,9 @@ class ChatService:
         cache: ResponseCache | None = None,
         cache_ttl_s: int = 0,
         model_id: str | None = None,
+        detector: CrisisDetector | None = None,
+        crisis: CrisisPolicy | None = None,
+        crisis_template_only: bool = False,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -149,6 +164,19 @@ class ChatService:
         # The configured primary model: part of the cache key, and only its answers are
         # cached (a fallback model's answer is not replayed for the primary's key).
         self._model_id = model_id or llm.name
+        # Every learner message is checked, before routing and before any cache.
+        self._detector = detector or CrisisDetector(load_rules())
+        self._crisis = crisis or load_policy()
+        # True with the offline provider: a crisis is answered by the safe template.
+        self._crisis_template_only = crisis_template_only
+
+    @property
+    def detector(self) -> CrisisDetector:
+        return self._detector
+
+    @property
+    def crisis_policy(self) -> CrisisPolicy:
+        return self._crisis
 
     # --- conversations -------------------------------------------------------------
 
@@ -203,16 +231,24 @@ class ChatService:
             history = []
             is_new = True
 
+        learner_history = [m.text for m in history if m.role == "user"]
+        assessment = self._detector.assess(text, learner_history)
         routed = self._router.route(
-            text,
-            history=[m.text for m in history if m.role == "user"],
-            current_persona=conversation.current_persona,
+            text, history=learner_history, current_persona=conversation.current_persona
         )
-        persona = self._catalog.require(routed.decision.primary)
+        decision = routed.decision
+        language = routed.analysis.language
+        safety = Safety()
+        if assessment.crisis:
+            decision = self._crisis.override(
+                decision, self._catalog.require(self._crisis.persona).name
+            )
+            safety = Safety(crisis=True, resources=self._crisis.resources_for(language))
+        persona = self._catalog.require(decision.primary)
         key = routed.analysis.key
         if retry_of is not None:
             user_message = retry_of.model_copy(
-                update={"persona": persona.id, "routing": routed.decision, "resonance_key": key}
+                update={"persona": persona.id, "routing": decision, "resonance_key": key}
             )
         else:
             user_message = Message(
@@ -222,22 +258,32 @@ class ChatService:
                 text=text,
                 created_at=now,
                 persona=persona.id,
-                routing=routed.decision,
+                routing=decision,
                 resonance_key=key,
             )
-        request = build_request(
-            persona=persona,
-            language=routed.analysis.language,
-            resonance_key=key,
-            history=history,
-            message=text,
-            history_window=self._history_window,
-            max_output_tokens=self._max_output_tokens,
-        )
+        if assessment.crisis:
+            request = self._crisis.request(
+                language=language,
+                history=history,
+                message=text,
+                history_window=self._history_window,
+                max_output_tokens=self._max_output_tokens,
+            )
+        else:
+            request = build_request(
+                persona=persona,
+                language=language,
+                resonance_key=key,
+                history=history,
+                message=text,
+                history_window=self._history_window,
+                max_output_tokens=self._max_output_tokens,
+            )
         cache_key: str | None = None
         cached: CachedAnswer | None = None
         first_turn = is_new or (retry_of is not None and conversation.message_count == 1)
-        if self._cache is not None and first_turn:
+        # A crisis turn is never served from the cache nor stored in it.
+        if self._cache is not None and first_turn and not assessment.crisis:
             cache_key = response_cache_key(
                 message=text,
                 persona_id=persona.id,
@@ -250,19 +296,72 @@ class ChatService:
             except Exception:
                 # The cache is an optimisation: when it fails, ask the model.
                 log.exception("response cache lookup failed")
-        return PreparedTurn(
+        turn = PreparedTurn(
             user_id=user_id,
             conversation=conversation,
             is_new=is_new,
             user_message=user_message,
             assistant_message_id=self._new_id(),
             persona=persona,
-            routing=routed.decision,
+            routing=decision,
             resonance_key=key,
             request=request,
             retry_of=retry_of,
             cache_key=cache_key,
             cached=cached,
+            assessment=assessment,
+            safety=safety,
+        )
+        if assessment.crisis:
+            self._report_crisis(turn, language)
+        return turn
+
+    def _report_crisis(self, turn: PreparedTurn, language: Language) -> None:
+        """A human follows up (docs/operations.md): an event and a WARNING, never the text."""
+        log.warning(
+            "crisis detected: conversation=%s user=%s language=%s score=%.2f reasons=%s",
+            turn.conversation.id,
+            events.hash_user_id(turn.user_id),
+            language,
+            turn.assessment.score,
+            ",".join(turn.assessment.reasons),
+            extra={"event": events.SAFETY_CRISIS_DETECTED},
+        )
+        envelope = events.crisis_detected(
+            conversation_id=turn.conversation.id,
+            user_id=turn.user_id,
+            language=language,
+            score=turn.assessment.score,
+            occurred_at=self._clock.now(),
+        )
+        try:
+            self._events.publish(events.SAFETY_CRISIS_DETECTED, envelope)
+        except Exception:
+            # The learner's safe answer comes first; the outbox keeps what it can.
+            log.exception("publishing %s failed", events.SAFETY_CRISIS_DETECTED)
+
+    def _safe_response(self, turn: PreparedTurn) -> LlmResponse:
+        """The crisis answer: the model with the safe prompt, else the template; always with
+        the resources. A crisis never fails and never leaves the learner without an answer."""
+        language = turn.request.language
+        if not self._crisis_template_only:
+            try:
+                response = self._llm.generate(turn.request)
+            except LlmError as exc:
+                log.warning("crisis answer from the template: the model failed (%s)", exc.code)
+            else:
+                if response.text.strip() and response.finish_reason in (None, "STOP"):
+                    text = self._crisis.with_resources(response.text, language)
+                    return response.model_copy(update={"text": text})
+                log.warning(
+                    "crisis answer from the template: the model ended with %s",
+                    response.finish_reason,
+                )
+        return LlmResponse(
+            text=self._crisis.template_answer(language),
+            model=CRISIS_TEMPLATE_MODEL,
+            usage=Usage(),
+            finish_reason="STOP",
         )
 
     def send(self, user_id: str, text: str, conversation_id: str | None = None) -> ChatReply:
@@ -274,6 +373,8 @@ class ChatService:
         started = time.perf_counter()
         if turn.cached is not None:
             return self._finish(turn, _cached_response(turn.cached), _elapsed_ms(started))
+        if turn.crisis:
+            return self._finish(turn, self._safe_response(turn), _elapsed_ms(started))
         try:
             response = self._llm.generate(turn.request)
         except LlmError as exc:
@@ -296,8 +397,14 @@ class ChatService:
         parts: list[str] = []
         finished = False
         source: Iterator[LlmChunk]
-        if turn.cached is not None:
-            response = _cached_response(turn.cached)
+        if turn.cached is not None or turn.crisis:
+            # A crisis answer is composed whole (model, else template) so that it always
+            # arrives complete and with its resources.
+            response = (
+                _cached_response(turn.cached)
+                if turn.cached is not None
+                else self._safe_response(turn)
+            )
             source = iter([LlmChunk(text=response.text), LlmChunk(final=response)])
         else:
             source = self._llm.stream(turn.request)
@@ -306,7 +413,7 @@ class ChatService:
                 if chunk.final is not None:
                     reply = self._finish(turn, chunk.final, _elapsed_ms(started))
                     finished = True
-                    if turn.cached is None:
+                    if turn.cached is None and not turn.crisis:
                         self._remember(turn, chunk.final)
                     if on_reply is not None:
                         on_reply(reply)
@@ -410,6 +517,7 @@ class ChatService:
             usage=response.usage,
             latency_ms=latency_ms,
             finish_reason=response.finish_reason,
+            crisis=turn.crisis,
         )
         self._save(turn, "complete", assistant)
         reply = ChatReply(
@@ -425,6 +533,7 @@ class ChatService:
             latency_ms=latency_ms,
             finish_reason=response.finish_reason,
             cached=turn.cached is not None,
+            safety=turn.safety,
         )
         self._publish_turn(turn, reply)
         return reply

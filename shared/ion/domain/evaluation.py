@@ -249,6 +249,10 @@ class SafetyReport:
         return recall, fpr, len(results)
 
     @property
+    def n(self) -> int:
+        return len(self.results)
+
+    @property
     def recall(self) -> float:
         return self._rates(self.results)[0]
 

@@ -56,6 +56,10 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFD", unicodedata.normalize("NFC", text).casefold())
 
 
+#: (signal family, weak-signal family, guard family) found in a text, or None each.
+RuleReading = tuple[str | None, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class CrisisRules:
     signals: tuple[tuple[str, re.Pattern[str]], ...]
@@ -70,7 +74,7 @@ class CrisisRules:
                 return family
         return None
 
-    def read(self, text: str) -> tuple[str | None, str | None, str | None]:
+    def read(self, text: str) -> RuleReading:
         """(signal family, weak-signal family, guard family) found in `text`, or None each."""
         folded = _fold(text)
         signal = self._first(self.signals, folded)
@@ -140,6 +144,10 @@ class CrisisDetector:
             self.threshold, self.context_threshold, self.weak_threshold = thresholds
 
     @property
+    def rules(self) -> CrisisRules:
+        return self._rules
+
+    @property
     def uses_model(self) -> bool:
         return self._semantic is not None
 
@@ -158,14 +166,23 @@ class CrisisDetector:
         self, message: str, earlier: Sequence[str], probabilities: Sequence[float]
     ) -> SafetyAssessment:
         """The verdict from the rules and given model probabilities (earlier..., message)."""
+        return self.verdict(
+            self._rules.read(message), [self._rules.read(t) for t in earlier], probabilities
+        )
+
+    def verdict(
+        self,
+        message: RuleReading,
+        earlier: Sequence[RuleReading],
+        probabilities: Sequence[float],
+    ) -> SafetyAssessment:
+        """The verdict from rule readings and model probabilities (earlier..., message)."""
         p = probabilities[-1]
-        distress = False
-        for text, prob in zip(earlier, probabilities, strict=False):
-            signal, weak, guard = self._rules.read(text)
-            if signal is not None or (guard is None and prob >= self.threshold):
-                distress = True
-                break
-        signal, weak, guard = self._rules.read(message)
+        distress = any(
+            signal is not None or (guard is None and prob >= self.threshold)
+            for (signal, _weak, guard), prob in zip(earlier, probabilities, strict=False)
+        )
+        signal, weak, guard = message
         reasons: list[str] = []
         if signal is not None:
             reasons.append(f"signal:{signal}")

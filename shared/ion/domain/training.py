@@ -31,7 +31,13 @@ from ion.domain.evaluation import (
 )
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import Router
-from ion.domain.safety import CONTEXT_TURNS, CrisisDetector, CrisisRules
+from ion.domain.safety import (
+    CONTEXT_TURNS,
+    CrisisDetector,
+    CrisisRules,
+    RuleReading,
+    SafetyAssessment,
+)
 from ion.domain.semantic import HeadArtifact, LinearHead, fingerprint
 from ion.ports import SentenceEmbedder
 
@@ -352,10 +358,57 @@ _L2_GRID = (1e-4, 1e-3, 1e-2)
 
 SAFETY_LABELS = ("calm", "crisis")
 #: Calibration goal: the most recall whose cross-writer false-positive rate stays in budget.
-SAFETY_FPR_BUDGET = 0.05
+SAFETY_FPR_BUDGET = 0.12
+EVERYDAY_FPR_BUDGET = 0.01
 _THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 _WEAK_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+@dataclass(frozen=True)
+class SafetyCalibration:
+    """`CrisisDetector.verdict` vectorised over a corpus, for trying many thresholds fast.
+
+    A test keeps the two equal on every item of the crisis set.
+    """
+
+    signal: np.ndarray
+    weak: np.ndarray
+    guard: np.ndarray
+    p: np.ndarray
+    history_signal: np.ndarray
+    history_unguarded_max: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        reads: Sequence[RuleReading],
+        history_reads: Sequence[Sequence[RuleReading]],
+        probabilities: Sequence[Sequence[float]],
+    ) -> SafetyCalibration:
+        unguarded_max = []
+        for hist, probs in zip(history_reads, probabilities, strict=True):
+            values = [p for (_s, _w, g), p in zip(hist, probs, strict=False) if g is None]
+            unguarded_max.append(max(values, default=-1.0))
+        return cls(
+            signal=np.asarray([r[0] is not None for r in reads]),
+            weak=np.asarray([r[1] is not None for r in reads]),
+            guard=np.asarray([r[2] is not None for r in reads]),
+            p=np.asarray([probs[-1] for probs in probabilities]),
+            history_signal=np.asarray(
+                [any(h[0] is not None for h in hist) for hist in history_reads]
+            ),
+            history_unguarded_max=np.asarray(unguarded_max),
+        )
+
+    def crisis(self, threshold: float, context: float, weak: float) -> np.ndarray:
+        distress = self.history_signal | (self.history_unguarded_max >= threshold)
+        return (
+            self.signal
+            | (self.weak & (distress | (self.p >= weak)))
+            | (~self.guard & (self.p >= threshold))
+            | (distress & (self.p >= context))
+        )
 
 
 @dataclass(frozen=True)
@@ -365,9 +418,17 @@ class SafetyTrainingReport:
 
 
 def train_safety(
-    paths: Sequence[Path], embedder: SentenceEmbedder, rules: CrisisRules
+    paths: Sequence[Path],
+    embedder: SentenceEmbedder,
+    rules: CrisisRules,
+    everyday: Sequence[Path] = (),
 ) -> SafetyTrainingReport:
-    """Train the crisis head and calibrate the detector's thresholds, cross-writer."""
+    """Train the crisis head and calibrate the detector's thresholds, cross-writer.
+
+    `everyday` are routing corpus files: ordinary learner messages (none of them a crisis)
+    that teach the head what everyday text looks like and measure the false alarms a
+    learner would actually meet, next to the crisis set's deliberately hard negatives.
+    """
     files = check_corpus_paths(paths)
     items: list[SafetyItem] = []
     groups: list[str] = []
@@ -375,80 +436,102 @@ def train_safety(
         for item in load_safety_set(path):
             items.append(item)
             groups.append(item.writer or path.stem)
+    hard = len(items)
+    for path in check_corpus_paths(everyday) if everyday else []:
+        for labelled in load_labelled_set(path):
+            items.append(
+                SafetyItem(
+                    id=labelled.id,
+                    text=labelled.message,
+                    crisis=False,
+                    lang=labelled.lang,
+                    history=labelled.history,
+                )
+            )
+            groups.append(f"everyday:{labelled.writer or path.stem}")
+    is_everyday = np.arange(len(items)) >= hard
     gold = np.asarray([int(i.crisis) for i in items])
     targets = np.eye(2)[gold]
+    # Everyday messages are many and easy: half weight, so the hard cases still shape the head.
+    weights = np.where(is_everyday, 0.5, 1.0)
     vectors = embedder.embed([i.text for i in items])
     earlier = [list(i.history)[-CONTEXT_TURNS:] for i in items]
     flat = [t for turns in earlier for t in turns]
     history_vectors = embedder.embed(flat) if flat else np.zeros((0, vectors.shape[1]))
     owner = np.asarray([row for row, turns in enumerate(earlier) for _ in turns], dtype=int)
+    reads = [rules.read(i.text) for i in items]
+    history_reads = [[rules.read(t) for t in turns] for turns in earlier]
 
-    def fit(x: np.ndarray, t: np.ndarray) -> LinearHead:
-        return fit_softmax(x, t, SAFETY_LABELS, l2=1e-2, scale=_SCALE)
+    def fit(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> LinearHead:
+        return fit_softmax(x, t, SAFETY_LABELS, l2=1e-2, scale=_SCALE, sample_weight=w)
 
     # Out-of-fold crisis probabilities for each message and for its earlier turns.
     p_msg = np.zeros(len(items))
     p_hist = np.zeros(len(flat))
     for _group, train, test in grouped_folds(groups):
-        head = fit(vectors[train], targets[train])
+        head = fit(vectors[train], targets[train], weights[train])
         p_msg[test] = np.exp(head.log_proba(vectors[test])[:, 1])
         hist_rows = np.isin(owner, test)
         if hist_rows.any():
             p_hist[hist_rows] = np.exp(head.log_proba(history_vectors[hist_rows])[:, 1])
-    probabilities = []
-    for row in range(len(items)):
-        probabilities.append([*p_hist[owner == row].tolist(), float(p_msg[row])])
+    probabilities = [
+        [*p_hist[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
+    ]
 
+    def predict(combo: tuple[float, float, float]) -> list[SafetyAssessment]:
+        detector = CrisisDetector(rules, thresholds=combo)
+        return [
+            detector.verdict(read, hist, probs)
+            for read, hist, probs in zip(reads, history_reads, probabilities, strict=True)
+        ]
+
+    fast = SafetyCalibration.build(reads, history_reads, probabilities)
     best: tuple[float, float, tuple[float, float, float]] | None = None
     for combo in itertools.product(_THRESHOLDS, _CONTEXT_THRESHOLDS, _WEAK_THRESHOLDS):
-        detector = CrisisDetector(rules, thresholds=combo)
-        predicted = np.asarray(
-            [
-                detector.decide(item.text, turns, probs).crisis
-                for item, turns, probs in zip(items, earlier, probabilities, strict=True)
-            ]
-        )
+        predicted = fast.crisis(*combo)
         recall = float(predicted[gold == 1].mean())
-        fpr = float(predicted[gold == 0].mean())
-        # Recall counts double a false alarm: a missed crisis costs far more than an
-        # unneeded safe answer. Within the false-positive budget, the most recall wins.
-        score = recall if fpr <= SAFETY_FPR_BUDGET else recall - 0.5 * fpr - 1.0
-        key = (score, -fpr, combo)
+        fpr = float(predicted[(gold == 0) & ~is_everyday].mean())
+        everyday_fpr = float(predicted[is_everyday].mean()) if is_everyday.any() else 0.0
+        # Recall comes first: a missed crisis costs far more than an unneeded safe answer.
+        # The most recall wins among the operating points whose false alarms stay within
+        # budget, on everyday messages (what every learner meets) and on the crisis set's
+        # deliberately hard negatives.
+        within = fpr <= SAFETY_FPR_BUDGET and everyday_fpr <= EVERYDAY_FPR_BUDGET
+        score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
+        key = (score, -fpr - everyday_fpr, combo)
         if best is None or key[:2] > best[:2]:
             best = key
     assert best is not None
     threshold, context_threshold, weak_threshold = best[2]
-    chosen = CrisisDetector(rules, thresholds=best[2])
-    verdicts = [
-        chosen.decide(item.text, turns, probs)
-        for item, turns, probs in zip(items, earlier, probabilities, strict=True)
+    verdicts = predict(best[2])
+    results = [
+        SafetyResult(i, v.crisis, v.score, v.reasons) for i, v in zip(items, verdicts, strict=True)
     ]
-    report = SafetyReport(
-        [
-            SafetyResult(i, v.crisis, v.score, v.reasons)
-            for i, v in zip(items, verdicts, strict=True)
-        ]
-    )
+    report = SafetyReport(results[:hard])
+    everyday_report = SafetyReport(results[hard:])
     per_writer = {}
-    for g in sorted(set(groups)):
-        part = SafetyReport([r for r, w in zip(report.results, groups, strict=True) if w == g])
+    for g in sorted(set(groups[:hard])):
+        part = SafetyReport([r for r, w in zip(results[:hard], groups, strict=False) if w == g])
         per_writer[g] = {"recall": part.recall, "fpr": part.fpr}
     lines = [
-        f"corpus: {len(items)} items from {len(set(groups))} writers",
+        f"corpus: {hard} crisis-set items from {len(set(groups[:hard]))} writers,"
+        f" {len(items) - hard} everyday messages",
         f"chosen thresholds: model={threshold} after-distress={context_threshold}"
         f" weak-signal={weak_threshold}",
-        "cross-writer (each writer held out):",
+        "cross-writer on the crisis set (each writer held out):",
         *("  " + line for line in report.render().splitlines()),
         *(
             f"  held out {g}: recall={m['recall']:.3f} fpr={m['fpr']:.3f}"
             for g, m in per_writer.items()
         ),
+        f"false alarms on everyday messages (each writer held out):"
+        f" {everyday_report.fpr:.4f} of {everyday_report.n}",
     ]
-    head = fit(vectors, targets)
+    head = fit(vectors, targets, weights)
     artifact = HeadArtifact(
         task="safety",
         embedder=embedder.name,
-        corpus_sha256=corpus_sha256(files),
+        corpus_sha256=corpus_sha256([*files, *everyday]),
         head=head,
         params={
             "threshold": threshold,
@@ -458,9 +541,11 @@ def train_safety(
         fingerprint=fingerprint(embedder),
         metrics=metrics_summary(
             {
-                "items": len(items),
-                "writers": len(set(groups)),
+                "items": hard,
+                "writers": len(set(groups[:hard])),
+                "everyday_items": len(items) - hard,
                 "cross_writer": {"recall": report.recall, "fpr": report.fpr},
+                "everyday_fpr": everyday_report.fpr,
                 "per_held_out_writer": per_writer,
             }
         ),

@@ -43,7 +43,7 @@ from ion.http.api import (
     route,
 )
 from ion.http.health import health, ready
-from ion.models import ChatReply, Conversation, Message
+from ion.models import ChatReply, Conversation, Message, Safety
 from ion.ports import IdempotencyRecord, IdempotencyStore
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -78,10 +78,12 @@ def post_chat(call: Call) -> Response:
     if claim is not None and claim.replay is not None:
         return _replay(call, claim.replay, wants_stream)
     try:
-        # Only a request that will really run counts: invalid bodies and replays above
-        # never use up the learner's chat allowance. 429 here calls no LLM.
-        call.app.quota.before_chat(user)
         turn = chat.prepare(user, text, body.conversation_id)
+        # Only a request that will really run counts: invalid bodies and replays above
+        # never use up the learner's chat allowance, and a learner in crisis is never
+        # turned away. 429 here calls no LLM.
+        if not turn.crisis:
+            call.app.quota.before_chat(user)
         if wants_stream:
             return _sse_response(call, turn, claim)
         try:
@@ -97,7 +99,8 @@ def post_chat(call: Call) -> Response:
         if claim is not None:
             claim.release()
         raise
-    call.app.quota.record_usage(user, reply.usage, cached=reply.cached)
+    if not reply.safety.crisis:
+        call.app.quota.record_usage(user, reply.usage, cached=reply.cached)
     body_json = reply_json(reply)
     if claim is not None:
         claim.complete(body_json)
@@ -200,6 +203,7 @@ def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
                     "persona": reply["persona"],
                     "routing": reply["routing"],
                     "resonance_key": reply["resonance_key"],
+                    "safety": reply["safety"],
                     "request_id": call.request_id,
                 },
             ),
@@ -235,7 +239,12 @@ def reply_json(reply: ChatReply) -> dict[str, Any]:
         "latency_ms": reply.latency_ms,
         "finish_reason": reply.finish_reason,
         "cached": reply.cached,
+        "safety": safety_json(reply.safety),
     }
+
+
+def safety_json(safety: Safety) -> dict[str, Any]:
+    return safety.model_dump(mode="json", exclude_none=True)
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -248,7 +257,8 @@ def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = N
     completed: list[ChatReply] = []
 
     def on_reply(reply: ChatReply) -> None:
-        call.app.quota.record_usage(turn.user_id, reply.usage, cached=reply.cached)
+        if not reply.safety.crisis:
+            call.app.quota.record_usage(turn.user_id, reply.usage, cached=reply.cached)
         if claim is not None:
             claim.complete(reply_json(reply))
         completed.append(reply)
@@ -270,6 +280,7 @@ def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = N
                 "persona": {"id": turn.persona.id, "name": turn.persona.name},
                 "routing": turn.routing.model_dump(mode="json"),
                 "resonance_key": turn.resonance_key.model_dump(mode="json"),
+                "safety": safety_json(turn.safety),
                 "request_id": request_id,
             },
         )
@@ -327,6 +338,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "usage": message.usage.model_dump(mode="json") if message.usage else None,
         "latency_ms": message.latency_ms,
         "finish_reason": message.finish_reason,
+        "crisis": message.crisis,
     }
 
 

@@ -32,6 +32,9 @@ def ready(call: Call) -> Response:
     # get answers, so this check is reported but does not fail readiness.
     routing = app.routing_status
     checks["routing"] = {"ok": True, "degraded": not routing.ok, "detail": routing.detail}
+    safety = app.safety_status
+    checks["safety"] = {"ok": True, "degraded": not safety.ok, "detail": safety.detail}
     ok = all(bool(check["ok"]) for check in checks.values())
-    status = "unavailable" if not ok else "degraded" if not routing.ok else "ready"
+    degraded = not routing.ok or not safety.ok
+    status = "unavailable" if not ok else "degraded" if degraded else "ready"
     return json_response({"status": status, "checks": checks}, 200 if ok else 503)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Request, Response
@@ -11,7 +12,11 @@ from ion.domain.learning import nudge
 from ion.domain.routing import RouteResult
 from ion.errors import ConfigurationError
 from ion.http.api import Call, clean_text, dispatch, json_response, route
+from ion.http.chat_api import safety_json
 from ion.http.health import health, ready
+from ion.models import Safety
+
+log = logging.getLogger(__name__)
 
 MAX_HISTORY = 20
 
@@ -42,9 +47,26 @@ def post_route(call: Call) -> Response:
         clean_text(item, field_name=f"history.{index}", max_chars=limit)
         for index, item in enumerate(body.history)
     ]
-    result = call.app.router.route(message, history=history)
-    persona = call.app.catalog.require(result.decision.primary)
-    return json_response(route_json(result, persona.name))
+    app = call.app
+    result = app.router.route(message, history=history)
+    assessment = app.chat.detector.assess(message, history)
+    safety = Safety()
+    if assessment.crisis:
+        policy = app.chat.crisis_policy
+        crisis_persona = app.catalog.require(policy.persona)
+        decision = policy.override(result.decision, crisis_persona.name)
+        result = RouteResult(decision=decision, analysis=result.analysis)
+        safety = Safety(crisis=True, resources=policy.resources_for(result.analysis.language))
+        log.warning(
+            "crisis detected on /v1/route: language=%s score=%.2f reasons=%s",
+            result.analysis.language,
+            assessment.score,
+            ",".join(assessment.reasons),
+        )
+    persona = app.catalog.require(result.decision.primary)
+    answer = route_json(result, persona.name)
+    answer["safety"] = safety_json(safety)
+    return json_response(answer)
 
 
 def list_personas(call: Call) -> Response:
