@@ -387,6 +387,8 @@ def build_app(settings: Settings | None = None) -> App:
         cache=store if settings.cache_ttl_s > 0 else None,
         cache_ttl_s=settings.cache_ttl_s,
         model_id=settings.gemini_model if settings.llm_provider == "gemini" else llm.name,
+        # Outlives the LLM's whole time budget (retries and fallback included).
+        turn_lease_s=4 * settings.llm_timeout_s + 30,
     )
     verifier = build_verifier(settings, jwt_secret)
     return App(
