@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ion.models import Conversation, Message
-from ion.ports import ConversationPage
+from ion.ports import ConversationPage, TurnClaim
 
 
 class InMemoryStore:
@@ -15,6 +15,7 @@ class InMemoryStore:
         self.conversations: dict[str, Conversation] = {}
         self.messages: dict[str, list[Message]] = {}
         self.saves = 0
+        self.leases: dict[str, str] = {}
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         return self.conversations.get(conversation_id)
@@ -40,11 +41,36 @@ class InMemoryStore:
             conversations=page, next_cursor=str(start + limit) if more else None
         )
 
-    def save_turn(self, conversation: Conversation, messages: Sequence[Message]) -> None:
+    def save_turn(
+        self,
+        conversation: Conversation,
+        messages: Sequence[Message],
+        updated: Sequence[Message] = (),
+        *,
+        lease: str | None = None,
+    ) -> None:
+        assert not updated, "the in-memory fake does not update kept messages"
+        if lease is not None:
+            assert self.leases.pop(conversation.id, None) == lease, "turn saved without its lease"
         self.saves += 1
         self.conversations[conversation.id] = conversation
         self.messages.setdefault(conversation.id, []).extend(messages)
         assert len(self.messages[conversation.id]) == conversation.message_count
+
+    def claim_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+    ) -> TurnClaim:
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None or conversation.user_id != user_id:
+            return TurnClaim()
+        if conversation_id in self.leases:
+            return TurnClaim(conversation=conversation, busy_until=until)
+        self.leases[conversation_id] = lease = f"lease-{len(self.leases)}-{now.isoformat()}"
+        return TurnClaim(conversation=conversation, lease=lease)
+
+    def release_turn(self, conversation_id: str, lease: str) -> None:
+        if self.leases.get(conversation_id) == lease:
+            del self.leases[conversation_id]
 
     def delete_conversation(self, conversation_id: str) -> bool:
         self.messages.pop(conversation_id, None)

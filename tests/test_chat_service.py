@@ -143,3 +143,54 @@ def test_stream_complete_persists_full_text() -> None:
     assert "".join(c.text for c in chunks[:-1]) == final.text
     assert store.list_messages(turn.conversation.id)[1].text == final.text
     assert len(events.events) == 1
+
+
+# --- the turn lease is given back on every path ------------------------------------------
+
+
+class ExplodingLlm(RecordingLlm):
+    def generate(self, request: LlmRequest) -> LlmResponse:
+        self.requests.append(request)
+        raise RuntimeError("a bug, not an LLM error")
+
+
+def test_a_held_turn_refuses_a_second_one_without_a_model_call() -> None:
+    from ion.errors import TurnInProgress
+
+    llm = RecordingLlm()
+    service, store, _ = make_service(llm)
+    cid = service.send("alice", "what is a hash map?").conversation_id
+    held = service.prepare("alice", "and a set?", cid)
+    with pytest.raises(TurnInProgress) as refused:
+        service.prepare("alice", "and a list?", cid)
+    assert (refused.value.status, refused.value.retry_after_s) == (409, 2)
+    assert len(llm.requests) == 1
+    service.abandon(held)
+    assert store.leases == {}
+    service.send("alice", "and a list?", cid)
+    assert store.leases == {} and len(llm.requests) == 2
+
+
+@pytest.mark.parametrize("path", ["client_gone", "llm_error", "bug", "answered"])
+def test_every_way_a_turn_ends_releases_its_lease(path: str) -> None:
+    llm: RecordingLlm = {
+        "client_gone": RecordingLlm(),
+        "llm_error": BrokenLlm(LlmError("down")),  # type: ignore[dict-item]
+        "bug": ExplodingLlm(),
+        "answered": RecordingLlm(),
+    }[path]
+    service, store, _ = make_service(RecordingLlm())
+    cid = service.send("alice", "what is a hash map?").conversation_id
+    service._llm = llm
+    turn = service.prepare("alice", "and a set?", cid)
+    assert store.leases != {}
+    if path == "client_gone":
+        stream = service.stream(turn)
+        next(stream)
+        stream.close()
+    elif path == "answered":
+        service.answer(turn)
+    else:
+        with pytest.raises((LlmError, RuntimeError)):
+            service.answer(turn)
+    assert store.leases == {}

@@ -73,9 +73,12 @@ def test_keys_with_slashes_and_unicode_are_separate_counters(quota_store: QuotaS
     assert quota_store.counter("rate/a/b") == 1
 
 
-def test_negative_amounts_are_refused(quota_store: QuotaStore) -> None:
-    with pytest.raises(ValueError, match="amount"):
-        quota_store.increment("k", -1, expires_at=LATER)
+def test_negative_amounts_give_back(quota_store: QuotaStore) -> None:
+    # A token reservation settled below its estimate, or released, is given back this way.
+    assert quota_store.increment("k", 1300, expires_at=LATER) == 1300
+    assert quota_store.increment("k", -1050, expires_at=LATER) == 250
+    assert quota_store.increment("k", -250, expires_at=LATER) == 0
+    assert quota_store.counter("k") == 0
 
 
 def test_concurrent_increments_each_see_a_distinct_value(
@@ -168,6 +171,144 @@ def test_processes_on_the_firestore_emulator_admit_exactly_the_limit(
         "firestore", FIRESTORE_TEST_PROJECT, processes=2, threads=3, attempts=5, limit=7
     )
     assert admitted == 7
+
+
+# ---- token reservations across processes -----------------------------------------------
+
+
+def _reserve_hammer(
+    backend: str,
+    where: str,
+    budget: int,
+    estimate: int,
+    spent: int,
+    threads: int,
+    decided: Any,
+    out: Any,
+) -> None:
+    """One process: `threads` requests each reserve `estimate`, wait until every request of
+    every process is admitted or refused, then settle to `spent` tokens."""
+    store: QuotaStore
+    if backend == "sqlite":
+        store = SqliteQuotaStore(where)
+    else:
+        from google.cloud import firestore
+
+        from ion.adapters.firestore_quota import FirestoreQuotaStore
+
+        store = FirestoreQuotaStore(firestore.Client(project=where, database="(default)"))
+    guard = QuotaGuard(store, FixedClock(), QuotaLimits(daily_tokens=budget))
+
+    def one_request(_: int) -> int:
+        try:
+            reservation = guard.reserve("budget-user", estimate)
+        except BudgetExhausted:
+            decided.wait()
+            return 0
+        decided.wait()  # nobody settles before every request is decided
+        guard.settle(reservation, Usage(input_tokens=spent // 2, output_tokens=spent - spent // 2))
+        return 1
+
+    with ThreadPoolExecutor(threads) as pool:
+        out.put(sum(pool.map(one_request, range(threads))))
+
+
+def _run_reservations(
+    backend: str,
+    where: str,
+    *,
+    processes: int,
+    threads: int,
+    budget: int,
+    estimate: int,
+    spent: int,
+) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    decided = ctx.Barrier(processes * threads)
+    out = ctx.Queue()
+    workers = [
+        ctx.Process(
+            target=_reserve_hammer,
+            args=(backend, where, budget, estimate, spent, threads, decided, out),
+        )
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    admitted = [out.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    return sum(admitted)
+
+
+@pytest.mark.parametrize(
+    ("spent", "final"),
+    [
+        (250, 750),  # typical answers: 3 admitted, well under the budget
+        (1300, 3900),  # every answer as large as its reservation: the worst case, B + 900
+    ],
+)
+def test_two_processes_40_requests_reserve_exactly_the_budget_on_sqlite(
+    tmp_path: Path, spent: int, final: int
+) -> None:
+    """Budget 3,000, reservation 1,300 a request, 2 processes × 20 concurrent requests:
+    the requests that find 0, 1,300 and 2,600 reserved are admitted (3), all others are
+    refused; the overshoot is below one request's reservation however many run at once."""
+    where = str(tmp_path / "ion.sqlite3")
+    admitted = _run_reservations(
+        "sqlite", where, processes=2, threads=20, budget=3000, estimate=1300, spent=spent
+    )
+    assert admitted == 3
+    guard = QuotaGuard(SqliteQuotaStore(where), FixedClock(), QuotaLimits(daily_tokens=3000))
+    assert guard.tokens_used("budget-user") == final
+
+
+@pytest.mark.emulator
+def test_two_processes_reserve_exactly_the_budget_on_the_firestore_emulator(
+    firestore_client: Any, firestore_reset: None
+) -> None:
+    from ion.adapters.firestore_quota import FirestoreQuotaStore
+    from tests.conftest import FIRESTORE_TEST_PROJECT
+
+    # 2 processes × 5 requests (the emulator serialises writes per document).
+    admitted = _run_reservations(
+        "firestore",
+        FIRESTORE_TEST_PROJECT,
+        processes=2,
+        threads=5,
+        budget=3000,
+        estimate=1300,
+        spent=1300,
+    )
+    assert admitted == 3
+    guard = QuotaGuard(
+        FirestoreQuotaStore(firestore_client), FixedClock(), QuotaLimits(daily_tokens=3000)
+    )
+    assert guard.tokens_used("budget-user") == 3900
+
+
+def test_reservations_settle_and_release(sqlite_quota: SqliteQuotaStore, clock: FixedClock) -> None:
+    guard = guard_for(sqlite_quota, clock, daily_tokens=3000)
+    first = guard.reserve("u", 1300)
+    second = guard.reserve("u", 1300)
+    assert guard.tokens_used("u") == 2600
+    guard.settle(first, Usage(input_tokens=100, output_tokens=150))
+    assert guard.tokens_used("u") == 1550
+    guard.release(second)  # the call failed
+    assert guard.tokens_used("u") == 250
+    assert guard.reserve("u", 0) is None  # a cached answer: checked, nothing reserved
+    third = guard.reserve("u", 2900)  # 250 used < 3000: admitted, may overshoot
+    assert guard.tokens_used("u") == 3150
+    with pytest.raises(BudgetExhausted) as caught:
+        guard.reserve("u", 10)
+    assert caught.value.retry_after_s == 12 * 3600 - 15
+    assert guard.tokens_used("u") == 3150  # the refused reservation was given back
+    with pytest.raises(BudgetExhausted):
+        guard.reserve("u", 0)
+    guard.settle(third, Usage(input_tokens=2000, output_tokens=900))
+    assert guard.tokens_used("u") == 3150
+    assert guard_for(sqlite_quota, clock, daily_tokens=0).reserve("u", 10**9) is None
 
 
 # ---- the guard ------------------------------------------------------------------------

@@ -30,7 +30,13 @@ from ion.models import (
     Tone,
     Usage,
 )
-from ion.ports import CachedAnswer, ConversationStore, IdempotencyRecord, OutboxEntry
+from ion.ports import (
+    CachedAnswer,
+    ConversationStore,
+    IdempotencyRecord,
+    OutboxEntry,
+    TurnClaim,
+)
 
 T0 = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
 
@@ -466,6 +472,107 @@ def test_updated_messages_must_belong_to_the_conversation(store: Any) -> None:
     assert store.list_messages("c2") == [msg("c2", 0)]
 
 
+# --- the turn lease: one turn at a time per conversation ----------------------------------
+
+LEASE_S = timedelta(minutes=2)
+
+
+def test_claim_turn_returns_the_conversation_and_a_lease(store: Any) -> None:
+    save_history(store, "c1", 2)
+    got = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    assert got.conversation == conv("c1", count=2)
+    assert got.lease and got.busy_until is None
+    # Reading the conversation is unchanged by the lease.
+    assert store.get_conversation("c1") == conv("c1", count=2)
+
+
+def test_claim_turn_never_claims_a_missing_or_foreign_conversation(store: Any) -> None:
+    save_history(store, "c1", 2, user="u1")
+    assert store.claim_turn("nope", "u1", now=T0, until=T0 + LEASE_S) == TurnClaim()
+    assert store.claim_turn("c1", "mallory", now=T0, until=T0 + LEASE_S) == TurnClaim()
+    assert store.claim_turn("a/b", "u1", now=T0, until=T0 + LEASE_S) == TurnClaim()
+    # The foreign attempt left the owner's conversation free.
+    assert store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S).lease
+
+
+def test_a_live_lease_refuses_other_claims_until_released(store: Any) -> None:
+    save_history(store, "c1", 2)
+    first = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    busy = store.claim_turn("c1", "u1", now=T0 + timedelta(seconds=5), until=T0 + 2 * LEASE_S)
+    assert (busy.lease, busy.busy_until) == (None, T0 + LEASE_S)
+    assert busy.conversation == conv("c1", count=2)
+    store.release_turn("c1", first.lease)
+    store.release_turn("c1", first.lease)  # idempotent
+    again = store.claim_turn("c1", "u1", now=T0 + timedelta(seconds=6), until=T0 + LEASE_S)
+    assert again.lease and again.lease != first.lease
+
+
+def test_save_turn_with_the_lease_releases_it_in_the_same_write(store: Any) -> None:
+    save_history(store, "c1", 2)
+    held = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    turn = (conv("c1", count=4, title="next"), [msg("c1", 2), msg("c1", 3)])
+    store.save_turn(*turn, lease=held.lease)
+    store.save_turn(*turn, lease=held.lease)  # the same turn again (a retry): a no-op
+    assert store.get_conversation("c1") == conv("c1", count=4, title="next")
+    assert [m.id for m in store.list_messages("c1")] == [f"c1-m{n}" for n in range(4)]
+    assert store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S).lease
+
+
+def test_an_expired_lease_is_taken_over_and_its_holder_cannot_write(store: Any) -> None:
+    """A crashed holder's lease frees itself; should the holder wake up, its turn is refused."""
+    save_history(store, "c1", 2)
+    crashed = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    later = T0 + LEASE_S + timedelta(seconds=1)
+    taker = store.claim_turn("c1", "u1", now=later, until=later + LEASE_S)
+    assert taker.lease and taker.lease != crashed.lease
+    with pytest.raises(TurnConflict):
+        store.save_turn(
+            conv("c1", count=4, title="stale"), [msg("c1", 2), msg("c1", 3)], lease=crashed.lease
+        )
+    store.release_turn("c1", crashed.lease)  # not its lease any more: changes nothing
+    assert store.claim_turn("c1", "u1", now=later, until=later + LEASE_S).lease is None
+    store.save_turn(
+        conv("c1", count=4, title="fresh"), [msg("c1", 2), msg("c1", 3)], lease=taker.lease
+    )
+    assert store.get_conversation("c1").title == "fresh"
+
+
+def test_a_turn_on_a_conversation_deleted_meanwhile_is_refused(store: Any) -> None:
+    save_history(store, "c1", 2)
+    held = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    store.delete_conversation("c1")
+    with pytest.raises(TurnConflict):
+        store.save_turn(conv("c1", count=4), [msg("c1", 2), msg("c1", 3)], lease=held.lease)
+    assert store.get_conversation("c1") is None
+    assert store.list_messages("c1") == []
+    store.release_turn("c1", held.lease)
+
+
+def test_racing_claims_exactly_one_wins(store: Any) -> None:
+    save_history(store, "c1", 2)
+    racers = 8
+    barrier = threading.Barrier(racers)
+    results: list[TurnClaim] = []
+    lock = threading.Lock()
+
+    def race() -> None:
+        barrier.wait()
+        got = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=race) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == racers
+    assert sum(1 for r in results if r.lease is not None) == 1
+    assert sorted(str(r.busy_until) for r in results if r.lease is None) == [str(T0 + LEASE_S)] * (
+        racers - 1
+    )
+
+
 # --- response cache ---------------------------------------------------------------------
 
 KEY = "a" * 64  # a sha256 hex digest in real use
@@ -762,7 +869,7 @@ def test_firestore_layout_one_document_per_message(firestore_store: Any) -> None
 
 
 @pytest.mark.emulator
-def test_firestore_chat_turn_costs_three_rpcs(
+def test_firestore_chat_turn_costs_four_rpcs(
     firestore_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save_history(firestore_store, "c1", 4)
@@ -778,13 +885,16 @@ def test_firestore_chat_turn_costs_three_rpcs(
         monkeypatch.setattr(api, name, counted)
 
     # What the chat service does for one turn on an existing conversation.
-    current = firestore_store.get_conversation("c1")
+    held = firestore_store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    current = held.conversation
     history = firestore_store.recent_messages("c1", 12)
     assert current is not None and len(history) == 4
     firestore_store.save_turn(
-        current.model_copy(update={"message_count": 6}), [msg("c1", 4), msg("c1", 5)]
+        current.model_copy(update={"message_count": 6}),
+        [msg("c1", 4), msg("c1", 5)],
+        lease=held.lease,
     )
-    assert calls == ["batch_get_documents", "run_query", "commit"]
+    assert calls == ["batch_get_documents", "commit", "run_query", "commit"]
 
 
 @pytest.mark.emulator

@@ -10,9 +10,9 @@ import logging
 import os
 import secrets as pysecrets
 import threading
-from functools import lru_cache
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -461,6 +461,8 @@ def build_app(settings: Settings | None = None) -> App:
         cache=store if settings.cache_ttl_s > 0 else None,
         cache_ttl_s=settings.cache_ttl_s,
         model_id=settings.gemini_model if settings.llm_provider == "gemini" else llm.name,
+        # Outlives the LLM's whole time budget (retries and fallback included).
+        turn_lease_s=4 * settings.llm_timeout_s + 30,
         detector=detector,
         crisis=load_policy(settings.crisis_resources_file),
         # The offline provider has no real answers to give: a crisis gets the template.

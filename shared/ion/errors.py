@@ -50,6 +50,10 @@ class Conflict(IonError):
     code = "conflict"
 
 
+class TurnInProgress(Conflict):
+    """Another turn of the same conversation holds its lease (no LLM call was made)."""
+
+
 class PayloadTooLarge(IonError):
     status = 413
     code = "payload_too_large"

@@ -21,6 +21,19 @@ class ConversationPage(BaseModel):
     next_cursor: str | None = None
 
 
+class TurnClaim(BaseModel):
+    """The outcome of `ConversationStore.claim_turn`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # The conversation as read under the claim; None when absent or another user's.
+    conversation: Conversation | None = None
+    # The opaque lease token when the claim was taken (pass it to save_turn/release_turn).
+    lease: str | None = None
+    # When the live lease that refused this claim expires.
+    busy_until: datetime | None = None
+
+
 @runtime_checkable
 class ConversationStore(Protocol):
     """Durable conversations and their messages."""
@@ -48,10 +61,31 @@ class ConversationStore(Protocol):
         conversation: Conversation,
         messages: Sequence[Message],
         updated: Sequence[Message] = (),
+        *,
+        lease: str | None = None,
     ) -> None:
         """Atomically upsert `conversation` (its summary fields), append `messages` and
         overwrite the `updated` messages, which must already exist (matched by id within
-        the conversation; `ValueError` when one does not). All or nothing."""
+        the conversation; `ValueError` when one does not). All or nothing.
+
+        With `lease` (from `claim_turn`), the same write releases that turn lease, and the
+        write fails with `TurnConflict` (nothing written) when the lease is no longer the
+        conversation's (it expired and another turn claimed it, or the conversation was
+        deleted meanwhile)."""
+        ...
+
+    def claim_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+    ) -> TurnClaim:
+        """Atomically take the conversation's turn lease (valid until `until`) unless a live
+        one (`now` < its expiry) exists. Of concurrent claims exactly one wins. A
+        conversation that does not exist or belongs to another user is never claimed
+        (`conversation` None). A lease left by a crashed holder is free once expired."""
+        ...
+
+    def release_turn(self, conversation_id: str, lease: str) -> None:
+        """Release the turn lease if it is still `lease` (idempotent; never raises for a
+        lease that expired, was taken over or whose conversation is gone)."""
         ...
 
     def delete_conversation(self, conversation_id: str) -> bool:
@@ -229,10 +263,12 @@ class QuotaStore(Protocol):
     """
 
     def increment(self, key: str, amount: int, *, expires_at: datetime) -> int:
-        """Atomically add `amount` (≥ 0) to the counter (absent = 0); return the new value.
+        """Atomically add `amount` to the counter (absent = 0); return the new value.
 
-        Concurrent increments from any number of threads and processes each see a
-        distinct result, so `increment(key, 1) <= limit` admits exactly `limit` callers.
+        Concurrent increments from any number of threads and processes are serialised:
+        each sees the value after its own addition, so `increment(key, 1) <= limit` admits
+        exactly `limit` callers. A negative `amount` gives back part of an earlier
+        increment (a token reservation settled or released).
         """
         ...
 

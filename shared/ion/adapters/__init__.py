@@ -21,8 +21,12 @@ from ion.models import Conversation, Message
 class TurnConflict(Conflict):
     """Another writer already stored messages at the sequence numbers of this turn.
 
-    Raised instead of silently overwriting history (two concurrent turns on one conversation).
+    Raised instead of silently overwriting history (a turn whose lease expired and was
+    taken over by another). Retrying after a moment computes the turn anew.
     """
+
+    def __init__(self, message: str, *, retry_after_s: int | None = 2) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 def to_utc(value: datetime) -> datetime:

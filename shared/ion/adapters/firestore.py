@@ -10,20 +10,24 @@ Data model (see docs/data-model.md):
     response_cache/{sha256 key}                       first-turn answers (TTL: expires_at)
     idempotency_keys/{sha256(user, key)}              Idempotency-Key claims (TTL: expires_at)
 
-A chat turn costs at most three RPCs: get the conversation, query the recent messages
-(seq desc + limit), and one batch commit that upserts the summary and creates the messages.
+A turn on an existing conversation costs four RPCs: get the conversation and claim its
+turn lease (a write preconditioned on the read's update time), query the recent messages
+(seq desc + limit), and one batch commit that updates the summary (releasing the lease,
+preconditioned on the claim's update time), and creates the messages.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import google.auth.exceptions
 from google.api_core import exceptions as gexc
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -41,7 +45,7 @@ from ion.adapters import (
 from ion.adapters.firestore_rpc import UNAVAILABLE, call, rpc_options, unavailable_errors
 from ion.errors import ConfigurationError, DependencyUnavailable
 from ion.models import Conversation, Message
-from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry
+from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -52,6 +56,10 @@ IDEMPOTENCY_KEYS = "idempotency_keys"
 BATCH_LIMIT = 500
 
 _MESSAGE_FIELDS = frozenset(Message.model_fields) - {"conversation_id"}
+# The turn lease on conversations/{id}: who holds it and until when.
+LEASE = "turn_lease"
+LEASE_UNTIL = "turn_lease_until"
+_RELEASED = {LEASE: firestore.DELETE_FIELD, LEASE_UNTIL: firestore.DELETE_FIELD}
 
 
 def seq_id(seq: int) -> str:
@@ -147,26 +155,34 @@ class FirestoreStore:
         conversation: Conversation,
         messages: Sequence[Message],
         updated: Sequence[Message] = (),
+        *,
+        lease: str | None = None,
     ) -> None:
         first_seq = check_turn(conversation, messages)
         check_updated(conversation, updated)
         c = conversation
+        claimed_at = None if lease is None else _lease_time(lease)
         conv_ref = self._conversations.document(c.id)
         # Updated messages are found by id first (one query each; only a retried turn has
         # any), then overwritten in the same batch as the rest of the turn.
         targets = [(self._find_message(c.id, m.id), m) for m in updated]
         batch = self._client.batch()
-        batch.set(
-            conv_ref,
-            {
-                "user_id": c.user_id,
-                "created_at": to_utc(c.created_at),
-                "updated_at": to_utc(c.updated_at),
-                "title": c.title,
-                "current_persona": c.current_persona,
-                "message_count": c.message_count,
-            },
-        )
+        summary = {
+            "user_id": c.user_id,
+            "created_at": to_utc(c.created_at),
+            "updated_at": to_utc(c.updated_at),
+            "title": c.title,
+            "current_persona": c.current_persona,
+            "message_count": c.message_count,
+        }
+        if claimed_at is None:
+            # merge: a turn lease someone holds on the document stays.
+            batch.set(conv_ref, summary, merge=True)
+        else:
+            # Only while the document is exactly as our claim left it (the lease is still
+            # ours): releases the lease in the same write as the turn.
+            option = self._client.write_option(last_update_time=claimed_at)
+            batch.update(conv_ref, {**summary, **_RELEASED}, option=option)
         messages_col = conv_ref.collection(MESSAGES)
         for i, message in enumerate(messages):
             # create(), not set(): a second turn computed from the same stale message_count
@@ -178,8 +194,10 @@ class FirestoreStore:
             # update(), not set(): fails the whole batch if the message was deleted meanwhile.
             batch.update(ref, _message_doc(message, seq))
         try:
-            self._call(lambda: batch.commit(**self._rpc))
+            batch.commit(**self._rpc)
         except gexc.NotFound as exc:
+            if lease is not None:
+                raise TurnConflict(f"conversation {c.id} was deleted during the turn") from exc
             raise ValueError(f"save_turn: an updated message of {c.id!r} no longer exists") from exc
         except gexc.AlreadyExists as exc:
             # A retried commit whose first attempt did land also ends here: same ids = done.
@@ -189,6 +207,69 @@ class FirestoreStore:
                 f"conversation {c.id} already has messages at seq "
                 f"{first_seq}..{first_seq + len(messages) - 1} (concurrent turn?)"
             ) from exc
+        except gexc.FailedPrecondition as exc:
+            if lease is None:
+                raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
+            # The summary changed since our claim: a retried commit of ours that landed,
+            # or the lease expired and another turn took it (or the conversation is gone).
+            if messages and self._already_saved(c.id, first_seq, messages):
+                return
+            raise TurnConflict(
+                f"conversation {c.id}: this turn no longer holds the conversation "
+                "(its lease expired and another turn took it, or the conversation was deleted)"
+            ) from exc
+        except UNAVAILABLE as exc:
+            raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
+
+    def claim_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+    ) -> TurnClaim:
+        if not valid_id(conversation_id):
+            return TurnClaim()
+        ref = self._conversations.document(conversation_id)
+        now = to_utc(now)
+        for _ in range(5):
+            snap = self._call(lambda: ref.get(**self._rpc))
+            data = (snap.to_dict() or {}) if snap.exists else {}
+            if not snap.exists or data.get("user_id") != user_id:
+                return TurnClaim()
+            conversation = _conversation(snap.id, data)
+            held_until = data.get(LEASE_UNTIL)
+            if data.get(LEASE) is not None and held_until and to_utc(held_until) > now:
+                return TurnClaim(conversation=conversation, busy_until=to_utc(held_until))
+            holder = uuid.uuid4().hex
+            # Not a transaction: a write preconditioned on the update time we read, so of
+            # concurrent claims exactly one lands and the others read the new lease.
+            option = self._client.write_option(last_update_time=snap.update_time)
+            try:
+                result = ref.update(
+                    {LEASE: holder, LEASE_UNTIL: to_utc(until)}, option=option, **self._rpc
+                )
+            except gexc.FailedPrecondition:
+                continue  # someone else wrote it first: read again
+            except gexc.NotFound:
+                return TurnClaim()  # deleted meanwhile
+            except UNAVAILABLE as exc:
+                raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
+            # The token carries the claim's update time: save_turn and release_turn write
+            # only while the document is still as the claim left it (a fencing token).
+            return TurnClaim(
+                conversation=conversation,
+                lease=f"{holder}@{_rfc3339(result.update_time)}",
+            )
+        raise DependencyUnavailable("firestore: the turn claim kept racing; try again")
+
+    def release_turn(self, conversation_id: str, lease: str) -> None:
+        if not valid_id(conversation_id):
+            return
+        ref = self._conversations.document(conversation_id)
+        option = self._client.write_option(last_update_time=_lease_time(lease))
+        try:
+            ref.update(_RELEASED, option=option, **self._rpc)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return  # saved, taken over or deleted meanwhile: not ours to release
+        except UNAVAILABLE as exc:
+            raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
 
     def _find_message(self, conversation_id: str, message_id: str) -> tuple[Any, int]:
         query = (
@@ -406,6 +487,20 @@ def _conversation(conversation_id: str, data: dict[str, Any]) -> Conversation:
         current_persona=data.get("current_persona"),
         message_count=data.get("message_count", 0),
     )
+
+
+# Nanosecond-exact text form of a Firestore update time (a precondition must match exactly).
+_rfc3339: Callable[[Any], str] = DatetimeWithNanoseconds.rfc3339
+_from_rfc3339: Callable[[str], datetime] = DatetimeWithNanoseconds.from_rfc3339
+
+
+def _lease_time(lease: str) -> datetime:
+    """The update time of the claim that made `lease` (see claim_turn)."""
+    _, _, stamp = lease.partition("@")
+    try:
+        return _from_rfc3339(stamp)
+    except ValueError as exc:
+        raise ValueError(f"{lease!r} is not a turn lease of this store") from exc
 
 
 def _idempotency_doc(record: IdempotencyRecord) -> dict[str, Any]:

@@ -38,13 +38,12 @@ def _doc_id(key: str) -> str:
 class FirestoreQuotaStore:
     def __init__(self, client: firestore.Client, *, timeout_s: float = 5.0) -> None:
         self._collection = client.collection(QUOTA)
-        # A retried Increment may count twice (at worst one extra request refused), never
-        # zero times; bounded so a limit check never outlives a request.
+        # A retried Increment may count twice (at worst one extra request refused; for a
+        # negative one, a reservation given back twice), never zero times; bounded so a
+        # limit check never outlives a request.
         self._rpc = rpc_options(timeout_s, _RETRYABLE)
 
     def increment(self, key: str, amount: int, *, expires_at: datetime) -> int:
-        if amount < 0:
-            raise ValueError("amount must be >= 0")
         ref = self._collection.document(_doc_id(key))
         with _errors():
             result = ref.set(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from ion.adapters import (
 )
 from ion.adapters.sqlite_db import SqliteDatabase, as_database
 from ion.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
-from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry
+from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -104,6 +105,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at)",
     ),
+    (
+        # The turn lease: one turn at a time per conversation (claim_turn / save_turn).
+        "ALTER TABLE conversations ADD COLUMN turn_lease TEXT",
+        "ALTER TABLE conversations ADD COLUMN turn_lease_until TEXT",
+    ),
+    # Answers given under the crisis policy.
     ("ALTER TABLE messages ADD COLUMN crisis INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -116,6 +123,10 @@ _MESSAGE_COLUMNS = (
 
 # Composed once from constant column lists (never from input), hence the S608 waivers.
 _SELECT_CONVERSATIONS = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"  # noqa: S608
+_SELECT_CONVERSATION_AND_LEASE = (
+    f"SELECT {_CONVERSATION_COLUMNS}, turn_lease, turn_lease_until "  # noqa: S608
+    "FROM conversations WHERE id = ?"
+)
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"  # noqa: S608
 _UPSERT_CONVERSATION = (
     f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
@@ -123,6 +134,10 @@ _UPSERT_CONVERSATION = (
     "created_at = excluded.created_at, updated_at = excluded.updated_at, "
     "title = excluded.title, current_persona = excluded.current_persona, "
     "message_count = excluded.message_count"
+)
+# With a lease: the same upsert, and the turn lease it held is released.
+_UPSERT_CONVERSATION_RELEASING = (
+    _UPSERT_CONVERSATION + ", turn_lease = NULL, turn_lease_until = NULL"
 )
 _INSERT_MESSAGE = (
     f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
@@ -234,14 +249,23 @@ class SqliteStore:
         conversation: Conversation,
         messages: Sequence[Message],
         updated: Sequence[Message] = (),
+        *,
+        lease: str | None = None,
     ) -> None:
         first_seq = check_turn(conversation, messages)
         check_updated(conversation, updated)
         c = conversation
         try:
             with self._db.write() as conn:
+                if lease is not None:
+                    row = conn.execute(
+                        "SELECT turn_lease FROM conversations WHERE id = ?", (c.id,)
+                    ).fetchone()
+                    if row is None or row[0] != lease:
+                        # Taken over after it expired, or the conversation was deleted.
+                        raise _LeaseLost
                 conn.execute(
-                    _UPSERT_CONVERSATION,
+                    _UPSERT_CONVERSATION if lease is None else _UPSERT_CONVERSATION_RELEASING,
                     (
                         c.id,
                         c.user_id,
@@ -266,6 +290,13 @@ class SqliteStore:
                             f"save_turn: message {m.id!r} of conversation {c.id!r} "
                             "does not exist, so it cannot be updated"
                         )
+        except _LeaseLost as exc:
+            if messages and self._already_saved(conversation.id, first_seq, messages):
+                return  # the same turn saved twice (a retry): idempotent
+            raise TurnConflict(
+                f"conversation {conversation.id}: this turn no longer holds the conversation "
+                "(its lease expired and another turn took it, or the conversation was deleted)"
+            ) from exc
         except sqlite3.IntegrityError as exc:
             if self._already_saved(conversation.id, first_seq, messages):
                 return  # the same turn saved twice (a retry): idempotent
@@ -273,6 +304,32 @@ class SqliteStore:
                 f"conversation {conversation.id} already has messages at seq "
                 f"{first_seq}..{first_seq + len(messages) - 1} (concurrent turn?)"
             ) from exc
+
+    def claim_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+    ) -> TurnClaim:
+        with self._db.write() as conn:
+            row = conn.execute(_SELECT_CONVERSATION_AND_LEASE, (conversation_id,)).fetchone()
+            if row is None or row[1] != user_id:
+                return TurnClaim()
+            conversation = _conversation(row)
+            held, held_until = row[7], row[8]
+            if held is not None and held_until is not None and _dt(held_until) > to_utc(now):
+                return TurnClaim(conversation=conversation, busy_until=_dt(held_until))
+            lease = uuid.uuid4().hex
+            conn.execute(
+                "UPDATE conversations SET turn_lease = ?, turn_lease_until = ? WHERE id = ?",
+                (lease, _ts(until), conversation_id),
+            )
+        return TurnClaim(conversation=conversation, lease=lease)
+
+    def release_turn(self, conversation_id: str, lease: str) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE conversations SET turn_lease = NULL, turn_lease_until = NULL "
+                "WHERE id = ? AND turn_lease = ?",
+                (conversation_id, lease),
+            )
 
     def _already_saved(
         self, conversation_id: str, first_seq: int, messages: Sequence[Message]
@@ -434,6 +491,10 @@ class SqliteStore:
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 (error, entry_id),
             )
+
+
+class _LeaseLost(Exception):
+    """Raised inside save_turn's transaction (rolling it back) when the lease is gone."""
 
 
 # --- row mapping -------------------------------------------------------------------

@@ -50,8 +50,6 @@ class SqliteQuotaStore:
         return self._db.connection()
 
     def increment(self, key: str, amount: int, *, expires_at: datetime) -> int:
-        if amount < 0:
-            raise ValueError("amount must be >= 0")
         with self._lock:
             self._writes += 1
             purge = self._writes % _PURGE_EVERY == 0

@@ -12,6 +12,17 @@ Two behaviours worth knowing:
   resonance key that shape its prompt) + model + PROMPT_VERSION. A cached answer is
   stored as a normal assistant message (model = the model that produced it) with usage
   0/0, since no LLM call was made; replies and events say `cached: true`.
+- **One turn at a time per conversation.** `prepare` claims the conversation's turn lease
+  before it reads the history, so concurrent turns never all call the model: the losers
+  get `TurnInProgress` (409, Retry-After) with no LLM call. The lease is released by the
+  turn's save, or explicitly on every path that saves nothing; it expires if the
+  instance dies.
+- **Token budget.** With a `QuotaGuard`, `prepare` reserves the call's estimate on the
+  daily budget; the answer settles it to the real usage (also when the save then fails:
+  the tokens were spent), a failed call releases it, and a stream cut off after text
+  keeps it (what was generated is unknown).
+- **Time.** Messages' `created_at` increase with their sequence number even across
+  instances whose clocks differ: a new message is never older than the one before it.
 """
 
 from __future__ import annotations
@@ -19,20 +30,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ion import events
 from ion.domain.crisis import CrisisPolicy, load_policy
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import PROMPT_VERSION, build_request
+from ion.domain.quota import QuotaGuard, Reservation, estimate_tokens
 from ion.domain.routing import Router
 from ion.domain.safety import CrisisDetector, SafetyAssessment, load_rules
-from ion.errors import LlmError, NotFound
+from ion.errors import LlmError, NotFound, TurnInProgress
 from ion.models import (
     ChatReply,
     Conversation,
@@ -63,6 +76,9 @@ log = logging.getLogger(__name__)
 TITLE_CHARS = 80
 #: The `model` of a crisis answer given by the safe template (no model answered).
 CRISIS_TEMPLATE_MODEL = "safety-template"
+# What a learner is told to wait when another turn of the conversation is running.
+TURN_RETRY_AFTER_S = 2
+_TICK = timedelta(microseconds=1)
 
 
 # Only answers that ended normally are worth replaying to someone else.
@@ -103,6 +119,72 @@ def response_cache_key(
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
+class TurnHold:
+    """What a prepared turn holds until it ends: the conversation's turn lease and a token
+    reservation. Each is given back (or settled) exactly once, whichever path comes first.
+    """
+
+    def __init__(
+        self,
+        store: ConversationStore | None = None,
+        conversation_id: str = "",
+        lease: str | None = None,
+        budget: QuotaGuard | None = None,
+        reservation: Reservation | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._store = store
+        self._conversation_id = conversation_id
+        self._lease = lease
+        self._budget = budget
+        self._reservation = reservation
+
+    @property
+    def lease(self) -> str | None:
+        """The lease to save the turn with (None: none held, e.g. a new conversation)."""
+        return self._lease
+
+    def saved(self) -> None:
+        """The turn was saved with the lease, which released it in the same write."""
+        with self._lock:
+            self._lease = None
+
+    def release_lease(self) -> None:
+        with self._lock:
+            lease, self._lease = self._lease, None
+        if lease is None or self._store is None:
+            return
+        try:
+            self._store.release_turn(self._conversation_id, lease)
+        except Exception:
+            # It expires on its own; the request's outcome must not change for this.
+            log.exception("releasing a turn lease failed")
+
+    def _take_reservation(self) -> tuple[QuotaGuard | None, Reservation | None]:
+        with self._lock:
+            reservation, self._reservation = self._reservation, None
+        return self._budget, reservation
+
+    def settle(self, usage: Usage) -> None:
+        budget, reservation = self._take_reservation()
+        if budget is not None:
+            budget.settle(reservation, usage)
+
+    def keep_reservation(self) -> None:
+        """Charge the reservation as it is (the real usage of a cut-off call is unknown)."""
+        self._take_reservation()
+
+    def release_reservation(self) -> None:
+        budget, reservation = self._take_reservation()
+        if budget is not None:
+            budget.release(reservation)
+
+    def close(self) -> None:
+        """Give back whatever is still held (idempotent)."""
+        self.release_lease()
+        self.release_reservation()
+
+
 @dataclass(frozen=True)
 class PreparedTurn:
     """Everything decided before the LLM is called (what a stream's `meta` event shows)."""
@@ -121,6 +203,8 @@ class PreparedTurn:
     # Response cache: the key when this turn may use the cache, and the hit if any.
     cache_key: str | None = None
     cached: CachedAnswer | None = None
+    # The turn lease and token reservation, given back when the turn ends (`abandon`).
+    hold: TurnHold = field(default_factory=TurnHold)
     # The crisis check of the learner's message (a crisis turn gets the safe answer).
     assessment: SafetyAssessment = field(default_factory=lambda: SafetyAssessment(False, 0.0))
     safety: Safety = field(default_factory=Safety)
@@ -146,6 +230,7 @@ class ChatService:
         cache: ResponseCache | None = None,
         cache_ttl_s: int = 0,
         model_id: str | None = None,
+        turn_lease_s: float = 150.0,
         detector: CrisisDetector | None = None,
         crisis: CrisisPolicy | None = None,
         crisis_template_only: bool = False,
@@ -164,6 +249,9 @@ class ChatService:
         # The configured primary model: part of the cache key, and only its answers are
         # cached (a fallback model's answer is not replayed for the primary's key).
         self._model_id = model_id or llm.name
+        # Longer than any answer can take (the LLM's whole time budget), so only a holder
+        # that died loses it.
+        self._turn_lease = timedelta(seconds=turn_lease_s)
         # Every learner message is checked, before routing and before any cache.
         self._detector = detector or CrisisDetector(load_rules())
         self._crisis = crisis or load_policy()
@@ -204,14 +292,54 @@ class ChatService:
 
     # --- a chat turn -----------------------------------------------------------------
 
-    def prepare(self, user_id: str, text: str, conversation_id: str | None = None) -> PreparedTurn:
+    def prepare(
+        self,
+        user_id: str,
+        text: str,
+        conversation_id: str | None = None,
+        *,
+        budget: QuotaGuard | None = None,
+    ) -> PreparedTurn:
+        """Claim the conversation's turn, decide everything the LLM call needs, and reserve
+        its tokens on `budget`. Raises NotFound, TurnInProgress (409, nothing claimed) or
+        BudgetExhausted (429, nothing held). The returned turn holds the lease and the
+        reservation until `answer`/`stream` end it, or `abandon` gives them back."""
         now = self._clock.now()
+        if conversation_id is None:
+            return self._prepare(user_id, text, None, now, None, budget)
+        claim = self._store.claim_turn(
+            conversation_id, user_id, now=now, until=now + self._turn_lease
+        )
+        if claim.conversation is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        if claim.lease is None:
+            raise TurnInProgress(
+                "another message in this conversation is still being answered; retry shortly",
+                retry_after_s=TURN_RETRY_AFTER_S,
+            )
+        try:
+            return self._prepare(user_id, text, claim.conversation, now, claim.lease, budget)
+        except BaseException:
+            TurnHold(self._store, conversation_id, claim.lease).release_lease()
+            raise
+
+    def _prepare(
+        self,
+        user_id: str,
+        text: str,
+        claimed: Conversation | None,
+        now: datetime,
+        lease: str | None,
+        budget: QuotaGuard | None,
+    ) -> PreparedTurn:
         retry_of: Message | None = None
-        if conversation_id is not None:
-            conversation = self.owned_conversation(user_id, conversation_id)
-            history = self._store.recent_messages(conversation_id, max(self._history_window, 1))
+        if claimed is not None:
+            conversation = claimed
+            history = self._store.recent_messages(conversation.id, max(self._history_window, 1))
             is_new = False
             last = history[-1] if history else None
+            if last is not None:
+                now = max(now, last.created_at + _TICK)  # never older than the last message
             if (
                 last is not None
                 and last.role == "user"
@@ -233,6 +361,9 @@ class ChatService:
 
         learner_history = [m.text for m in history if m.role == "user"]
         assessment = self._detector.assess(text, learner_history)
+        if budget is not None and not assessment.crisis:
+            # A learner in crisis is never turned away; everyone else spends their allowance.
+            budget.admit(user_id, "chat")
         routed = self._router.route(
             text, history=learner_history, current_persona=conversation.current_persona
         )
@@ -240,9 +371,8 @@ class ChatService:
         language = routed.analysis.language
         safety = Safety()
         if assessment.crisis:
-            decision = self._crisis.override(
-                decision, self._catalog.require(self._crisis.persona).name
-            )
+            crisis_persona = self._catalog.require(self._crisis.persona)
+            decision = self._crisis.override(decision, crisis_persona.name)
             safety = Safety(crisis=True, resources=self._crisis.resources_for(language))
         persona = self._catalog.require(decision.primary)
         key = routed.analysis.key
@@ -296,6 +426,10 @@ class ChatService:
             except Exception:
                 # The cache is an optimisation: when it fails, ask the model.
                 log.exception("response cache lookup failed")
+        reservation: Reservation | None = None
+        if budget is not None and not assessment.crisis:
+            # A cached answer makes no LLM call: it is only checked against the budget.
+            reservation = budget.reserve(user_id, 0 if cached else estimate_tokens(request))
         turn = PreparedTurn(
             user_id=user_id,
             conversation=conversation,
@@ -303,12 +437,13 @@ class ChatService:
             user_message=user_message,
             assistant_message_id=self._new_id(),
             persona=persona,
-            routing=decision,
+            routing=routed.decision,
             resonance_key=key,
             request=request,
             retry_of=retry_of,
             cache_key=cache_key,
             cached=cached,
+            hold=TurnHold(self._store, conversation.id, lease, budget, reservation),
             assessment=assessment,
             safety=safety,
         )
@@ -364,6 +499,10 @@ class ChatService:
             finish_reason="STOP",
         )
 
+    def abandon(self, turn: PreparedTurn) -> None:
+        """Give back what the turn holds when it will not be answered (idempotent)."""
+        turn.hold.close()
+
     def send(self, user_id: str, text: str, conversation_id: str | None = None) -> ChatReply:
         """Answer one learner message; on LLM failure the message is kept as unanswered."""
         return self.answer(self.prepare(user_id, text, conversation_id))
@@ -371,18 +510,23 @@ class ChatService:
     def answer(self, turn: PreparedTurn) -> ChatReply:
         """Answer a prepared turn (from the cache or the LLM) and persist it."""
         started = time.perf_counter()
-        if turn.cached is not None:
-            return self._finish(turn, _cached_response(turn.cached), _elapsed_ms(started))
-        if turn.crisis:
-            return self._finish(turn, self._safe_response(turn), _elapsed_ms(started))
         try:
-            response = self._llm.generate(turn.request)
-        except LlmError as exc:
-            self._save_unanswered(turn, "blocked" if exc.code == "blocked" else "unanswered")
-            raise
-        reply = self._finish(turn, response, _elapsed_ms(started))
-        self._remember(turn, response)
-        return reply
+            if turn.cached is not None:
+                return self._finish(turn, _cached_response(turn.cached), _elapsed_ms(started))
+            if turn.crisis:
+                return self._finish(turn, self._safe_response(turn), _elapsed_ms(started))
+            try:
+                response = self._llm.generate(turn.request)
+            except LlmError as exc:
+                turn.hold.release_reservation()
+                self._save_unanswered(turn, "blocked" if exc.code == "blocked" else "unanswered")
+                raise
+            turn.hold.settle(response.usage)  # spent, whatever happens to the save
+            reply = self._finish(turn, response, _elapsed_ms(started))
+            self._remember(turn, response)
+            return reply
+        finally:
+            turn.hold.close()
 
     def stream(
         self, turn: PreparedTurn, on_reply: Callable[[ChatReply], None] | None = None
@@ -411,6 +555,7 @@ class ChatService:
         try:
             for chunk in source:
                 if chunk.final is not None:
+                    turn.hold.settle(chunk.final.usage)
                     reply = self._finish(turn, chunk.final, _elapsed_ms(started))
                     finished = True
                     if turn.cached is None and not turn.crisis:
@@ -424,17 +569,26 @@ class ChatService:
         except LlmError as exc:
             finished = True
             if parts:
+                turn.hold.keep_reservation()
                 model = getattr(exc, "model", None) or self._model_id
                 self._save_partial(turn, "".join(parts), _elapsed_ms(started), model)
             else:
+                turn.hold.release_reservation()
                 self._save_unanswered(turn, "blocked" if exc.code == "blocked" else "unanswered")
             raise
         finally:
-            if not finished:
-                if parts:
-                    self._save_partial(turn, "".join(parts), _elapsed_ms(started), self._model_id)
-                else:
-                    self._save_unanswered(turn, "unanswered")
+            try:
+                if not finished:
+                    if parts:
+                        turn.hold.keep_reservation()
+                        self._save_partial(
+                            turn, "".join(parts), _elapsed_ms(started), self._model_id
+                        )
+                    else:
+                        turn.hold.release_reservation()
+                        self._save_unanswered(turn, "unanswered")
+            finally:
+                turn.hold.close()
 
     def _remember(self, turn: PreparedTurn, response: LlmResponse) -> None:
         """Cache a first-turn answer from the primary model that ended normally."""
@@ -464,10 +618,14 @@ class ChatService:
 
     # --- persistence -----------------------------------------------------------------
 
+    def _after(self, turn: PreparedTurn) -> datetime:
+        """Now, but never before the turn's user message (clocks of instances differ)."""
+        return max(self._clock.now(), turn.user_message.created_at + _TICK)
+
     def _advance(self, turn: PreparedTurn, added: int) -> Conversation:
         return turn.conversation.model_copy(
             update={
-                "updated_at": self._clock.now(),
+                "updated_at": self._after(turn),
                 "current_persona": turn.persona.id,
                 "message_count": turn.conversation.message_count + added,
             }
@@ -479,12 +637,18 @@ class ChatService:
         """One atomic write: the user message (new, or updated for a retry) + the answer."""
         user_message = turn.user_message.model_copy(update={"status": user_status})
         appended = [assistant] if assistant is not None else []
+        lease = turn.hold.lease
         if turn.retry_of is None:
-            self._store.save_turn(self._advance(turn, 1 + len(appended)), [user_message, *appended])
-            return
-        if not appended and user_status == turn.retry_of.status:
+            self._store.save_turn(
+                self._advance(turn, 1 + len(appended)), [user_message, *appended], lease=lease
+            )
+        elif not appended and user_status == turn.retry_of.status:
             return  # a retry that failed the same way: the message is already stored so
-        self._store.save_turn(self._advance(turn, len(appended)), appended, updated=[user_message])
+        else:
+            self._store.save_turn(
+                self._advance(turn, len(appended)), appended, updated=[user_message], lease=lease
+            )
+        turn.hold.saved()
 
     def _save_unanswered(self, turn: PreparedTurn, status: MessageStatus) -> None:
         self._save(turn, status, None)
@@ -495,7 +659,7 @@ class ChatService:
             conversation_id=turn.conversation.id,
             role="assistant",
             text=text,
-            created_at=self._clock.now(),
+            created_at=self._after(turn),
             persona=turn.persona.id,
             model=model,
             latency_ms=latency_ms,
@@ -509,7 +673,7 @@ class ChatService:
             conversation_id=turn.conversation.id,
             role="assistant",
             text=response.text,
-            created_at=self._clock.now(),
+            created_at=self._after(turn),
             persona=turn.persona.id,
             routing=turn.routing,
             resonance_key=turn.resonance_key,

@@ -78,16 +78,15 @@ def post_chat(call: Call) -> Response:
     if claim is not None and claim.replay is not None:
         return _replay(call, claim.replay, wants_stream)
     try:
-        turn = chat.prepare(user, text, body.conversation_id)
-        # Only a request that will really run counts: invalid bodies and replays above
-        # never use up the learner's chat allowance, and a learner in crisis is never
-        # turned away. 429 here calls no LLM.
-        if not turn.crisis:
-            call.app.quota.before_chat(user)
+        # Claims the conversation's turn (409 while another turn of it runs), checks the
+        # message for crisis language, then (never for a learner in crisis) charges the
+        # chat rate limit and reserves the call's tokens on the daily budget (429): all
+        # before any LLM call. Invalid bodies and replays above never count.
+        turn = chat.prepare(user, text, body.conversation_id, budget=call.app.quota)
         if wants_stream:
             return _sse_response(call, turn, claim)
         try:
-            reply = chat.answer(turn)
+            reply = chat.answer(turn)  # settles or releases what the turn holds
         except LlmError as exc:
             # The learner's message is stored (unanswered/blocked): say in which
             # conversation, so a retry can send it there and complete it.
@@ -99,8 +98,6 @@ def post_chat(call: Call) -> Response:
         if claim is not None:
             claim.release()
         raise
-    if not reply.safety.crisis:
-        call.app.quota.record_usage(user, reply.usage, cached=reply.cached)
     body_json = reply_json(reply)
     if claim is not None:
         claim.complete(body_json)
@@ -257,8 +254,6 @@ def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = N
     completed: list[ChatReply] = []
 
     def on_reply(reply: ChatReply) -> None:
-        if not reply.safety.crisis:
-            call.app.quota.record_usage(turn.user_id, reply.usage, cached=reply.cached)
         if claim is not None:
             claim.complete(reply_json(reply))
         completed.append(reply)
@@ -307,6 +302,9 @@ def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = N
             )
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    # Should the server close the response before streaming it at all, the stream's own
+    # cleanup never runs: give back the turn lease and the token reservation here.
+    response.call_on_close(lambda: chat.abandon(turn))
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response
