@@ -383,10 +383,13 @@ def build_app(settings: Settings | None = None) -> App:
         clock=clock,
         history_window=settings.history_window,
         max_output_tokens=settings.gemini_max_output_tokens,
-        # The store is also the ResponseCache; ION_CACHE_TTL_S=0 turns the cache off.
-        cache=store if settings.cache_ttl_s > 0 else None,
+        # The store is also the ResponseCache; ION_CACHE_TTL_S=0 turns the cache off (its
+        # entries are still erased with their conversation).
+        cache=store,
         cache_ttl_s=settings.cache_ttl_s,
         model_id=settings.gemini_model if settings.llm_provider == "gemini" else llm.name,
+        feedback=learning,
+        idempotency=store,
     )
     verifier = build_verifier(settings, jwt_secret)
     return App(

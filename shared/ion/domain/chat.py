@@ -8,10 +8,14 @@ Two behaviours worth knowing:
   store write) instead of storing a duplicate.
 - **First-turn response cache.** A turn with no prior history (a new conversation, or the
   retry of a conversation's only, unanswered message) may be answered from the
-  ResponseCache: exact match on the normalised message + persona (and the language and
-  resonance key that shape its prompt) + model + PROMPT_VERSION. A cached answer is
+  ResponseCache: exact match on the user + normalised message + persona (and the language
+  and resonance key that shape its prompt) + model + PROMPT_VERSION. The user is part of
+  the key so that a hit never tells one learner what another one asked. A cached answer is
   stored as a normal assistant message (model = the model that produced it) with usage
   0/0, since no LLM call was made; replies and events say `cached: true`.
+- **Delete is erase.** Deleting a conversation also erases every derived copy of its text:
+  feedback (comments), Idempotency-Key records (their stored replies) and response-cache
+  entries it produced, before the conversation itself.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from ion.ports import (
     ConversationPage,
     ConversationStore,
     EventPublisher,
+    FeedbackStore,
+    IdempotencyStore,
     LanguageModel,
     LlmChunk,
     LlmRequest,
@@ -76,6 +82,7 @@ def normalise_for_cache(text: str) -> str:
 
 def response_cache_key(
     *,
+    user_id: str,
     message: str,
     persona_id: str,
     model: str,
@@ -86,6 +93,7 @@ def response_cache_key(
     material = json.dumps(
         [
             PROMPT_VERSION,
+            user_id,
             model,
             persona_id,
             language,
@@ -134,6 +142,8 @@ class ChatService:
         cache: ResponseCache | None = None,
         cache_ttl_s: int = 0,
         model_id: str | None = None,
+        feedback: FeedbackStore | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -145,6 +155,10 @@ class ChatService:
         self._max_output_tokens = max_output_tokens
         self._new_id = id_factory
         self._cache = cache if cache_ttl_s > 0 else None
+        # Erasure reaches the cache even while it is turned off (entries from before).
+        self._cache_store = cache
+        self._feedback = feedback
+        self._idempotency = idempotency
         self._cache_ttl_s = cache_ttl_s
         # The configured primary model: part of the cache key, and only its answers are
         # cached (a fallback model's answer is not replayed for the primary's key).
@@ -171,7 +185,18 @@ class ChatService:
         return self._store.list_conversations(user_id, limit=limit, cursor=cursor)
 
     def delete_conversation(self, user_id: str, conversation_id: str) -> None:
+        """Erase the conversation and every derived copy of its text.
+
+        The copies go first and the conversation last: if anything fails in between, the
+        conversation is still there and the learner can delete it again (never an orphan
+        copy of erased text that nothing points to)."""
         self.owned_conversation(user_id, conversation_id)
+        if self._feedback is not None:
+            self._feedback.delete_feedback_for_conversation(conversation_id)
+        if self._idempotency is not None:
+            self._idempotency.delete_idempotency_for_conversation(conversation_id)
+        if self._cache_store is not None:
+            self._cache_store.delete_cached_answers_for_conversation(conversation_id)
         self._store.delete_conversation(conversation_id)
 
     # --- a chat turn -----------------------------------------------------------------
@@ -239,6 +264,7 @@ class ChatService:
         first_turn = is_new or (retry_of is not None and conversation.message_count == 1)
         if self._cache is not None and first_turn:
             cache_key = response_cache_key(
+                user_id=user_id,
                 message=text,
                 persona_id=persona.id,
                 model=self._model_id,
@@ -349,6 +375,7 @@ class ChatService:
             finish_reason=response.finish_reason,
             created_at=now,
             expires_at=now + timedelta(seconds=self._cache_ttl_s),
+            conversation_id=turn.conversation.id,
         )
         try:
             self._cache.put_cached_answer(turn.cache_key, entry)
