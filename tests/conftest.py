@@ -164,3 +164,16 @@ def learning_backend(request: pytest.FixtureRequest) -> LearningBackend:
 
 
 # ============================ end of learning section ================================
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_levels() -> Iterator[None]:
+    """In-process `ion` CLI runs configure logging for the whole process (as a real CLI
+    run does): give every test the levels it started with."""
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("ion")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)

@@ -23,6 +23,7 @@ from ion.models import Conversation, Message
 from tests.conftest import LearningBackend
 from tests.fake_firestore_admin import FakeFirestoreAdmin
 from tests.fixtures_app import REPO
+from tests.fixtures_backup import BACKUP_KEY
 
 T0 = datetime(2026, 3, 1, 9, 30, 0, tzinfo=UTC)
 
@@ -196,9 +197,12 @@ def test_backup_function_takes_a_scheduler_push(
 
 
 def test_cli_export_verify_restore_refuses_non_empty(
-    clean_env: Path, capsys: pytest.CaptureFixture[str]
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ion.adapters.sqlite import SqliteStore
+
+    # One key for the source and the fresh data dir below (a generated key is per data dir).
+    monkeypatch.setenv("ION_BACKUP_HMAC_KEY", BACKUP_KEY.decode())
 
     data = clean_env / "data"
     store = SqliteStore(data / "ion.sqlite3")
@@ -226,4 +230,4 @@ def test_cli_export_verify_restore_refuses_non_empty(
     assert cli.main(["backup", "verify", str(out)]) == 2
     assert "sha256 mismatch" in capsys.readouterr().err
     with pytest.raises(ValueError, match="damaged"):
-        verify_backup(out)
+        verify_backup(out, key=BACKUP_KEY)

@@ -19,6 +19,7 @@ from ion.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone, 
 from ion.ports import BackupRecord, Feedback, OutboxEntry, StatsDelta
 from tests.conftest import FIRESTORE_TEST_PROJECT, LearningBackend
 from tests.emulators import EmulatorProcess, http_status
+from tests.fixtures_backup import BACKUP_KEY
 
 CONVERSATIONS = 1000
 T0 = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
@@ -156,7 +157,7 @@ def _drill(
     _populate(backend)
     before_view = _port_view(backend)
     first = export(tmp_path / "a")
-    assert verify_backup(tmp_path / "a") == first
+    assert verify_backup(tmp_path / "a", key=BACKUP_KEY) == first
     assert first.counts["conversations"] == CONVERSATIONS
     messages = next(c for c in first.counts if c.endswith("messages"))
     assert first.counts[messages] == 2 * CONVERSATIONS
@@ -181,9 +182,15 @@ def _drill(
 
 
 def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) -> None:
-    from ion.adapters.backup_sqlite import export_sqlite, restore_sqlite, sqlite_row_counts
+    from ion.adapters.backup_sqlite import (
+        ensure_app_schema,
+        export_sqlite,
+        restore_sqlite,
+        sqlite_row_counts,
+    )
 
     path = sqlite_learning.store.path
+    ensure_app_schema(path)  # every table the app has (quota too), as in production
 
     def wipe() -> None:
         from ion.adapters.sqlite import SqliteStore
@@ -201,9 +208,9 @@ def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) 
     _drill(
         sqlite_learning,
         tmp_path,
-        export=lambda d: export_sqlite(path, d),
+        export=lambda d: export_sqlite(path, d, key=BACKUP_KEY),
         wipe=wipe,
-        restore=lambda d: restore_sqlite(path, d),
+        restore=lambda d: restore_sqlite(path, d, key=BACKUP_KEY),
         counts=lambda: sqlite_row_counts(path),
     )
 
@@ -230,9 +237,9 @@ def test_restore_drill_firestore(
     _drill(
         firestore_learning,
         tmp_path,
-        export=lambda d: export_firestore(client, d),
+        export=lambda d: export_firestore(client, d, key=BACKUP_KEY),
         wipe=lambda: firestore_reset_now(),
-        restore=lambda d: restore_firestore(client, d),
+        restore=lambda d: restore_firestore(client, d, key=BACKUP_KEY),
         counts=lambda: firestore_document_counts(client),
     )
 
@@ -246,11 +253,11 @@ def test_restore_refuses_a_non_empty_store_unless_forced(
     path = sqlite_learning.store.path
     conversation = Conversation(id="only", user_id="u", created_at=T0, updated_at=T0)
     sqlite_learning.store.save_turn(conversation, [])
-    export_sqlite(path, tmp_path / "one")
+    export_sqlite(path, tmp_path / "one", key=BACKUP_KEY)
     other = conversation.model_copy(update={"id": "other"})
     sqlite_learning.store.save_turn(other, [])
     with pytest.raises(StoreNotEmpty):
-        restore_sqlite(path, tmp_path / "one")
-    restore_sqlite(path, tmp_path / "one", force=True)
+        restore_sqlite(path, tmp_path / "one", key=BACKUP_KEY)
+    restore_sqlite(path, tmp_path / "one", key=BACKUP_KEY, force=True)
     assert sqlite_row_counts(path)["conversations"] == 1
     assert sqlite_learning.store.get_conversation("other") is None

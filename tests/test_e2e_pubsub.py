@@ -35,6 +35,7 @@ from ion.models import Intent, Pace, ResonanceKey, Tone, Usage
 from tests.conftest import FIRESTORE_TEST_PROJECT
 from tests.emulators import EmulatorProcess, free_port, start_emulator
 from tests.fixtures_app import REPO, TEST_JWT_SECRET
+from tests.fixtures_backup import BACKUP_KEY
 from tests.fixtures_pubsub import PubSubEmulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulator]
@@ -87,6 +88,7 @@ def functions(
         "ION_JWT_SECRET": TEST_JWT_SECRET,
         "ION_EVENTS_TOPIC": events_topic,
         "ION_BACKUP_MODE": "logical",
+        "ION_BACKUP_HMAC_KEY": BACKUP_KEY.decode(),
         "ION_BACKUP_DIR": str(backup_dir),
         "ION_ROUTING_STATS_TTL_S": "0",
         "ION_DATA_DIR": str(tmp_path / "data"),
@@ -217,7 +219,7 @@ def test_chat_feedback_backup_and_dedupe_over_pubsub(functions: Functions) -> No
         publisher.stop()
     backups = eventually(lambda: catalog.list_backups() or None, "a backup in the catalog")
     assert [(b.kind, b.status) for b in backups] == [("logical", "succeeded")]
-    manifest = verify_backup(Path(backups[0].location))
+    manifest = verify_backup(Path(backups[0].location), key=BACKUP_KEY)
     assert manifest.counts["conversations"] == 1
     assert manifest.counts["feedback"] == 1
     assert manifest.counts["routing_stats"] >= 1

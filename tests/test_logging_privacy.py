@@ -121,3 +121,88 @@ def test_json_lines_for_cloud_logging() -> None:
     assert line["status"] == 429
     assert line["user_hash"] == hash_user_id(USER)
     assert USER not in json.dumps(line)
+
+
+def test_filter_escapes_control_characters_and_redacts_query_credentials() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.controls")
+    logger.propagate = False
+    logger.addHandler(make_handler("json", stream))
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info(
+            "GET %s",
+            "/v1/a\x00b\r\nFAKE LINE\x1b[31m?id_token=opaque-1&client_secret=opaque-2&page=3",
+            extra={"path": "/v1/a\x00b?access_token=opaque-3"},
+        )
+    finally:
+        logger.handlers.clear()
+    output = stream.getvalue()
+    assert output.count("\n") == 1  # one line, whatever the path held
+    line = json.loads(output)
+    assert line["message"] == (
+        "GET /v1/a\\x00b\\x0d\\x0aFAKE LINE\\x1b[31m"
+        "?id_token=[redacted]&client_secret=[redacted]&page=3"
+    )
+    assert line["path"] == "/v1/a\\x00b?access_token=[redacted]"
+
+
+def test_ion_serve_access_log_has_no_token_and_no_raw_control_characters(
+    clean_env: Path,
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ION_")}
+    env.update({"ION_DATA_DIR": str(clean_env / "data"), "ION_JWT_SECRET": TEST_JWT_SECRET})
+    log_path = clean_env / "serve.log"
+    with log_path.open("wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ion.cli", "serve", "--port", str(port), "--user", USER],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            env=env,
+        )
+        try:
+            assert server.stdout is not None
+            lines = [server.stdout.readline().decode() for _ in range(3)]
+            token = lines[2].strip()
+            assert token.startswith("eyJ")
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(200):  # until the server listens (it prints before it binds)
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            auth = {"Authorization": f"Bearer {token}"}
+
+            def get(path: str) -> int:
+                request = urllib.request.Request(base + path, headers=auth)
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        return int(response.status)
+                except urllib.error.HTTPError as exc:
+                    return exc.code
+
+            assert get(f"/v1/conversations?access_token={token}") == 200
+            assert get("/v1/conversations/a%00b") == 400
+            assert get("/health") == 200
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    logged = log_path.read_bytes()
+    assert b'"GET /health HTTP/1.1" 200' in logged  # werkzeug's access log was written
+    assert token.encode() not in logged
+    assert token.split(".")[2].encode() not in logged
+    assert b"access_token=[redacted]" in logged
+    assert b"\x00" not in logged
+    assert b"GET /v1/conversations/a\\x00b -> 400" in logged  # ion.http's request line

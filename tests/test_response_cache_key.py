@@ -12,6 +12,7 @@ from ion.models import Intent, Pace, ResonanceKey, Tone
 
 KEY = ResonanceKey(tone=Tone.CURIOUS, pace=Pace.MEDIUM, intent=Intent.INQUIRY)
 BASE = {
+    "user_id": "alice",
     "message": "How do decorators work?",
     "persona_id": "elro",
     "model": "gemini-2.5-flash",
@@ -37,6 +38,7 @@ def test_equivalent_messages_share_a_key() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
+        ("user_id", "bob"),
         ("message", "How do generators work?"),
         ("persona_id", "riri"),
         ("model", "gemini-2.5-pro"),

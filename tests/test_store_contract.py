@@ -578,13 +578,20 @@ def test_racing_claims_exactly_one_wins(store: Any) -> None:
 KEY = "a" * 64  # a sha256 hex digest in real use
 
 
-def cached(text: str = "answer", *, ttl_s: int = 60, at: datetime = T0) -> CachedAnswer:
+def cached(
+    text: str = "answer",
+    *,
+    ttl_s: int = 60,
+    at: datetime = T0,
+    conversation_id: str | None = "c1",
+) -> CachedAnswer:
     return CachedAnswer(
         text=text,
         model="gemini-2.5-flash",
         finish_reason="STOP",
         created_at=at,
         expires_at=at + timedelta(seconds=ttl_s),
+        conversation_id=conversation_id,
     )
 
 
@@ -607,6 +614,16 @@ def test_cache_put_replaces(store: Any) -> None:
     fresh = cached("new", at=T0 + timedelta(seconds=30))
     store.put_cached_answer(KEY, fresh)
     assert store.get_cached_answer(KEY, T0 + timedelta(seconds=31)) == fresh
+
+
+def test_cached_answers_are_erased_with_their_conversation(store: Any) -> None:
+    store.put_cached_answer("1" * 64, cached("live", conversation_id="c1"))
+    store.put_cached_answer("2" * 64, cached("expired", ttl_s=1, conversation_id="c1"))
+    store.put_cached_answer("3" * 64, cached("other", conversation_id="c2"))
+    assert store.delete_cached_answers_for_conversation("c1") == 2
+    assert store.delete_cached_answers_for_conversation("c1") == 0  # idempotent
+    assert store.get_cached_answer("1" * 64, T0) is None
+    assert store.get_cached_answer("3" * 64, T0) == cached("other", conversation_id="c2")
 
 
 # --- idempotency keys -------------------------------------------------------------------
@@ -638,10 +655,15 @@ def test_idempotency_claim_complete_replay(store: Any) -> None:
     again = store.claim_idempotency(claim(at=T0 + timedelta(seconds=1)), T0 + timedelta(seconds=1))
     assert again == first  # still pending: the caller answers 409
 
-    store.complete_idempotency("u1", "key-1", '{"reply": "hi"}')
+    store.complete_idempotency("u1", "key-1", '{"reply": "hi"}', conversation_id="c1")
     done = store.claim_idempotency(claim(body="h2"), T0 + timedelta(hours=1))
     assert done is not None
-    assert (done.state, done.response, done.request_hash) == ("done", '{"reply": "hi"}', "h1")
+    assert (done.state, done.response, done.request_hash, done.conversation_id) == (
+        "done",
+        '{"reply": "hi"}',
+        "h1",
+        "c1",
+    )
     store.release_idempotency("u1", "key-1")  # a completed key is never released
     assert store.claim_idempotency(claim(), T0 + timedelta(hours=2)) == done
 
@@ -688,7 +710,7 @@ def test_idempotency_keys_are_per_user_and_verbatim(store: Any) -> None:
 
 def test_idempotency_expired_or_abandoned_claims_are_free(store: Any) -> None:
     assert store.claim_idempotency(claim(ttl_s=3600), T0) is None
-    store.complete_idempotency("u1", "key-1", "{}")
+    store.complete_idempotency("u1", "key-1", "{}", conversation_id="c1")
     later = T0 + timedelta(seconds=3600)
     assert store.claim_idempotency(claim(at=later), later) is None  # the done one expired
 
@@ -696,7 +718,24 @@ def test_idempotency_expired_or_abandoned_claims_are_free(store: Any) -> None:
     assert store.claim_idempotency(claim(key="k2", lease_s=10), T0) is None
     after_lease = T0 + timedelta(seconds=10)
     assert store.claim_idempotency(claim(key="k2", at=after_lease), after_lease) is None
-    store.complete_idempotency("nobody", "missing", "{}")  # no-op for an unknown key
+    # No-op for an unknown key.
+    store.complete_idempotency("nobody", "missing", "{}", conversation_id="c1")
+
+
+def test_idempotency_records_are_erased_with_their_conversation(store: Any) -> None:
+    for user, key, cid in [("u1", "k1", "c1"), ("u1", "k2", "c1"), ("u1", "k3", "c2")]:
+        assert store.claim_idempotency(claim(user=user, key=key), T0) is None
+        store.complete_idempotency(
+            user, key, f'{{"conversation_id": "{cid}"}}', conversation_id=cid
+        )
+    assert store.claim_idempotency(claim(key="pending"), T0) is None  # no conversation yet
+    assert store.delete_idempotency_for_conversation("c1") == 2
+    assert store.delete_idempotency_for_conversation("c1") == 0
+    later = T0 + timedelta(seconds=1)
+    assert store.claim_idempotency(claim(key="k1", at=later), later) is None  # gone: claimable
+    kept = store.claim_idempotency(claim(key="k3", at=later), later)
+    assert kept is not None and kept.conversation_id == "c2"
+    assert store.claim_idempotency(claim(key="pending", at=later), later) == claim(key="pending")
 
 
 # --- outbox -----------------------------------------------------------------------------
@@ -763,6 +802,48 @@ def test_sqlite_pragmas_and_schema_version(sqlite_store: Any) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def test_sqlite_migration_3_attributes_stored_replies_and_drops_shared_cache(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from ion.adapters.sqlite import MIGRATIONS, SqliteStore
+
+    path = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:2]:
+        for statement in migration:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO response_cache VALUES ('k', 'answer', 'm', 'STOP', ?, ?)",
+        (T0.isoformat(), (T0 + timedelta(hours=1)).isoformat()),
+    )
+    for key, response in [("done", '{"conversation_id": "c9"}'), ("pending", None)]:
+        conn.execute(
+            "INSERT INTO idempotency_keys VALUES ('u1', ?, 'h', ?, ?, ?, ?, ?)",
+            (
+                key,
+                "pending" if response is None else "done",
+                T0.isoformat(),
+                (T0 + timedelta(days=1)).isoformat(),
+                T0.isoformat(),
+                response,
+            ),
+        )
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        store.ping()
+        assert store._connection().execute("SELECT count(*) FROM response_cache").fetchone() == (0,)
+        assert store.delete_idempotency_for_conversation("c9") == 1
+        rows = store._connection().execute("SELECT idem_key FROM idempotency_keys").fetchall()
+        assert rows == [("pending",)]
+    finally:
+        store.close()
 
 
 def test_sqlite_foreign_key_cascade(sqlite_store: Any) -> None:

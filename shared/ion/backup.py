@@ -14,14 +14,20 @@ works through small ports:
 Logical backup format (`ion backup export|restore|verify`, docs/operations.md): a
 directory with one NDJSON file per table (SQLite) or per collection path shape (Firestore,
 e.g. `conversations.messages.ndjson` for conversations/*/messages), and `manifest.json`
-listing every file with its record count and sha256.
+listing every file with its record count and sha256, signed with HMAC-SHA256 under the
+backup key (`ION_BACKUP_HMAC_KEY`), so a changed manifest (or file) is never restored.
+
+Backups hold learners' conversations: directories are created 0700 and files 0600,
+whatever the umask.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +45,10 @@ log = logging.getLogger("ion.backup")
 MANIFEST = "manifest.json"
 FORMAT = "ion-logical-backup"
 FORMAT_VERSION = 1
+
+# The manifest's signature fields (not part of what is signed).
+SIGNATURE = "hmac_sha256"
+KEY_ID = "hmac_key_id"
 
 _ID_RE = re.compile(r"^(\d{8}T\d{6}Z)(?:-(\d+))?(?:\.sqlite3)?$")
 
@@ -93,6 +103,23 @@ def prune_directory(directory: Path, now: datetime, retention_days: int) -> list
         removed.append(str(path))
         log.info("backup retention: deleted %s", path)
     return removed
+
+
+# --- private files ---------------------------------------------------------------------
+
+
+def private_directory(path: Path) -> Path:
+    """`path` as an owner-only (0700) directory, created if missing (parents too)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # the umask cannot widen it, but an existing dir may be wider
+    return path
+
+
+def private_file(path: Path) -> int:
+    """A new owner-only (0600) file opened for writing (fails if it exists): the fd."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 # --- the scheduled run ---------------------------------------------------------------
@@ -207,7 +234,7 @@ class LogicalExportTarget:
         self._retention_days = retention_days
 
     def start(self, backup_id: str, started_at: datetime) -> BackupRecord:
-        self._directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self._directory)
         name = unique_name(self._directory, backup_id)
         partial = self._directory / f".{name}.partial"
         if partial.exists():
@@ -240,6 +267,10 @@ class BackupInvalid(ValueError):
 
 class StoreNotEmpty(ValueError):
     """Restore refused: the target already holds data (use --force to replace it)."""
+
+
+class ExportTargetNotEmpty(ValueError):
+    """Export refused: the directory exists and holds files."""
 
 
 class FileEntry(BaseModel):
@@ -285,15 +316,25 @@ def write_backup(
     backend: str,
     collections: dict[str, list[dict[str, Any]]],
     *,
+    key: bytes,
     meta: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write one NDJSON file per collection (records as given) and the manifest."""
-    directory.mkdir(parents=True, exist_ok=False)
+    """Write one NDJSON file per collection (records as given) and the signed manifest.
+
+    `directory` must not exist (its parent must), or be an empty directory: an export never
+    mixes with other files. It is made 0700 and every file 0600."""
+    if directory.is_dir() and any(directory.iterdir()):
+        raise ExportTargetNotEmpty(
+            f"{directory} is not empty: export into a new or empty directory"
+        )
+    if not directory.is_dir():
+        directory.mkdir(mode=0o700)
+    os.chmod(directory, 0o700)
     entries = []
     for collection in sorted(collections):
         name = file_name(collection)
         digest = hashlib.sha256()
-        with (directory / name).open("wb") as handle:
+        with os.fdopen(private_file(directory / name), "wb") as handle:
             for record in collections[collection]:
                 line = canonical_line(record)
                 digest.update(line)
@@ -309,19 +350,61 @@ def write_backup(
     manifest = Manifest(
         backend=backend, created_at=datetime.now(UTC), files=entries, meta=meta or {}
     )
-    (directory / MANIFEST).write_text(
-        json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
+    write_manifest(directory, manifest.model_dump(mode="json"), key=key)
     return manifest
 
 
-def read_manifest(directory: Path) -> Manifest:
+def key_id(key: bytes) -> str:
+    """A short fingerprint naming the key (not secret: the key has ≥ 256 bits)."""
+    return hashlib.sha256(b"ion-backup-key-id\0" + key).hexdigest()[:12]
+
+
+def manifest_signature(document: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 over the canonical JSON of the manifest without its signature field."""
+    body = {k: v for k, v in document.items() if k != SIGNATURE}
+    return hmac.new(key, canonical_line(body), hashlib.sha256).hexdigest()
+
+
+def write_manifest(directory: Path, document: dict[str, Any], *, key: bytes) -> None:
+    """Sign `document` with `key` and write it as the directory's manifest.json (0600)."""
+    signed = {k: v for k, v in document.items() if k != SIGNATURE}
+    signed[KEY_ID] = key_id(key)
+    signed[SIGNATURE] = manifest_signature(signed, key)
+    path = directory / MANIFEST
+    path.unlink(missing_ok=True)
+    with os.fdopen(private_file(path), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(signed, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_manifest(directory: Path, *, key: bytes) -> Manifest:
+    """The manifest, once its HMAC checks out under `key` (BackupInvalid otherwise)."""
     path = directory / MANIFEST
     try:
-        manifest = Manifest.model_validate_json(path.read_bytes())
+        document = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise BackupInvalid(f"{path} not found: not a logical backup directory") from None
+    except ValueError as exc:
+        raise BackupInvalid(f"{path} is not a valid manifest: {exc}") from exc
+    if not isinstance(document, dict):
+        raise BackupInvalid(f"{path} is not a valid manifest: not a JSON object")
+    signature = document.get(SIGNATURE)
+    if not isinstance(signature, str):
+        raise BackupInvalid(
+            f"{path} is not signed: it was not made by this release's `ion backup export`, "
+            "or was altered; a backup is verified and restored only with a valid signature"
+        )
+    if document.get(KEY_ID) != key_id(key):
+        raise BackupInvalid(
+            f"{path} was signed with another backup key (id {document.get(KEY_ID)!r}, this "
+            f"key is {key_id(key)!r}): set ION_BACKUP_HMAC_KEY to the key of the "
+            "environment that made the backup"
+        )
+    if not hmac.compare_digest(signature, manifest_signature(document, key)):
+        raise BackupInvalid(
+            f"{path}: signature mismatch: the manifest was changed after the export"
+        )
+    try:
+        manifest = Manifest.model_validate(document)
     except ValueError as exc:
         raise BackupInvalid(f"{path} is not a valid manifest: {exc}") from exc
     if manifest.format != FORMAT or manifest.version != FORMAT_VERSION:
@@ -329,12 +412,17 @@ def read_manifest(directory: Path) -> Manifest:
             f"{path}: format {manifest.format!r} v{manifest.version} is not "
             f"{FORMAT!r} v{FORMAT_VERSION}"
         )
+    for entry in manifest.files:
+        # Names are derived from the collection, never a path: nothing outside the directory.
+        if entry.name != file_name(entry.collection) or entry.name.startswith("."):
+            raise BackupInvalid(f"{path}: file name {entry.name!r} does not fit its collection")
     return manifest
 
 
-def verify_backup(directory: Path) -> Manifest:
-    """Check every file against the manifest (sha256, record count, JSON lines, no strays)."""
-    manifest = read_manifest(directory)
+def verify_backup(directory: Path, *, key: bytes) -> Manifest:
+    """Check the manifest's signature, then every file against it (sha256, record count,
+    JSON lines, no strays)."""
+    manifest = read_manifest(directory, key=key)
     problems = []
     listed = {f.name for f in manifest.files}
     strays = sorted(

@@ -13,10 +13,11 @@ def _print(value: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ion.bootstrap import build_worker, logical_exporter
+    from ion.bootstrap import build_worker, logical_exporter, resolve_backup_key
 
     worker = build_worker()
-    manifest = logical_exporter(worker.settings, worker.store)(Path(args.directory))
+    key = resolve_backup_key(worker.settings)
+    manifest = logical_exporter(worker.settings, worker.store, key)(Path(args.directory))
     _print(
         {"directory": str(args.directory), "backend": manifest.backend, "counts": manifest.counts}
     )
@@ -24,28 +25,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from ion.bootstrap import build_worker
+    from ion.bootstrap import build_worker, resolve_backup_key
 
     worker = build_worker()
+    key = resolve_backup_key(worker.settings)
     directory = Path(args.directory)
     if worker.settings.backend == "gcp":
         from ion.adapters.backup_firestore import restore_firestore
 
-        manifest = restore_firestore(worker.store.client, directory, force=args.force)
+        manifest = restore_firestore(worker.store.client, directory, key=key, force=args.force)
     else:
         from ion.adapters.backup_sqlite import restore_sqlite
 
-        worker.store.ping()  # the app's own schema first (migrations), then the data
         worker.store.close()
-        manifest = restore_sqlite(worker.store.path, directory, force=args.force)
+        manifest = restore_sqlite(worker.store.path, directory, key=key, force=args.force)
     _print({"restored": str(directory), "backend": manifest.backend, "counts": manifest.counts})
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ion.backup import verify_backup
+    from ion.bootstrap import resolve_backup_key
+    from ion.settings import Settings
 
-    manifest = verify_backup(Path(args.directory))
+    manifest = verify_backup(Path(args.directory), key=resolve_backup_key(Settings()))
     _print({"ok": True, "backend": manifest.backend, "counts": manifest.counts})
     return 0
 
@@ -75,7 +78,9 @@ def add_backup_parser(sub: Any) -> None:
         parser.add_argument("--backend", choices=["embedded", "gcp"])
 
     export = actions.add_parser("export", help="write every table/collection as NDJSON to DIR")
-    export.add_argument("directory", help="a directory that does not exist yet")
+    export.add_argument(
+        "directory", help="a new directory (created 0700), or an empty one; never a non-empty one"
+    )
     backend(export)
     export.set_defaults(func=cmd_export)
 
@@ -87,8 +92,11 @@ def add_backup_parser(sub: Any) -> None:
     backend(restore)
     restore.set_defaults(func=cmd_restore)
 
-    verify = actions.add_parser("verify", help="check a logical backup against its manifest")
+    verify = actions.add_parser(
+        "verify", help="check a logical backup's signature and files against its manifest"
+    )
     verify.add_argument("directory")
+    backend(verify)
     verify.set_defaults(func=cmd_verify)
 
     run = actions.add_parser("run", help="one scheduled backup run now (what the function does)")

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEV_SECRET_FILE = "dev-jwt-secret"  # noqa: S105 - a file name, not a secret
+BACKUP_KEY_FILE = "backup-hmac-key"
+BACKUP_KEY_MIN_CHARS = 32
 
 
 @dataclass
@@ -198,9 +200,34 @@ def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
     return _dev_secret(settings.data_dir)
 
 
-def _dev_secret(data_dir: Path) -> str:
+def resolve_backup_key(settings: Settings, secrets: Secrets | None = None) -> bytes:
+    """The key that signs logical backup manifests: ION_BACKUP_HMAC_KEY, else the secret
+    `<prefix>backup-hmac-key`, else (embedded or emulators) one generated in the data dir."""
+    if settings.backup_hmac_key is not None:
+        value = settings.backup_hmac_key.get_secret_value()
+    else:
+        try:
+            value = (secrets or build_secrets(settings)).get("backup-hmac-key")
+        except SecretNotFound:
+            on_emulator = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+            if settings.backend != "embedded" and not on_emulator:
+                raise ConfigurationError(
+                    "no backup signing key: set ION_BACKUP_HMAC_KEY or create the Secret"
+                    f" Manager secret '{settings.secret_prefix}backup-hmac-key'"
+                ) from None
+            value = _dev_secret(settings.data_dir, BACKUP_KEY_FILE, "backup signing key")
+    if len(value) < BACKUP_KEY_MIN_CHARS:
+        raise ConfigurationError(
+            f"the backup signing key must be at least {BACKUP_KEY_MIN_CHARS} characters"
+        )
+    return value.encode("utf-8")
+
+
+def _dev_secret(
+    data_dir: Path, name: str = DEV_SECRET_FILE, what: str = "development JWT secret"
+) -> str:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = data_dir / DEV_SECRET_FILE
+    path = data_dir / name
     try:
         # O_EXCL: of several processes starting at once, exactly one writes the secret.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -208,13 +235,11 @@ def _dev_secret(data_dir: Path) -> str:
         value = path.read_text(encoding="ascii").strip()
         if value:
             return value
-        raise ConfigurationError(
-            f"{path} is empty: delete it to generate a new dev secret"
-        ) from None
+        raise ConfigurationError(f"{path} is empty: delete it to generate a new {what}") from None
     value = pysecrets.token_urlsafe(48)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(value + "\n")
-    log.info("generated a development JWT secret in %s", path)
+    log.info("generated a %s in %s", what, path)
     return value
 
 
@@ -386,7 +411,7 @@ def build_backup_runner(worker: Worker) -> Any:
     else:
         target = LogicalExportTarget(
             backup_directory(settings),
-            logical_exporter(settings, store),
+            logical_exporter(settings, store, resolve_backup_key(settings)),
             settings.backup_retention_days,
         )
     return BackupRunner(
@@ -402,15 +427,16 @@ def backup_directory(settings: Settings) -> Path:
     return (settings.backup_dir or settings.data_dir / "backups").expanduser().resolve()
 
 
-def logical_exporter(settings: Settings, store: Any) -> Any:
-    """`export(directory) -> Manifest` for the configured backend (ion backup export)."""
+def logical_exporter(settings: Settings, store: Any, key: bytes) -> Any:
+    """`export(directory) -> Manifest` for the configured backend (ion backup export),
+    signing the manifest with `key`."""
     if settings.backend == "gcp":
         from ion.adapters.backup_firestore import export_firestore
 
-        return lambda directory: export_firestore(store.client, directory)
+        return lambda directory: export_firestore(store.client, directory, key=key)
     from ion.adapters.backup_sqlite import export_sqlite
 
-    return lambda directory: export_sqlite(store.path, directory)
+    return lambda directory: export_sqlite(store.path, directory, key=key)
 
 
 def quota_limits(settings: Settings) -> QuotaLimits:
@@ -457,8 +483,9 @@ def build_app(settings: Settings | None = None) -> App:
         clock=clock,
         history_window=settings.history_window,
         max_output_tokens=settings.gemini_max_output_tokens,
-        # The store is also the ResponseCache; ION_CACHE_TTL_S=0 turns the cache off.
-        cache=store if settings.cache_ttl_s > 0 else None,
+        # The store is also the ResponseCache; ION_CACHE_TTL_S=0 turns the cache off (its
+        # entries are still erased with their conversation).
+        cache=store,
         cache_ttl_s=settings.cache_ttl_s,
         model_id=settings.gemini_model if settings.llm_provider == "gemini" else llm.name,
         # Outlives the LLM's whole time budget (retries and fallback included).
@@ -467,6 +494,8 @@ def build_app(settings: Settings | None = None) -> App:
         crisis=load_policy(settings.crisis_resources_file),
         # The offline provider has no real answers to give: a crisis gets the template.
         crisis_template_only=settings.llm_provider == "offline",
+        feedback=learning,
+        idempotency=store,
     )
     verifier = build_verifier(settings, jwt_secret)
     return App(

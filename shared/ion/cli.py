@@ -23,10 +23,14 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["ION_BACKEND"] = args.backend
     if getattr(args, "data_dir", None):
         os.environ["ION_DATA_DIR"] = str(args.data_dir)
-    logging.basicConfig(
-        level=os.environ.get("ION_LOG_LEVEL", "WARNING" if args.command != "serve" else "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from ion.logs import configure_logging
+
+    # The redacting setup, not a bare basicConfig: under `ion serve` werkzeug writes an
+    # access line per request, with the query string (tokens) and the decoded path.
+    level = os.environ.get("ION_LOG_LEVEL", "WARNING" if args.command != "serve" else "INFO")
+    log_format = "json" if os.environ.get("ION_LOG_FORMAT") == "json" else "text"
+    configure_logging(level, log_format)
+    logging.getLogger().setLevel(level.upper())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

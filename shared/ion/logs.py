@@ -2,8 +2,10 @@
 
 The code itself never logs message text, tokens, secrets or raw user ids (a test holds it
 to that); users appear only as `user_hash` (`ion.events.hash_user_id`). `RedactingFilter`
-is the second line of defence for what third-party libraries might log: it scrubs JWTs,
-bearer tokens and API keys, and turns a `user_id` extra into `user_hash`.
+is the second line of defence for what third-party libraries might log (werkzeug's access
+log under `ion serve` included): it scrubs JWTs, bearer tokens, API keys and credentials
+in query strings, escapes control characters (a `%00` or `%0a` in a path can neither cut
+nor forge a line), and turns a `user_id` extra into `user_hash`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ _SECRET_PATTERNS = (
     # A JWT (header.payload.signature, base64url; headers start with '{"' = eyJ).
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [redacted]"),
-    # Keys in URLs (?key=..., &access_token=...) and Google API keys anywhere.
+    # Credentials in URL query strings (?key=..., &access_token=..., ?id_token=...,
+    # ?client_secret=..., ?password=..., ?sig=...) and Google API keys anywhere.
     (
-        re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|secret)=)[^&\s\"']+"),
+        re.compile(
+            r"(?i)([?&;][A-Za-z0-9_.-]*(?:key|token|secret|pass(?:word|wd)?|pwd|auth"
+            r"|credential|sig(?:nature)?|jwt|session)[A-Za-z0-9_.-]*=)[^&;\s\"']+"
+        ),
         r"\1[redacted]",
     ),
     (re.compile(r"AIza[0-9A-Za-z_-]{30,}"), "[redacted-api-key]"),
@@ -44,27 +50,49 @@ _FIELDS = (
 _SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
 
 
+# C0 controls (tab and, in tracebacks, newline excepted), DEL and C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL_KEEP_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def redact(text: str) -> str:
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """Control characters as visible `\\xNN` escapes: a logged path with `%00`, `%0a` or
+    an ANSI escape can neither cut a log line, forge another one nor drive a terminal."""
+    pattern = _CONTROL_KEEP_NEWLINE if keep_newlines else _CONTROL
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def clean(text: str) -> str:
+    """What may be written to a log line: secrets redacted, control characters escaped."""
+    return escape_controls(redact(text))
+
+
 class RedactingFilter(logging.Filter):
-    """Scrub secrets from the rendered message and traceback; hash a `user_id` extra."""
+    """Scrub secrets and control characters from the rendered message, the traceback and
+    the string extras (path, method...); hash a `user_id` extra."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             rendered = record.getMessage()
         except (TypeError, ValueError):
             rendered = str(record.msg)
-        scrubbed = redact(rendered)
+        scrubbed = clean(rendered)
         if scrubbed != rendered or record.args:
             record.msg, record.args = scrubbed, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = escape_controls(redact(record.exc_text), keep_newlines=True)
+        for name in _FIELDS:
+            value = record.__dict__.get(name)
+            if isinstance(value, str):
+                record.__dict__[name] = clean(value)
         user_id = record.__dict__.pop("user_id", None)
         if isinstance(user_id, str):
             record.user_hash = hash_user_id(user_id)
@@ -114,8 +142,20 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.addHandler(make_handler(fmt))
         if root.level > logging.INFO:
             root.setLevel(logging.INFO)
-    else:
-        for handler in root.handlers:
+    install_redaction()
+    logging.getLogger("ion").setLevel(level.upper())
+
+
+def install_redaction() -> None:
+    """Add the redaction filter to every handler configured so far, the root's and those of
+    libraries that bring their own (werkzeug, gunicorn): every line written is scrubbed."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
-    logging.getLogger("ion").setLevel(level.upper())

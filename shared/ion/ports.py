@@ -208,10 +208,13 @@ class CachedAnswer(BaseModel):
     finish_reason: str | None = None
     created_at: datetime
     expires_at: datetime
+    # The conversation whose first turn produced the answer: erased with it.
+    conversation_id: str | None = None
 
 
 class ResponseCache(Protocol):
-    """Exact-match answers for first turns, keyed by an opaque key (a sha256 hex digest)."""
+    """Exact-match answers for first turns, keyed by an opaque key (a sha256 hex digest
+    that includes the user, so an entry is only ever served to the learner it came from)."""
 
     def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
         """The live entry for `key`; None when absent or expired at `now`."""
@@ -219,6 +222,10 @@ class ResponseCache(Protocol):
 
     def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
         """Insert or replace the entry for `key` (it expires at `answer.expires_at`)."""
+        ...
+
+    def delete_cached_answers_for_conversation(self, conversation_id: str) -> int:
+        """Erase every entry produced by the conversation (expired or not); how many."""
         ...
 
 
@@ -235,6 +242,7 @@ class IdempotencyRecord(BaseModel):
     expires_at: datetime
     locked_until: datetime  # a pending claim older than this was abandoned (crash)
     response: str | None = None  # the stored reply (JSON text) once done
+    conversation_id: str | None = None  # the reply's conversation once done (erasure)
 
 
 class IdempotencyStore(Protocol):
@@ -246,8 +254,14 @@ class IdempotencyStore(Protocol):
         Expired records, and pending ones past `locked_until`, count as absent."""
         ...
 
-    def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
-        """Mark the claim done with the reply to replay (JSON text)."""
+    def complete_idempotency(
+        self, user_id: str, key: str, response: str, *, conversation_id: str
+    ) -> None:
+        """Mark the claim done with the reply to replay (JSON text) of `conversation_id`."""
+        ...
+
+    def delete_idempotency_for_conversation(self, conversation_id: str) -> int:
+        """Erase every record whose reply belongs to the conversation; how many."""
         ...
 
     def release_idempotency(self, user_id: str, key: str) -> None:

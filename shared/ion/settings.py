@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     backup_dir: Path | None = Field(
         None, description="Directory for local backups (default: $ION_DATA_DIR/backups)"
     )
+    backup_hmac_key: SecretStr | None = Field(
+        None,
+        description="Key (≥ 32 characters) of the HMAC-SHA256 that signs logical backup"
+        " manifests; else the secret `<prefix>backup-hmac-key`, else (embedded, emulators) one"
+        " generated in the data dir",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -271,9 +271,10 @@ def collection_shape(path: str) -> str:
 
 
 def export_firestore(
-    client: firestore.Client, directory: Path, timeout_s: float = 60.0
+    client: firestore.Client, directory: Path, *, key: bytes, timeout_s: float = 60.0
 ) -> Manifest:
-    """Every document of every collection (recursively) as `{"path", "data"}` NDJSON."""
+    """Every document of every collection (recursively) as `{"path", "data"}` NDJSON, with
+    a manifest signed with `key`."""
     collections: dict[str, list[dict[str, Any]]] = {}
     rpc = rpc_options(timeout_s)
     with unavailable_errors():
@@ -285,7 +286,7 @@ def export_firestore(
                 )
     for records in collections.values():
         records.sort(key=lambda r: str(r["path"]))
-    return write_backup(directory, BACKEND, collections)
+    return write_backup(directory, BACKEND, collections, key=key)
 
 
 def firestore_document_counts(client: firestore.Client) -> dict[str, int]:
@@ -305,15 +306,23 @@ def wipe_firestore(client: firestore.Client) -> None:
 
 
 def restore_firestore(
-    client: firestore.Client, directory: Path, *, force: bool = False, timeout_s: float = 60.0
+    client: firestore.Client,
+    directory: Path,
+    *,
+    key: bytes,
+    force: bool = False,
+    timeout_s: float = 60.0,
 ) -> Manifest:
     """Write every document of a logical backup back (batched, ≤ 500 writes per commit).
+
+    The manifest's signature is checked with `key` first, and every record must lie in the
+    collection its file stands for (a record cannot write elsewhere in the database).
 
     Refuses (StoreNotEmpty) when the database holds any document, unless `force`, which
     first deletes everything. Firestore has no multi-batch transaction: an interrupted
     restore leaves part of the data; run it again with --force.
     """
-    manifest = verify_backup(directory)
+    manifest = verify_backup(directory, key=key)
     if manifest.backend != BACKEND:
         raise BackupInvalid(f"{directory} is a {manifest.backend} backup, not {BACKEND}")
     with unavailable_errors():
@@ -332,13 +341,21 @@ def restore_firestore(
         with unavailable_errors():
             for entry in manifest.files:
                 for record in read_records(directory, entry):
-                    batch.set(client.document(record["path"]), decode_value(record["data"], client))
+                    path = record["path"]
+                    if not isinstance(path, str) or collection_shape(path) != entry.collection:
+                        raise BackupInvalid(
+                            f"{directory}: {entry.name} holds {path!r}, which is not in "
+                            f"{entry.collection!r}"
+                        )
+                    batch.set(client.document(path), decode_value(record["data"], client))
                     pending += 1
                     if pending == BATCH_LIMIT:
                         batch.commit(**rpc)
                         batch, pending = client.batch(), 0
             if pending:
                 batch.commit(**rpc)
+    except BackupInvalid:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
         raise BackupInvalid(f"{directory}: bad record: {exc}") from exc
     except DependencyUnavailable:

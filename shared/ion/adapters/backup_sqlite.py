@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -15,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ion.adapters.sqlite_db import connect, unavailable
+from ion.adapters.sqlite_db import SqliteDatabase, connect, unavailable
 from ion.backup import (
     BackupInvalid,
     Manifest,
     StoreNotEmpty,
+    private_directory,
+    private_file,
     prune_directory,
     read_records,
     unique_name,
@@ -58,14 +61,6 @@ def _tables(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _indexes(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-    rows = conn.execute(
-        "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-        "ORDER BY name"
-    ).fetchall()
-    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
-
-
 def _encode(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode("ascii")}
@@ -86,6 +81,7 @@ def snapshot(db_path: Path, destination: Path) -> None:
     integrity-checked, written to a temporary name and renamed into place."""
     partial = destination.with_name(f".{destination.name}.partial")
     partial.unlink(missing_ok=True)
+    os.close(private_file(partial))  # 0600 before SQLite writes a byte of it
     with _connect(db_path) as source, closing(sqlite3.connect(partial)) as target:
         source.backup(target)
         target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
@@ -106,7 +102,7 @@ class SqliteSnapshotTarget:
         self._retention_days = retention_days
 
     def start(self, backup_id: str, started_at: datetime) -> BackupRecord:
-        self._directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self._directory)
         name = unique_name(self._directory, backup_id, ".sqlite3")
         destination = self._directory / f"{name}.sqlite3"
         snapshot(self._db_path, destination)
@@ -132,9 +128,9 @@ class SqliteSnapshotTarget:
 # --- logical export / restore ----------------------------------------------------------
 
 
-def export_sqlite(db_path: Path, directory: Path) -> Manifest:
+def export_sqlite(db_path: Path, directory: Path, *, key: bytes) -> Manifest:
     """Every table as NDJSON (`{column: value}` per row, BLOBs as {"$bytes": base64}), read
-    in ONE read transaction, so the export is a consistent snapshot."""
+    in ONE read transaction, so the export is a consistent snapshot; signed with `key`."""
     if not db_path.is_file():
         raise DependencyUnavailable(f"sqlite database {db_path} does not exist")
     collections: dict[str, list[dict[str, Any]]] = {}
@@ -142,9 +138,6 @@ def export_sqlite(db_path: Path, directory: Path) -> Manifest:
         conn.execute("BEGIN")  # deferred: the first SELECT pins one snapshot for all tables
         try:
             tables = _tables(conn)
-            schema = [{"type": "table", "name": n, "sql": sql} for n, sql in tables] + [
-                {"type": "index", "name": n, "sql": sql} for n, _, sql in _indexes(conn)
-            ]
             (user_version,) = conn.execute("PRAGMA user_version").fetchone()
             for name, _ in tables:
                 cursor = conn.execute(f"SELECT * FROM {_quote(name)}")  # noqa: S608
@@ -154,11 +147,10 @@ def export_sqlite(db_path: Path, directory: Path) -> Manifest:
                 ]
         finally:
             conn.execute("COMMIT")
+    # No schema in the manifest: a restore creates the schema this release's code defines,
+    # never SQL read from a file.
     return write_backup(
-        directory,
-        BACKEND,
-        collections,
-        meta={"user_version": int(user_version), "schema": schema},
+        directory, BACKEND, collections, key=key, meta={"user_version": int(user_version)}
     )
 
 
@@ -170,31 +162,53 @@ def sqlite_row_counts(db_path: Path) -> dict[str, int]:
         }
 
 
-def restore_sqlite(db_path: Path, directory: Path, *, force: bool = False) -> Manifest:
+def ensure_app_schema(db_path: Path) -> None:
+    """Create (or migrate) the schema that this release's SQLite stores define."""
+    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite_learning import SqliteLearningStore
+    from ion.adapters.sqlite_quota import SqliteQuotaStore
+
+    database = SqliteDatabase(db_path)
+    SqliteStore(database)
+    SqliteLearningStore(database)
+    SqliteQuotaStore(database)
+    try:
+        database.connection()  # applies every registered schema
+    finally:
+        database.close()
+
+
+def restore_sqlite(db_path: Path, directory: Path, *, key: bytes, force: bool = False) -> Manifest:
     """Restore a logical backup into `db_path`, in ONE transaction (all or nothing).
 
-    Refuses (StoreNotEmpty) when any table holds a row, unless `force`, which first deletes
-    every row of every table. Tables missing in the target are created from the backup's
-    schema; a backup from a newer schema (`user_version`) than the target is refused.
-    Foreign keys are off while rows go in (any order) and checked before the commit.
+    The manifest's signature is checked with `key` first. The schema is the one this
+    release's code defines (created or migrated here), never SQL from the backup: a backup
+    table or column that the schema lacks is refused, as is a backup from a newer schema
+    version (`user_version`). Refuses (StoreNotEmpty) when any table holds a row, unless
+    `force`, which first deletes every row of every table. Foreign keys are off while rows
+    go in (any order) and checked before the commit.
     """
-    manifest = verify_backup(directory)
+    manifest = verify_backup(directory, key=key)
     if manifest.backend != BACKEND:
         raise BackupInvalid(f"{directory} is a {manifest.backend} backup, not {BACKEND}")
-    source_version = int(manifest.meta.get("user_version", 0))
-    schema: list[dict[str, str]] = list(manifest.meta.get("schema", []))
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    source_version = manifest.meta.get("user_version", 0)
+    if not isinstance(source_version, int):
+        raise BackupInvalid(f"{directory}: user_version {source_version!r} is not a number")
+    private_directory(db_path.parent)
+    ensure_app_schema(db_path)
     with _connect(db_path) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")  # only effective outside a transaction
         conn.execute("BEGIN IMMEDIATE")
         try:
             existing = {name for name, _ in _tables(conn)}
             (target_version,) = conn.execute("PRAGMA user_version").fetchone()
-            if existing and target_version < source_version:
+            if target_version < source_version:
                 raise BackupInvalid(
                     f"backup schema version {source_version} is newer than the database's "
                     f"{target_version}: restore with the release that made the backup"
                 )
+            for entry in manifest.files:
+                _check_fits(existing, entry.collection, directory)
             occupied = [
                 name
                 for name in sorted(existing)
@@ -207,11 +221,9 @@ def restore_sqlite(db_path: Path, directory: Path, *, force: bool = False) -> Ma
                 )
             for name in occupied:
                 conn.execute(f"DELETE FROM {_quote(name)}")  # noqa: S608
-            _create_missing(conn, schema)
-            if not existing and source_version:
-                conn.execute(f"PRAGMA user_version = {source_version}")
             for entry in manifest.files:
-                _insert_rows(conn, entry.collection, read_records(directory, entry))
+                columns = _columns(conn, entry.collection)
+                _insert_rows(conn, entry.collection, read_records(directory, entry), columns)
             violations = conn.execute("PRAGMA foreign_key_check").fetchall()
             if violations:
                 raise BackupInvalid(
@@ -228,24 +240,31 @@ def restore_sqlite(db_path: Path, directory: Path, *, force: bool = False) -> Ma
     return manifest
 
 
-def _create_missing(conn: sqlite3.Connection, schema: list[dict[str, str]]) -> None:
-    """Create the backup's tables and indexes that the target lacks (by name)."""
-    present = {
-        str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE sql IS NOT NULL")
-    }
-    for kind in ("table", "index"):
-        for item in schema:
-            if item["type"] == kind and item["name"] not in present:
-                conn.execute(item["sql"])
-                present.add(item["name"])
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()}
 
 
-def _insert_rows(conn: sqlite3.Connection, table: str, rows: Iterator[dict[str, Any]]) -> None:
+def _check_fits(existing: set[str], table: str, directory: Path) -> None:
+    if table not in existing:
+        raise BackupInvalid(
+            f"{directory}: table {table!r} is not part of this release's schema; "
+            "restore with the release that made the backup"
+        )
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, table: str, rows: Iterator[dict[str, Any]], known: set[str]
+) -> None:
     batch: list[tuple[Any, ...]] = []
     columns: list[str] | None = None
     sql = ""
     for row in rows:
         if columns is None or list(row) != columns:
+            unknown = sorted(set(row) - known)
+            if unknown:
+                raise BackupInvalid(
+                    f"table {table!r} has no column {unknown[0]!r} in this release's schema"
+                )
             if batch:
                 conn.executemany(sql, batch)
                 batch = []

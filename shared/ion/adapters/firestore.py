@@ -341,6 +341,7 @@ class FirestoreStore:
             finish_reason=data.get("finish_reason"),
             created_at=to_utc(data["created_at"]),
             expires_at=expires_at,
+            conversation_id=data.get("conversation_id"),
         )
 
     def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
@@ -352,9 +353,33 @@ class FirestoreStore:
             "finish_reason": answer.finish_reason,
             "created_at": to_utc(answer.created_at),
             "expires_at": to_utc(answer.expires_at),  # the TTL policy's field
+            "conversation_id": answer.conversation_id,  # erased with the conversation
         }
         ref = self._cache.document(key)
         self._call(lambda: ref.set(doc, **self._rpc))
+
+    def delete_cached_answers_for_conversation(self, conversation_id: str) -> int:
+        return self._delete_where(self._cache, "conversation_id", conversation_id)
+
+    def _delete_where(self, collection: Any, field: str, value: str) -> int:
+        """Delete every document of `collection` whose `field` equals `value` (batched;
+        a key-only query per batch, on the automatic single-field index)."""
+        query = (
+            collection.where(filter=FieldFilter(field, "==", value)).select([]).limit(BATCH_LIMIT)
+        )
+        deleted = 0
+        with unavailable_errors():
+            while True:
+                refs = [snap.reference for snap in query.stream(**self._rpc)]
+                if not refs:
+                    return deleted
+                batch = self._client.batch()
+                for ref in refs:
+                    batch.delete(ref)
+                batch.commit(**self._rpc)
+                deleted += len(refs)
+                if len(refs) < BATCH_LIMIT:
+                    return deleted
 
     # --- IdempotencyStore ----------------------------------------------------------
 
@@ -399,12 +424,18 @@ class FirestoreStore:
                 continue
         raise DependencyUnavailable("firestore: idempotency claim kept racing; try again")
 
-    def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
+    def complete_idempotency(
+        self, user_id: str, key: str, response: str, *, conversation_id: str
+    ) -> None:
         ref = self._idempotency_ref(user_id, key)
+        update = {"state": "done", "response": response, "conversation_id": conversation_id}
         try:
-            self._call(lambda: ref.update({"state": "done", "response": response}, **self._rpc))
+            self._call(lambda: ref.update(update, **self._rpc))
         except gexc.NotFound:
             return  # expired and swept meanwhile: nothing to replay
+
+    def delete_idempotency_for_conversation(self, conversation_id: str) -> int:
+        return self._delete_where(self._idempotency, "conversation_id", conversation_id)
 
     def release_idempotency(self, user_id: str, key: str) -> None:
         ref = self._idempotency_ref(user_id, key)
@@ -513,6 +544,7 @@ def _idempotency_doc(record: IdempotencyRecord) -> dict[str, Any]:
         "expires_at": to_utc(record.expires_at),  # the TTL policy's field
         "locked_until": to_utc(record.locked_until),
         "response": record.response,
+        "conversation_id": record.conversation_id,
     }
 
 
@@ -526,6 +558,7 @@ def _idempotency(data: dict[str, Any]) -> IdempotencyRecord:
         expires_at=to_utc(data["expires_at"]),
         locked_until=to_utc(data["locked_until"]),
         response=data.get("response"),
+        conversation_id=data.get("conversation_id"),
     )
 
 

@@ -112,6 +112,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Answers given under the crisis policy.
     ("ALTER TABLE messages ADD COLUMN crisis INTEGER NOT NULL DEFAULT 0",),
+    (
+        # Erasure: cached answers and Idempotency-Key replies name their conversation, so
+        # deleting it deletes them. Old cache entries cannot be attributed (and were shared
+        # across users): dropped. Old replies carry their conversation id in the JSON.
+        "DELETE FROM response_cache",
+        "ALTER TABLE response_cache ADD COLUMN conversation_id TEXT",
+        "CREATE INDEX response_cache_by_conversation ON response_cache (conversation_id)",
+        "ALTER TABLE idempotency_keys ADD COLUMN conversation_id TEXT",
+        "UPDATE idempotency_keys SET conversation_id = json_extract(response, '$.conversation_id')"
+        " WHERE response IS NOT NULL AND json_valid(response)",
+        "CREATE INDEX idempotency_keys_by_conversation ON idempotency_keys (conversation_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -150,7 +162,8 @@ _UPDATE_MESSAGE = (
     "crisis = ? WHERE conversation_id = ? AND id = ?"
 )
 _IDEMPOTENCY_COLUMNS = (
-    "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response"
+    "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response, "
+    "conversation_id"
 )
 
 
@@ -347,7 +360,9 @@ class SqliteStore:
             # was opened without foreign_keys (e.g. the sqlite3 shell).
             conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             cursor = conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
-            return cursor.rowcount > 0
+            existed = cursor.rowcount > 0
+        self._db.purge_wal()
+        return existed
 
     def ping(self) -> None:
         self._db.read_one("SELECT 1 FROM conversations LIMIT 1")
@@ -356,7 +371,7 @@ class SqliteStore:
 
     def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
         row = self._db.read_one(
-            "SELECT text, model, finish_reason, created_at, expires_at "
+            "SELECT text, model, finish_reason, created_at, expires_at, conversation_id "
             "FROM response_cache WHERE cache_key = ? AND expires_at > ?",
             (key, _ts(now)),
         )
@@ -368,6 +383,7 @@ class SqliteStore:
             finish_reason=row[2],
             created_at=_dt(row[3]),
             expires_at=_dt(row[4]),
+            conversation_id=row[5],
         )
 
     def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
@@ -378,8 +394,8 @@ class SqliteStore:
             )
             conn.execute(
                 "INSERT OR REPLACE INTO response_cache "
-                "(cache_key, text, model, finish_reason, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "(cache_key, text, model, finish_reason, created_at, expires_at, conversation_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     answer.text,
@@ -387,8 +403,16 @@ class SqliteStore:
                     answer.finish_reason,
                     _ts(answer.created_at),
                     _ts(answer.expires_at),
+                    answer.conversation_id,
                 ),
             )
+
+    def delete_cached_answers_for_conversation(self, conversation_id: str) -> int:
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM response_cache WHERE conversation_id = ?", (conversation_id,)
+            )
+            return cursor.rowcount
 
     # --- IdempotencyStore ----------------------------------------------------------
 
@@ -409,7 +433,7 @@ class SqliteStore:
                     return existing
             conn.execute(
                 f"INSERT OR REPLACE INTO idempotency_keys ({_IDEMPOTENCY_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     r.user_id,
                     r.key,
@@ -419,17 +443,27 @@ class SqliteStore:
                     _ts(r.expires_at),
                     _ts(r.locked_until),
                     r.response,
+                    r.conversation_id,
                 ),
             )
         return None
 
-    def complete_idempotency(self, user_id: str, key: str, response: str) -> None:
+    def complete_idempotency(
+        self, user_id: str, key: str, response: str, *, conversation_id: str
+    ) -> None:
         with self._db.write() as conn:
             conn.execute(
-                "UPDATE idempotency_keys SET state = 'done', response = ? "
+                "UPDATE idempotency_keys SET state = 'done', response = ?, conversation_id = ? "
                 "WHERE user_id = ? AND idem_key = ?",
-                (response, user_id, key),
+                (response, conversation_id, user_id, key),
             )
+
+    def delete_idempotency_for_conversation(self, conversation_id: str) -> int:
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM idempotency_keys WHERE conversation_id = ?", (conversation_id,)
+            )
+            return cursor.rowcount
 
     def release_idempotency(self, user_id: str, key: str) -> None:
         with self._db.write() as conn:
@@ -522,6 +556,7 @@ def _idempotency(row: tuple[Any, ...]) -> IdempotencyRecord:
         expires_at=_dt(row[5]),
         locked_until=_dt(row[6]),
         response=row[7],
+        conversation_id=row[8],
     )
 
 

@@ -22,6 +22,7 @@ Safe for a multi-threaded server and for several processes on the same file:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -32,6 +33,8 @@ from time import monotonic, sleep
 from typing import Any
 
 from ion.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
 
 #: DDL run inside the schema transaction: idempotent statements, or a function of the
 #: connection (e.g. versioned migrations keyed on PRAGMA user_version).
@@ -137,6 +140,9 @@ class SqliteDatabase:
             raise DependencyUnavailable(f"sqlite database {self._path} unavailable: {exc}") from exc
         try:
             conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted rows are overwritten with zeros, not left readable in free pages:
+            # erasing a conversation must erase its text from the file too.
+            conn.execute("PRAGMA secure_delete = ON")
             # NORMAL is durable across application crashes in WAL mode (not power loss).
             conn.execute("PRAGMA synchronous = NORMAL")
             self._enable_wal(conn)
@@ -196,6 +202,16 @@ class SqliteDatabase:
                     f"sqlite database {self._path} unavailable: {exc}"
                 ) from exc
             self._pending.clear()
+
+    def purge_wal(self) -> None:
+        """Copy the WAL into the database file and truncate it (after an erasure), so the
+        erased rows' old page images do not linger in the -wal file. Best effort: while
+        another connection reads an older snapshot the WAL cannot be reset yet; the next
+        erasure or SQLite's automatic checkpoints overwrite it later."""
+        with self.errors():
+            row = self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if row is not None and row[0]:
+            log.warning("sqlite: WAL still in use after an erasure; it is reset later")
 
     def close(self) -> None:
         """Close every connection opened so far (tests, graceful shutdown); the next use

@@ -8,8 +8,9 @@ Two behaviours worth knowing:
   store write) instead of storing a duplicate.
 - **First-turn response cache.** A turn with no prior history (a new conversation, or the
   retry of a conversation's only, unanswered message) may be answered from the
-  ResponseCache: exact match on the normalised message + persona (and the language and
-  resonance key that shape its prompt) + model + PROMPT_VERSION. A cached answer is
+  ResponseCache: exact match on the user + normalised message + persona (and the language
+  and resonance key that shape its prompt) + model + PROMPT_VERSION. The user is part of
+  the key so that a hit never tells one learner what another one asked. A cached answer is
   stored as a normal assistant message (model = the model that produced it) with usage
   0/0, since no LLM call was made; replies and events say `cached: true`.
 - **One turn at a time per conversation.** `prepare` claims the conversation's turn lease
@@ -23,6 +24,9 @@ Two behaviours worth knowing:
   keeps it (what was generated is unknown).
 - **Time.** Messages' `created_at` increase with their sequence number even across
   instances whose clocks differ: a new message is never older than the one before it.
+- **Delete is erase.** Deleting a conversation also erases every derived copy of its text:
+  feedback (comments), Idempotency-Key records (their stored replies) and response-cache
+  entries it produced, before the conversation itself.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ from ion.ports import (
     ConversationPage,
     ConversationStore,
     EventPublisher,
+    FeedbackStore,
+    IdempotencyStore,
     LanguageModel,
     LlmChunk,
     LlmRequest,
@@ -97,6 +103,7 @@ def normalise_for_cache(text: str) -> str:
 
 def response_cache_key(
     *,
+    user_id: str,
     message: str,
     persona_id: str,
     model: str,
@@ -107,6 +114,7 @@ def response_cache_key(
     material = json.dumps(
         [
             PROMPT_VERSION,
+            user_id,
             model,
             persona_id,
             language,
@@ -234,6 +242,8 @@ class ChatService:
         detector: CrisisDetector | None = None,
         crisis: CrisisPolicy | None = None,
         crisis_template_only: bool = False,
+        feedback: FeedbackStore | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -245,6 +255,10 @@ class ChatService:
         self._max_output_tokens = max_output_tokens
         self._new_id = id_factory
         self._cache = cache if cache_ttl_s > 0 else None
+        # Erasure reaches the cache even while it is turned off (entries from before).
+        self._cache_store = cache
+        self._feedback = feedback
+        self._idempotency = idempotency
         self._cache_ttl_s = cache_ttl_s
         # The configured primary model: part of the cache key, and only its answers are
         # cached (a fallback model's answer is not replayed for the primary's key).
@@ -287,7 +301,18 @@ class ChatService:
         return self._store.list_conversations(user_id, limit=limit, cursor=cursor)
 
     def delete_conversation(self, user_id: str, conversation_id: str) -> None:
+        """Erase the conversation and every derived copy of its text.
+
+        The copies go first and the conversation last: if anything fails in between, the
+        conversation is still there and the learner can delete it again (never an orphan
+        copy of erased text that nothing points to)."""
         self.owned_conversation(user_id, conversation_id)
+        if self._feedback is not None:
+            self._feedback.delete_feedback_for_conversation(conversation_id)
+        if self._idempotency is not None:
+            self._idempotency.delete_idempotency_for_conversation(conversation_id)
+        if self._cache_store is not None:
+            self._cache_store.delete_cached_answers_for_conversation(conversation_id)
         self._store.delete_conversation(conversation_id)
 
     # --- a chat turn -----------------------------------------------------------------
@@ -415,6 +440,7 @@ class ChatService:
         # A crisis turn is never served from the cache nor stored in it.
         if self._cache is not None and first_turn and not assessment.crisis:
             cache_key = response_cache_key(
+                user_id=user_id,
                 message=text,
                 persona_id=persona.id,
                 model=self._model_id,
@@ -610,6 +636,7 @@ class ChatService:
             finish_reason=response.finish_reason,
             created_at=now,
             expires_at=now + timedelta(seconds=self._cache_ttl_s),
+            conversation_id=turn.conversation.id,
         )
         try:
             self._cache.put_cached_answer(turn.cache_key, entry)

@@ -33,6 +33,7 @@ from ion.errors import (
     ValidationFailed,
 )
 from ion.events import hash_user_id
+from ion.logs import clean
 
 log = logging.getLogger("ion.http")
 
@@ -202,21 +203,24 @@ def dispatch(routes: Iterable[Route], request: Request) -> Response:
     except IonError as exc:
         response = error_response(exc, request_id)
     except Exception:
-        log.exception("unhandled error serving %s %s", request.method, request.path)
+        log.exception("unhandled error serving %s %s", request.method, clean(request.path))
         response = error_response(IonError("internal error; quote the request id"), request_id)
     _secure(response, allowed_origin)
     response.headers["X-Request-Id"] = request_id
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    # The decoded path may hold anything (%00, %0a, a token): escaped and redacted here as
+    # well as by the logging filter, so no handler setup can let it through raw.
+    path = clean(request.path)
     log.info(
         "%s %s -> %s in %.1f ms",
-        request.method,
-        request.path,
+        clean(request.method),
+        path,
         response.status_code,
         latency_ms,
         extra={
             "request_id": request_id,
-            "method": request.method,
-            "path": request.path,
+            "method": clean(request.method),
+            "path": path,
             "status": response.status_code,
             "latency_ms": latency_ms,
             "user_hash": hash_user_id(call.user_id) if call.user_id else None,

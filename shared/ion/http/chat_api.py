@@ -171,7 +171,10 @@ class _Idempotency:
 
     def complete(self, reply: dict[str, Any]) -> None:
         self.store.complete_idempotency(
-            self.user, self.key, json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
+            self.user,
+            self.key,
+            json.dumps(reply, ensure_ascii=False, separators=(",", ":")),
+            conversation_id=str(reply["conversation_id"]),
         )
 
     def release(self) -> None:
@@ -366,14 +369,8 @@ def get_conversation(call: Call) -> Response:
 
 def delete_conversation(call: Call) -> Response:
     user = call.user()
-    conversation_id = call.path_id("conversation_id")
-    chat = call.app.chat
-    chat.owned_conversation(user, conversation_id)
-    if call.app.learning is not None:
-        # Feedback (comments included) is erased with its conversation. First, so a failure
-        # in between leaves a conversation the learner can delete again, never an orphan.
-        call.app.learning.delete_feedback_for_conversation(conversation_id)
-    chat.delete_conversation(user, conversation_id)
+    # Erases the conversation with its feedback, Idempotency-Key records and cached answers.
+    call.app.chat.delete_conversation(user, call.path_id("conversation_id"))
     return Response(status=204, headers={"Cache-Control": "no-store"})
 
 
