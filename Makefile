@@ -13,15 +13,24 @@ PORT   ?= 8080
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 
+# Two stamps: `make run` installs only what the server needs (the package with its Google
+# extras); `make setup` / `make test` add the dev toolchain on top.
+RUN_STAMP := $(VENV)/.run-stamp
+
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[gcp,gemini]'
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[gcp,gemini,dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 setup: $(STAMP)
 
-run: setup
+run: $(RUN_STAMP)
 	$(BIN)/ion serve --port $(PORT)
 
 lint: setup

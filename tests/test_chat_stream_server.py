@@ -253,3 +253,23 @@ def test_ion_chat_prints_gemini_tokens_as_they_arrive(tmp_path: Path) -> None:
     assert f"[model {MODEL} · 3 tokens]" in output
     assert output.strip().splitlines()[-1].startswith("conversation: ")
     assert fake.requests[0].stream
+
+
+def test_gunicorn_rejections_are_the_json_envelope(server: Server) -> None:
+    """A header over gunicorn's 8 KB field limit is refused before the app runs: still JSON,
+    still with the security headers (functions-framework's real server)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", "/health", headers={"X-Big": "a" * 9_000})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 431
+    assert response.getheader("Content-Type") == "application/json"
+    assert body["error"]["code"] == "request_header_fields_too_large"
+    assert set(body) == {"error", "request_id"}
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("Cache-Control") == "no-store"
+    assert response.getheader("Strict-Transport-Security") == "max-age=63072000; includeSubDomains"

@@ -43,6 +43,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.emulator]
 T = TypeVar("T")
 FF = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "functions-framework")
 
+ISSUER = "https://auth.ion.example"
+AUDIENCE = "ion-mentoring"
+
 
 def eventually(check: Callable[[], T | None], what: str, timeout_s: float = 60.0) -> T:
     """Poll until `check` returns something (asynchronous delivery); fail with `what`."""
@@ -86,6 +89,8 @@ def functions(
         "ION_BACKEND": "gcp",
         "ION_GCP_PROJECT": project,
         "ION_JWT_SECRET": TEST_JWT_SECRET,
+        "ION_JWT_ISSUER": ISSUER,
+        "ION_JWT_AUDIENCE": AUDIENCE,
         "ION_EVENTS_TOPIC": events_topic,
         "ION_BACKUP_MODE": "logical",
         "ION_BACKUP_HMAC_KEY": BACKUP_KEY.decode(),
@@ -159,7 +164,14 @@ def functions(
 
 
 def _auth(user: str) -> dict[str, str]:
-    token = issue_token(TEST_JWT_SECRET, user, now=datetime.now(UTC), ttl_s=3600)
+    token = issue_token(
+        TEST_JWT_SECRET,
+        user,
+        now=datetime.now(UTC),
+        ttl_s=3600,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -28,6 +28,8 @@ def gcp_app(clean_env: Path, firestore_reset: None, pubsub_topic: PubSubTopic) -
             backend="gcp",
             gcp_project=FIRESTORE_TEST_PROJECT,
             events_topic=pubsub_topic.topic,
+            jwt_issuer="https://auth.ion.example",
+            jwt_audience="ion-mentoring",
         )
     )
     set_app(app)

@@ -215,7 +215,7 @@ def test_settings_refuse_hmac_with_jwks(tmp_path: Path) -> None:
         make_settings(tmp_path, jwks_url="https://idp.example/jwks", jwt_algorithms="HS256")
 
 
-@pytest.mark.parametrize("command", [["token", "--user", "alice"], ["serve", "--port", "0"]])
+@pytest.mark.parametrize("command", [["token", "--user", "alice"]])
 def test_dev_token_commands_fail_clearly_in_jwks_mode(
     clean_env: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -113,6 +113,12 @@ AUTH_CASES: list[tuple[str, Any, str]] = [
     ("wrong issuer", lambda: bearer(hs_token(iss="https://evil.example")), "invalid_issuer"),
     ("bad signature", lambda: bearer(hs_token(secret="x" * 48)), "invalid_signature"),
     ("no exp", lambda: bearer(hs_token(exp=None)), "invalid_token"),
+    ("no iat", lambda: bearer(hs_token(iat=None)), "invalid_token"),
+    (
+        "100-year lifetime",
+        lambda: bearer(hs_token(exp=_now() + 100 * 365 * 24 * HOUR)),
+        "token_lifetime_too_long",
+    ),
     ("no sub", lambda: bearer(hs_token(sub=None)), "invalid_token"),
     ("sub with bad characters", lambda: bearer(hs_token(sub="a/b c")), "invalid_token"),
     (
@@ -314,6 +320,8 @@ BAD_BODIES: list[tuple[str, dict[str, Any], int, str]] = [
     ),
     ("invalid JSON", {"data": '{"message": "hi"'}, 400, "invalid_json"),
     ("not UTF-8", {"data": b'{"message": "\xff\xfe"}'}, 400, "invalid_json"),
+    ("UTF-16", {"data": '{"message": "hi"}'.encode("utf-16")}, 400, "invalid_json"),
+    ("UTF-8 BOM", {"data": b'\xef\xbb\xbf{"message": "hi"}'}, 400, "invalid_json"),
     ("deeply nested", {"data": "[" * 5_000 + "]" * 5_000}, 400, "invalid_json"),
     ("huge integer", {"data": '{"message": "hi", "n": ' + "9" * 5000 + "}"}, 400, "invalid_json"),
     ("NaN", {"data": '{"message": "hi", "stream": NaN}'}, 422, "validation_failed"),

@@ -738,6 +738,20 @@ def test_idempotency_records_are_erased_with_their_conversation(store: Any) -> N
     assert store.claim_idempotency(claim(key="pending", at=later), later) == claim(key="pending")
 
 
+def test_idempotency_renewed_lease_keeps_the_claim(store: Any) -> None:
+    assert store.claim_idempotency(claim(lease_s=20), T0) is None
+    store.renew_idempotency("u1", "key-1", T0 + timedelta(seconds=40))  # owner alive
+    at_30 = T0 + timedelta(seconds=30)
+    assert store.claim_idempotency(claim(body="h2", at=at_30), at_30) == claim(
+        lease_s=40
+    )  # still held: past the first lease, within the renewed one
+    at_40 = T0 + timedelta(seconds=40)
+    assert store.claim_idempotency(claim(at=at_40), at_40) is None  # not renewed again: free
+    store.complete_idempotency("u1", "key-1", "{}")
+    store.renew_idempotency("u1", "key-1", at_40)  # a done claim keeps no lease
+    store.renew_idempotency("u1", "unknown", at_40)  # no-op
+
+
 # --- outbox -----------------------------------------------------------------------------
 
 

@@ -3,7 +3,10 @@
 import functions_framework
 from flask import Request, Response
 
-from ion.http import chat_api
+from ion.http import api, chat_api
+
+# Answers Flask or gunicorn give by themselves are the JSON error envelope too.
+api.install_json_errors()
 
 
 @functions_framework.http

@@ -8,7 +8,10 @@ import functions_framework
 from flask import Request, Response
 
 from ion import consumers
-from ion.http import route_api
+from ion.http import api, route_api
+
+# Answers Flask or gunicorn give by themselves are the JSON error envelope too.
+api.install_json_errors()
 
 
 @functions_framework.http

@@ -11,7 +11,8 @@ Two modes, chosen by settings (see bootstrap.build_verifier):
   refresh interval, so spraying random `kid`s cannot make us fetch per request.
 
 Both verify the signature, `exp`, `nbf`, `iat` (with a small leeway), `iss` and `aud`
-(when configured) against a fixed algorithm list. `none` is never accepted and HMAC
+(when configured) against a fixed algorithm list, and refuse tokens whose lifetime
+(`exp - iat`) is over the configured maximum. `none` is never accepted and HMAC
 algorithms never mix with public keys (no algorithm confusion). Failures are `AuthError`s
 (401) whose code says what was wrong, never how the key looks.
 """
@@ -32,7 +33,7 @@ from typing import Any
 
 import jwt
 
-from ion.errors import DependencyUnavailable, Unauthenticated
+from ion.errors import ConfigurationError, DependencyUnavailable, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 DEFAULT_SECRET_ALGORITHMS = ("HS256",)
 DEFAULT_JWKS_ALGORITHMS = ("RS256", "ES256")
 _MAX_JWKS_BYTES = 256 * 1024
+# RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits).
+MIN_SECRET_BYTES = 32
 
 
 class AuthError(Unauthenticated):
@@ -73,6 +76,18 @@ def check_algorithms(algorithms: Sequence[str], *, jwks: bool) -> list[str]:
     return chosen
 
 
+def check_secret(value: str, where: str) -> str:
+    """`value` when it is a usable HMAC secret; ConfigurationError (never echoing it) else."""
+    size = len(value.strip().encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        shown = "empty" if size == 0 else f"{size} byte{'s' if size != 1 else ''}"
+        raise ConfigurationError(
+            f"{where} is too short ({shown}): use at least {MIN_SECRET_BYTES} random bytes,"
+            " e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    return value
+
+
 class _Verifier:
     """Header parsing, claim checks and error mapping shared by both modes."""
 
@@ -85,11 +100,13 @@ class _Verifier:
         issuer: str | None,
         audience: str | None,
         leeway_s: int,
+        max_lifetime_s: int = 0,
     ) -> None:
         self._algorithms = algorithms
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._max_lifetime = max_lifetime_s
 
     @property
     def algorithms(self) -> list[str]:
@@ -154,11 +171,20 @@ class _Verifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not USER_ID_PATTERN.match(subject):
             raise AuthError("invalid_token", "the token's 'sub' is not a valid user id")
+        if self._max_lifetime:
+            # `iat` is required above; PyJWT has checked both are numbers.
+            lifetime = float(claims["exp"]) - float(claims["iat"])
+            if lifetime > self._max_lifetime:
+                raise AuthError(
+                    "token_lifetime_too_long",
+                    f"the token is valid for longer than {self._max_lifetime} seconds",
+                )
         return subject
 
 
 class TokenVerifier(_Verifier):
-    """Secret (HMAC) mode."""
+    """Secret (HMAC) mode: the current secret, and optionally the previous one, so a secret
+    can be rotated without logging everyone out (tokens are issued with the current one)."""
 
     mode = "secret"
 
@@ -166,22 +192,37 @@ class TokenVerifier(_Verifier):
         self,
         secret: str,
         *,
+        previous_secret: str | None = None,
         algorithms: Sequence[str] = DEFAULT_SECRET_ALGORITHMS,
         issuer: str | None = None,
         audience: str | None = None,
         leeway_s: int = 30,
+        max_lifetime_s: int = 0,
     ) -> None:
         super().__init__(
             check_algorithms(algorithms, jwks=False),
             issuer=issuer,
             audience=audience,
             leeway_s=leeway_s,
+            max_lifetime_s=max_lifetime_s,
         )
-        self._secret = secret
+        self._secrets = [check_secret(secret, "the JWT secret")]
+        if previous_secret is not None:
+            self._secrets.append(check_secret(previous_secret, "the previous JWT secret"))
+
+    def describe(self) -> str:
+        rotation = ", previous secret accepted" if len(self._secrets) > 1 else ""
+        return super().describe() + rotation
 
     def verify(self, token: str) -> str:
         self._header(token)
-        return self._decode(token, self._secret, self._algorithms)
+        for index, secret in enumerate(self._secrets):
+            try:
+                return self._decode(token, secret, self._algorithms)
+            except AuthError as exc:
+                if exc.code != "invalid_signature" or index == len(self._secrets) - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 Fetcher = Callable[[str, float], bytes]
@@ -306,12 +347,14 @@ class JwksTokenVerifier(_Verifier):
         issuer: str | None = None,
         audience: str | None = None,
         leeway_s: int = 30,
+        max_lifetime_s: int = 0,
     ) -> None:
         super().__init__(
             check_algorithms(algorithms, jwks=True),
             issuer=issuer,
             audience=audience,
             leeway_s=leeway_s,
+            max_lifetime_s=max_lifetime_s,
         )
         self._keys = keys
 

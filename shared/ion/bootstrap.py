@@ -6,6 +6,7 @@ that the settings choose, and only when `get_app()` is first called, not at impo
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import secrets as pysecrets
@@ -16,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, issue_token
+from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, check_secret, issue_token
 from ion.domain.chat import ChatService
 from ion.domain.crisis import load_policy
 from ion.domain.feedback import FeedbackService
@@ -48,6 +49,20 @@ T = TypeVar("T")
 DEV_SECRET_FILE = "dev-jwt-secret"  # noqa: S105 - a file name, not a secret
 BACKUP_KEY_FILE = "backup-hmac-key"
 BACKUP_KEY_MIN_CHARS = 32
+
+
+def require_extra(module: str, extra: str, what: str) -> None:
+    """ConfigurationError naming the extra to install when `module` cannot be imported.
+
+    The package installs without its Google extras; asking for a backend, secrets or LLM
+    provider they provide must say what to install, not end in a ModuleNotFoundError."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigurationError(
+            f"{what} needs the '{extra}' extra, which is not installed:"
+            f" pip install 'ion-mentoring[{extra}]'"
+        ) from None
 
 
 @dataclass
@@ -157,10 +172,13 @@ def build_detector(embedder: SentenceEmbedder | None) -> tuple[CrisisDetector, S
 
 def build_store(settings: Settings) -> Any:
     if settings.backend == "gcp":
+        require_extra("google.cloud.firestore", "gcp", "ION_BACKEND=gcp (Firestore)")
         from ion.adapters.firestore import FirestoreStore
 
         return FirestoreStore.from_settings(
-            project=settings.gcp_project, database=settings.firestore_database
+            project=settings.gcp_project,
+            database=settings.firestore_database,
+            timeout_s=settings.store_timeout_s,
         )
     from ion.adapters.sqlite import SqliteStore
 
@@ -170,6 +188,11 @@ def build_store(settings: Settings) -> Any:
 
 def build_secrets(settings: Settings) -> Secrets:
     if settings.secrets_backend == "secretmanager":
+        require_extra(
+            "google.cloud.secretmanager",
+            "gcp",
+            "ION_SECRETS_BACKEND=secretmanager (Secret Manager)",
+        )
         from ion.adapters.secrets import SecretManagerSecrets
 
         if not settings.gcp_project:
@@ -183,11 +206,13 @@ def build_secrets(settings: Settings) -> Secrets:
 
 
 def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
-    """The HS256 secret: configured, else (embedded only) a random one kept in the data dir."""
+    """The HS256 secret: configured, else (embedded only) a random one kept in the data dir.
+
+    Whatever its source, a secret under 32 bytes is refused (ConfigurationError)."""
     if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value()
+        return check_secret(settings.jwt_secret.get_secret_value(), "ION_JWT_SECRET")
     try:
-        return secrets.get("jwt-secret")
+        return check_secret(secrets.get("jwt-secret"), _secret_source(settings, "jwt-secret"))
     except SecretNotFound:
         # A generated dev secret is fine on a laptop, including against the emulators;
         # a real deployment must bring its own.
@@ -197,7 +222,29 @@ def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
                 "no JWT secret: set ION_JWT_SECRET or create the Secret Manager secret"
                 f" '{settings.secret_prefix}jwt-secret'"
             ) from None
-    return _dev_secret(settings.data_dir)
+    path = settings.data_dir / DEV_SECRET_FILE
+    return check_secret(_dev_secret(settings.data_dir), f"the dev secret in {path}")
+
+
+def resolve_previous_jwt_secret(settings: Settings, secrets: Secrets) -> str | None:
+    """The secret before the last rotation, when one is configured (checked like the current)."""
+    if settings.jwt_previous_secret is not None:
+        return check_secret(
+            settings.jwt_previous_secret.get_secret_value(), "ION_JWT_PREVIOUS_SECRET"
+        )
+    if settings.secrets_backend != "secretmanager":
+        return None  # the env backend reads ION_JWT_PREVIOUS_SECRET: handled above
+    try:
+        value = secrets.get("jwt-previous-secret")
+    except SecretNotFound:
+        return None
+    return check_secret(value, _secret_source(settings, "jwt-previous-secret"))
+
+
+def _secret_source(settings: Settings, name: str) -> str:
+    if settings.secrets_backend == "secretmanager":
+        return f"the Secret Manager secret '{settings.secret_prefix}{name}'"
+    return "ION_" + name.upper().replace("-", "_")
 
 
 def resolve_backup_key(settings: Settings, secrets: Secrets | None = None) -> bytes:
@@ -267,6 +314,7 @@ def build_events(settings: Settings, store: Any, clock: Clock) -> EventPublisher
 
     transport: Any
     if settings.backend == "gcp":
+        require_extra("google.cloud.pubsub_v1", "gcp", "ION_BACKEND=gcp (Pub/Sub events)")
         from ion.adapters.pubsub import PubSubTransport
 
         if not settings.gcp_project:
@@ -279,9 +327,34 @@ def build_events(settings: Settings, store: Any, clock: Clock) -> EventPublisher
     return ReliablePublisher(transport, store, clock)
 
 
-def build_verifier(settings: Settings, jwt_secret: str | None) -> TokenVerifier | JwksTokenVerifier:
-    """JWKS mode when ION_JWKS_URL is set, else secret mode; the algorithms fixed by settings."""
+def build_verifier(
+    settings: Settings, jwt_secret: str | None, previous_secret: str | None = None
+) -> TokenVerifier | JwksTokenVerifier:
+    """JWKS mode when ION_JWKS_URL is set, else secret mode; the algorithms fixed by settings.
+
+    On the gcp backend (production) tokens must name their issuer and audience."""
     algorithms = settings.effective_jwt_algorithms()
+    if settings.backend == "gcp":
+        missing = [
+            name
+            for name, value in (
+                ("ION_JWT_ISSUER", settings.jwt_issuer),
+                ("ION_JWT_AUDIENCE", settings.jwt_audience),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"ION_BACKEND=gcp needs {' and '.join(missing)}: tokens must name who issued"
+                " them and for whom (e.g. ION_JWT_ISSUER=https://auth.example.com"
+                " ION_JWT_AUDIENCE=ion-mentoring)"
+            )
+    max_lifetime = settings.jwt_max_lifetime_s
+    if jwt_secret is not None and max_lifetime and settings.dev_token_ttl_s > max_lifetime:
+        raise ConfigurationError(
+            f"ION_DEV_TOKEN_TTL_S ({settings.dev_token_ttl_s}) is longer than"
+            f" ION_JWT_MAX_LIFETIME_S ({max_lifetime}): dev tokens would be refused"
+        )
     if settings.jwks_url:
         keys = JwksCache(
             settings.jwks_url,
@@ -295,15 +368,18 @@ def build_verifier(settings: Settings, jwt_secret: str | None) -> TokenVerifier 
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             leeway_s=settings.jwt_leeway_s,
+            max_lifetime_s=max_lifetime,
         )
     if jwt_secret is None:
         raise ConfigurationError("secret mode needs a JWT secret")
     return TokenVerifier(
         jwt_secret,
+        previous_secret=previous_secret,
         algorithms=algorithms,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s,
+        max_lifetime_s=max_lifetime,
     )
 
 
@@ -384,6 +460,7 @@ def build_backup_runner(worker: Worker) -> Any:
         mode = "firestore-export" if settings.backend == "gcp" else "sqlite-snapshot"
     target: Any
     if mode == "firestore-export":
+        require_extra("google.cloud.firestore_admin_v1", "gcp", "ION_BACKUP_MODE=firestore-export")
         from ion.adapters.backup_firestore import (
             GoogleFirestoreAdmin,
             ManagedExportTarget,
@@ -454,10 +531,13 @@ def build_app(settings: Settings | None = None) -> App:
     if settings.backend == "gcp" and not settings.gcp_project:
         raise ConfigurationError("ION_BACKEND=gcp needs ION_GCP_PROJECT")
     clock = SystemClock()
-    store = build_store(settings)
     secrets = build_secrets(settings)
     # JWKS mode needs no secret (and has none to hand out as dev tokens).
     jwt_secret = None if settings.jwks_url else resolve_jwt_secret(settings, secrets)
+    previous_secret = None if settings.jwks_url else resolve_previous_jwt_secret(settings, secrets)
+    # Checked before any other client is built: a bad auth setup fails the start at once.
+    verifier = build_verifier(settings, jwt_secret, previous_secret)
+    store = build_store(settings)
     llm = build_llm(settings, secrets)
     events = build_events(settings, store, clock)
     catalog = load_catalog()
@@ -497,7 +577,6 @@ def build_app(settings: Settings | None = None) -> App:
         feedback=learning,
         idempotency=store,
     )
-    verifier = build_verifier(settings, jwt_secret)
     return App(
         settings=settings,
         store=store,

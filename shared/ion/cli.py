@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ion.errors import IonError, ValidationFailed
+from ion.errors import DependencyUnavailable, IonError, LlmError, ValidationFailed
+
+if TYPE_CHECKING:
+    from ion.bootstrap import App
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log lines for a terminal: an exception is summarised on its line, no traceback
+    (ION_LOG_LEVEL=DEBUG shows them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc_info, exc_text = record.exc_info, record.exc_text
+        record.exc_info = record.exc_text = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = exc_info, exc_text
+        if exc_info and exc_info[1] is not None:
+            text += f" ({_one_line(exc_info[1])})"
+        return text
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 if TYPE_CHECKING:
     from ion.domain.routing import Router
@@ -23,21 +51,54 @@ def _configure(args: argparse.Namespace) -> None:
         os.environ["ION_BACKEND"] = args.backend
     if getattr(args, "data_dir", None):
         os.environ["ION_DATA_DIR"] = str(args.data_dir)
-    from ion.logs import configure_logging
-
-    # The redacting setup, not a bare basicConfig: under `ion serve` werkzeug writes an
-    # access line per request, with the query string (tokens) and the decoded path.
     level = os.environ.get("ION_LOG_LEVEL", "WARNING" if args.command != "serve" else "INFO")
-    log_format = "json" if os.environ.get("ION_LOG_FORMAT") == "json" else "text"
-    configure_logging(level, log_format)
-    logging.getLogger().setLevel(level.upper())
+    handler = logging.StreamHandler()
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    terse = args.command != "serve" and level.upper() != "DEBUG"
+    handler.setFormatter(_OneLineFormatter(fmt) if terse else logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+    from ion.logs import install_redaction
+
+    # Redacted like every server log: under `ion serve` werkzeug writes an access line per
+    # request, with the query string (tokens) and the decoded path.
+    install_redaction()
+    logging.getLogger("ion").setLevel(level.upper())
+
+
+# Commands run by a person at a terminal: a store that does not answer fails within this
+# many seconds (the servers keep ION_STORE_TIMEOUT_S).
+CLI_STORE_TIMEOUT_S = 3.0
+
+
+def _cli_app() -> App:
+    from ion.bootstrap import build_app
+    from ion.settings import Settings
+
+    settings = Settings()
+    timeout = min(settings.store_timeout_s, CLI_STORE_TIMEOUT_S)
+    return build_app(settings.model_copy(update={"store_timeout_s": timeout}))
+
+
+def _check_store(app: App) -> None:
+    """Fail fast, in one line, when the store cannot be reached."""
+    try:
+        app.store.ping()
+    except IonError as exc:
+        raise DependencyUnavailable(
+            f"the {app.settings.backend} store cannot be reached: {_one_line(exc)}"
+        ) from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     from ion.bootstrap import build_app, set_app
-    from ion.http.local import create_local_app
+    from ion.http.local import JsonErrorRequestHandler, create_local_app
 
     app = build_app()
     set_app(app)
@@ -47,51 +108,114 @@ def cmd_serve(args: argparse.Namespace) -> int:
         topic = PubSubTransport(app.settings.gcp_project or "", app.settings.events_topic)
         if topic.ensure_topic():
             print(f"created topic {topic.topic_path} on the Pub/Sub emulator", file=sys.stderr)
-    token = app.dev_token(args.user)
-    url = f"http://{args.host}:{args.port}"
+    # Bind before printing anything: a busy port is one clear line, not a banner and a token.
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        reason = (
+            "the address is already in use (another server on that port? try --port)"
+            if exc.errno == errno.EADDRINUSE
+            else (exc.strerror or str(exc))
+        )
+        print(f"ion: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(
+            args.host,
+            args.port,
+            create_local_app(),
+            threaded=True,
+            request_handler=JsonErrorRequestHandler,
+            fd=sock.fileno(),
+        )
+    finally:
+        sock.close()  # the server holds its own duplicate of the socket
+    port = server.socket.getsockname()[1]
+    url = f"http://{args.host}:{port}"
     print(
         f"ION Mentoring serving on {url}  (backend={app.settings.backend}, "
         f"llm={app.settings.llm_provider}, data={app.settings.data_dir})"
     )
-    print(f"Dev token for user '{args.user}' (valid {app.settings.dev_token_ttl_s}s):")
-    print(token)
-    print(
-        f"Try: curl -s {url}/v1/chat -H 'Authorization: Bearer {token}' "
-        "-H 'Content-Type: application/json' -d '{\"message\": \"hello\"}'",
-        flush=True,
-    )
-    run_simple(args.host, args.port, create_local_app(), threaded=True, use_reloader=False)
+    if app.jwt_secret is None:
+        print(
+            "Tokens come from your identity provider (ION_JWKS_URL is set; no dev tokens):"
+            f" send them as Authorization: Bearer <token>, e.g. curl -s {url}/v1/conversations"
+            " -H 'Authorization: Bearer $TOKEN'",
+            flush=True,
+        )
+    else:
+        token = app.dev_token(args.user)
+        print(f"Dev token for user '{args.user}' (valid {app.settings.dev_token_ttl_s}s):")
+        print(token)
+        print(
+            f"Try: curl -s {url}/v1/chat -H 'Authorization: Bearer {token}' "
+            "-H 'Content-Type: application/json' -d '{\"message\": \"hello\"}'",
+            flush=True,
+        )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0
 
 
-def cmd_chat(args: argparse.Namespace) -> int:
-    from ion.bootstrap import build_app
+CHAT_HELP = """Commands:
+  /new    start a new conversation
+  /help   show this help
+  /quit   leave (also /exit or Ctrl-D)
+Anything else is sent to your mentor."""
 
-    app = build_app()
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from ion.domain.text import clean_text
+
+    app = _cli_app()
+    _check_store(app)
     conversation_id: str | None = args.conversation
+    if conversation_id is not None:
+        app.chat.owned_conversation(args.user, conversation_id)  # 404 before any typing
 
     def one(text: str) -> None:
         nonlocal conversation_id
+        text = clean_text(text, field_name="message", max_chars=app.settings.max_message_chars)
         turn = app.chat.prepare(args.user, text, conversation_id)
-        conversation_id = turn.conversation.id
         key = turn.resonance_key
         print(
             f"[{turn.persona.name} ({turn.persona.name_ko}) · {key.as_string()} · "
             f"confidence {turn.routing.confidence:.2f}]",
             flush=True,
         )
-        for chunk in app.chat.stream(turn):
-            if chunk.final is not None:
-                source = "cached answer" if turn.cached is not None else "tokens"
-                print(f"\n[model {chunk.final.model} · {chunk.final.usage.output_tokens} {source}]")
-            else:
-                print(chunk.text, end="", flush=True)
+        shown = False
+        try:
+            for chunk in app.chat.stream(turn):
+                if chunk.final is not None:
+                    if turn.cached is not None:
+                        source = "cached answer"
+                    else:
+                        source = f"{chunk.final.usage.output_tokens} tokens"
+                    print(f"\n[model {chunk.final.model} · {source}]")
+                else:
+                    shown = shown or bool(chunk.text)
+                    print(chunk.text, end="", flush=True)
+        except LlmError:
+            # The message was kept (unanswered/incomplete): sending it again completes it.
+            conversation_id = turn.conversation.id
+            if shown:
+                print(flush=True)
+            raise
+        except IonError:
+            if shown:
+                # The text above was streamed before it could be stored: say so plainly.
+                print("\n[this answer was NOT saved]", flush=True)
+            raise
+        # Only a stored turn moves the session on to its conversation.
+        conversation_id = turn.conversation.id
 
     if args.message:
         one(" ".join(args.message))
         print(f"conversation: {conversation_id}")
         return 0
-    print("ION Mentoring chat. Type a message; /new starts a new conversation, /quit exits.")
+    print("ION Mentoring chat. Type a message; /help lists the commands.")
     while True:
         try:
             text = input("you> ").strip()
@@ -100,8 +224,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
             return 0
         if text in {"/quit", "/exit"}:
             return 0
+        if text == "/help":
+            print(CHAT_HELP)
+            continue
         if text == "/new":
             conversation_id = None
+            print("(new conversation: your next message starts it)")
+            continue
+        if text.startswith("/") and " " not in text:
+            print(f"unknown command {text[:40]}; /help lists the commands")
             continue
         if not text:
             continue
@@ -239,13 +370,20 @@ def _corpus_paths(patterns: Sequence[str]) -> list[Path]:
 
 def cmd_outbox_drain(args: argparse.Namespace) -> int:
     from ion.adapters.outbox import ReliablePublisher
-    from ion.bootstrap import build_app
 
-    app = build_app()
+    app = _cli_app()
     if not isinstance(app.events, ReliablePublisher):
         print("ion: this configuration has no outbox", file=sys.stderr)
         return 2
+    _check_store(app)
     result = app.events.drain(limit=args.limit)
+    for failure in result.failures:
+        # Id, type and the transport's error only: payloads stay out of terminals and logs.
+        print(
+            f"failed: {failure.entry_id} ({failure.event_type}, attempt {failure.attempts}):"
+            f" {failure.error}",
+            file=sys.stderr,
+        )
     print(
         json.dumps(
             {"published": result.published, "failed": result.failed, "remaining": result.remaining}
@@ -268,8 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="chat from the terminal (one message or interactive)")
     chat.add_argument("message", nargs="*", help="the message; omit for an interactive session")
-    chat.add_argument("--user", default="local")
-    chat.add_argument("--conversation", help="continue this conversation id")
+    chat.add_argument(
+        "--user",
+        default="local",
+        help="whose conversations (default: local); use the token's user to continue an API"
+        " conversation",
+    )
+    chat.add_argument("--conversation", help="continue this conversation id (of --user)")
     chat.add_argument("--backend", choices=["embedded", "gcp"])
     chat.set_defaults(func=cmd_chat)
 

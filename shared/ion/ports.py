@@ -268,6 +268,11 @@ class IdempotencyStore(Protocol):
         """Forget a pending claim (the request failed; a retry may run again). Idempotent."""
         ...
 
+    def renew_idempotency(self, user_id: str, key: str, locked_until: datetime) -> None:
+        """Extend a pending claim's lease: its owner is still working on it. No-op when the
+        claim is gone or done."""
+        ...
+
 
 class QuotaStore(Protocol):
     """Shared counters for rate limits and token budgets (atomic across instances).

@@ -36,11 +36,27 @@ class Settings(BaseSettings):
 
     # --- auth ---
     jwt_secret: SecretStr | None = Field(
-        None, description="HS256 signing secret; generated once per data dir when unset locally"
+        None,
+        description="HS256 signing secret, at least 32 bytes; generated once per data dir when"
+        " unset locally",
     )
-    jwt_issuer: str | None = Field(None, description="Expected `iss` claim (checked when set)")
-    jwt_audience: str | None = Field(None, description="Expected `aud` claim (checked when set)")
+    jwt_previous_secret: SecretStr | None = Field(
+        None,
+        description="The secret before the last rotation (at least 32 bytes): tokens it signed"
+        " still verify, new tokens use ION_JWT_SECRET",
+    )
+    jwt_issuer: str | None = Field(
+        None, description="Expected `iss` claim (checked when set; required on the gcp backend)"
+    )
+    jwt_audience: str | None = Field(
+        None, description="Expected `aud` claim (checked when set; required on the gcp backend)"
+    )
     jwt_leeway_s: int = Field(30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat")
+    jwt_max_lifetime_s: int = Field(
+        86_400,
+        ge=0,
+        description="Longest accepted token lifetime (`exp - iat`) in seconds; 0 = no limit",
+    )
     dev_token_ttl_s: int = Field(86_400, gt=0, description="Lifetime of tokens from `ion token`")
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(
         [],
@@ -57,6 +73,12 @@ class Settings(BaseSettings):
     )
     jwks_min_refresh_s: float = Field(
         30.0, ge=0, description="Least time between two JWKS fetches (unknown `kid`s included)"
+    )
+    store_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Deadline of one Firestore call, retries included (`ion` commands use at"
+        " most 3)",
     )
 
     # --- abuse protection ---

@@ -450,6 +450,14 @@ class FirestoreStore:
         except UNAVAILABLE as exc:
             raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
 
+    def renew_idempotency(self, user_id: str, key: str, locked_until: datetime) -> None:
+        # A lease on a done claim is ignored by readers, so no read-modify-write is needed.
+        ref = self._idempotency_ref(user_id, key)
+        try:
+            self._call(lambda: ref.update({"locked_until": to_utc(locked_until)}, **self._rpc))
+        except gexc.NotFound:
+            return  # released or swept meanwhile
+
     # --- OutboxStore -----------------------------------------------------------------
 
     def add_outbox(self, entry: OutboxEntry) -> None:

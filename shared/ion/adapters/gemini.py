@@ -105,6 +105,9 @@ class LlmStreamInterrupted(LlmError):
         self.model = model
 
 
+GEMINI_EXTRA_HINT = "pip install 'ion-mentoring[gemini]'"
+
+
 class LlmRequestRejected(LlmError):
     """Gemini rejected the request (HTTP 400/401/403/404...): retrying will not help.
 
@@ -259,10 +262,10 @@ class GeminiLanguageModel:
         """Configuration check only: no network call."""
         try:
             installed = importlib.util.find_spec("google.genai") is not None
-        except ModuleNotFoundError:
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
             installed = False
         if not installed:
-            return False, "gemini: google-genai is not installed (pip install '.[gemini]')"
+            return False, f"gemini: google-genai is not installed ({GEMINI_EXTRA_HINT})"
         if self._vertex:
             if not self._project:
                 return False, "gemini: Vertex AI mode needs a project (set ION_GCP_PROJECT)"
@@ -435,8 +438,13 @@ class GeminiLanguageModel:
         with self._client_lock:
             if self._client is not None:
                 return self._client
-            from google import genai
-            from google.genai import types
+            try:
+                from google import genai
+                from google.genai import types
+            except ImportError:
+                raise LlmRequestRejected(
+                    f"Gemini needs google-genai, which is not installed: {GEMINI_EXTRA_HINT}"
+                ) from None
 
             # No retry_options: retries are this adapter's job (see module docstring).
             options = types.HttpOptions(timeout=_ms(self._timeout_s))

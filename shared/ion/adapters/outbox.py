@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,12 +33,24 @@ class EventTransport(Protocol):
 
 
 @dataclass(frozen=True)
+class DrainFailure:
+    """Why one entry could not be sent (its id and type; never its payload)."""
+
+    entry_id: str
+    event_type: str
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
 class DrainResult:
     published: int
     failed: int
     remaining: int
     """Entries still pending after the drain, as seen by one `pending_outbox(limit)` call
     (so capped at `limit`: `remaining == limit` means "at least that many")."""
+    failures: tuple[DrainFailure, ...] = field(default=(), compare=False)
+    """The failed entries, each with its last error (for `ion outbox drain`)."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -158,6 +170,7 @@ class ReliablePublisher:
     def _drain_locked(self, limit: int) -> DrainResult:
         self._last_drain = self._clock.now()
         published = failed = consecutive = 0
+        failures: list[DrainFailure] = []
         for entry in self._outbox.pending_outbox(limit):
             if consecutive >= self._max_consecutive_failures:
                 logger.warning("outbox drain stopped after %d failures in a row", consecutive)
@@ -168,6 +181,9 @@ class ReliablePublisher:
                 failed += 1
                 consecutive += 1
                 self._record_failure(entry, exc)
+                failures.append(
+                    DrainFailure(entry.id, entry.event_type, entry.attempts + 1, _describe(exc))
+                )
                 continue
             consecutive = 0
             published += 1
@@ -181,7 +197,9 @@ class ReliablePublisher:
             logger.info(
                 "outbox drain: published=%d failed=%d remaining=%d", published, failed, remaining
             )
-        return DrainResult(published=published, failed=failed, remaining=remaining)
+        return DrainResult(
+            published=published, failed=failed, remaining=remaining, failures=tuple(failures)
+        )
 
     def _maybe_drain(self) -> None:
         if self._drain_every_s is None:

@@ -473,6 +473,14 @@ class SqliteStore:
                 (user_id, key),
             )
 
+    def renew_idempotency(self, user_id: str, key: str, locked_until: datetime) -> None:
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET locked_until = ? "
+                "WHERE user_id = ? AND idem_key = ? AND state = 'pending'",
+                (_ts(locked_until), user_id, key),
+            )
+
     # --- OutboxStore -----------------------------------------------------------------
 
     def add_outbox(self, entry: OutboxEntry) -> None:

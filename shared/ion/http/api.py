@@ -10,14 +10,14 @@ import json
 import logging
 import re
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flask import Request, Response
+from flask import Flask, Request, Response, has_app_context, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException
 
 from ion.bootstrap import App, get_app
 from ion.errors import (
@@ -40,9 +40,6 @@ log = logging.getLogger("ion.http")
 T = TypeVar("T", bound=BaseModel)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
-# C0/C1 control characters except tab, newline and carriage return.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 # On every response, errors and streams included. The API serves JSON only, so the
 # content security policy forbids everything a browser could load or frame.
@@ -57,24 +54,6 @@ SECURITY_HEADERS = {
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Idempotency-Key, X-Request-Id"
 CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id, WWW-Authenticate, Idempotent-Replayed"
 CORS_MAX_AGE_S = 600
-
-
-def clean_text(value: str, *, field_name: str, max_chars: int) -> str:
-    """NFC-normalise, unify line endings (CRLF/CR → LF), and REJECT (never strip) other
-    control characters and lone surrogates; the length limit counts code points after that.
-    """
-    if _SURROGATE.search(value):
-        raise ValidationFailed(f"{field_name} contains unpaired UTF-16 surrogates")
-    value = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
-    if _CONTROL.search(value):
-        raise ValidationFailed(
-            f"{field_name} contains control characters (only tab and newline are allowed)"
-        )
-    if not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in value):
-        raise ValidationFailed(f"{field_name} must not be empty (or only invisible characters)")
-    if len(value) > max_chars:
-        raise ValidationFailed(f"{field_name} is longer than the limit of {max_chars} characters")
-    return value
 
 
 @dataclass
@@ -119,12 +98,20 @@ class Call:
         if len(raw) > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
         try:
-            data = json.loads(raw)
+            # UTF-8 only (RFC 8259 8.1), without a byte order mark: json.loads(bytes) would
+            # also guess UTF-16/32 and skip a BOM, accepting what the API promises to refuse.
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raise InvalidJson("request body must be UTF-8 JSON without a byte order mark")
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidJson("request body is not valid UTF-8") from None
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidJson(f"request body is not valid JSON: {exc}") from None
         except (ValueError, RecursionError):
-            # Not UTF-8, nesting deeper than the parser's stack, or an integer longer than
-            # Python's digit limit: all malformed input, never a 500.
+            # Nesting deeper than the parser's stack, or an integer longer than Python's
+            # digit limit: malformed input, never a 500.
             raise InvalidJson("request body is not valid JSON (encoding, depth or size)") from None
         if not isinstance(data, dict):
             raise ValidationFailed("request body must be a JSON object")
@@ -171,11 +158,47 @@ def json_response(body: Mapping[str, Any], status: int = 200, *, private: bool =
     return response
 
 
+# What a client reads for a server-side failure: a stable code and a human message. The
+# detail (gRPC targets, timeouts, setting names...) goes to the server log only.
+PUBLIC_503_MESSAGES = {
+    "llm_unavailable": "The mentor cannot answer right now; your message was kept."
+    " Please try again shortly.",
+    "dependency_unavailable": "The service is temporarily unavailable. Please try again shortly.",
+}
+INTERNAL_MESSAGE = "internal error; quote the request id"
+DEFAULT_RETRY_AFTER_S = 5
+
+
+def public_error(error: IonError, request_id: str) -> tuple[str, str]:
+    """The (code, message) a client may see for `error`; server errors are logged with
+    their detail and the request id, and answered with a fixed message."""
+    if error.status < 500:
+        return error.code, error.message
+    if error.status == 503:
+        code = error.code if error.code in PUBLIC_503_MESSAGES else "dependency_unavailable"
+        public = PUBLIC_503_MESSAGES[code]
+    else:
+        code, public = "internal", INTERNAL_MESSAGE
+    if error.message != public and error.message != INTERNAL_MESSAGE:
+        log.log(
+            logging.WARNING if error.status == 503 else logging.ERROR,
+            "%s (%s) [request %s]: %s",
+            code,
+            type(error).__name__,
+            request_id,
+            error.message,
+            extra={"request_id": request_id, "error_code": error.code},
+        )
+    return code, public
+
+
+def error_body(error: IonError, request_id: str) -> dict[str, Any]:
+    code, message = public_error(error, request_id)
+    return {"error": {"code": code, "message": message}, "request_id": request_id}
+
+
 def error_response(error: IonError, request_id: str) -> Response:
-    response = json_response(
-        {"error": {"code": error.code, "message": error.message}, "request_id": request_id},
-        error.status,
-    )
+    response = json_response(error_body(error, request_id), error.status)
     if isinstance(error, Unauthenticated):
         response.headers["WWW-Authenticate"] = (
             f'Bearer error="invalid_token", error_description="{error.code}"'
@@ -184,6 +207,8 @@ def error_response(error: IonError, request_id: str) -> Response:
         response.headers["Allow"] = ", ".join(error.allowed)
     if error.retry_after_s is not None:
         response.headers["Retry-After"] = str(error.retry_after_s)
+    elif error.status == 503:
+        response.headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_S)
     return response
 
 
@@ -204,7 +229,7 @@ def dispatch(routes: Iterable[Route], request: Request) -> Response:
         response = error_response(exc, request_id)
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, clean(request.path))
-        response = error_response(IonError("internal error; quote the request id"), request_id)
+        response = error_response(IonError(INTERNAL_MESSAGE), request_id)
     _secure(response, allowed_origin)
     response.headers["X-Request-Id"] = request_id
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -227,6 +252,55 @@ def dispatch(routes: Iterable[Route], request: Request) -> Response:
         },
     )
     return response
+
+
+class HttpError(IonError):
+    """An error Flask/werkzeug raised before our router ran (its status, our envelope)."""
+
+    def __init__(self, status: int) -> None:
+        from ion.http.raw_errors import error_code, error_message
+
+        super().__init__(error_message(status))
+        self.status = status
+        self.code = error_code(status)
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    request_id = _request_id(request)
+    status = exc.code or 500
+    response = error_response(HttpError(status), request_id)
+    allowed = getattr(exc, "valid_methods", None)
+    if status == 405 and allowed:
+        response.headers["Allow"] = ", ".join(allowed)
+    _secure(response, None)
+    response.headers["X-Request-Id"] = request_id
+    log.info(
+        "%s %s -> %s (rejected before routing)",
+        request.method,
+        request.path,
+        status,
+        extra={"request_id": request_id, "method": request.method, "status": status},
+    )
+    return response
+
+
+def install_json_errors(app: Flask | None = None) -> None:
+    """Answers Flask gives by itself (a path no URL rule matches, e.g. with a newline in
+    it; a method it does not route) become the JSON envelope with the security headers;
+    so do the errors the WSGI server (gunicorn) writes before any app code runs.
+
+    With no `app`, the Flask app being set up (functions-framework imports a function's
+    main.py inside its app context) is used; outside one, only the server hook is set."""
+    from flask import current_app
+
+    from ion.http.raw_errors import install_gunicorn_error_pages
+
+    install_gunicorn_error_pages()
+    if app is None:
+        if not has_app_context():
+            return
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app.register_error_handler(HTTPException, _http_exception)
 
 
 def _check_origin(call: Call, origin: str) -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from flask import Request, Response, stream_with_context
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from ion.domain.chat import PreparedTurn
+from ion.domain.text import clean_text
 from ion.errors import (
     BadRequest,
     Conflict,
@@ -36,20 +39,26 @@ from ion.http import feedback_api
 from ion.http.api import (
     ID_PATTERN,
     Call,
-    clean_text,
     dispatch,
+    error_body,
     error_response,
     json_response,
     route,
 )
 from ion.http.health import health, ready
 from ion.models import ChatReply, Conversation, Message, Safety
-from ion.ports import IdempotencyRecord, IdempotencyStore
+from ion.ports import Clock, IdempotencyRecord, IdempotencyStore
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 IN_FLIGHT_RETRY_AFTER_S = 2
+# A claim's lease is short and renewed every IDEMPOTENCY_HEARTBEAT_S while its request
+# runs; when the instance dies, the key is free again within one lease.
+IDEMPOTENCY_LEASE_S = 20
+IDEMPOTENCY_HEARTBEAT_S = 5.0
+
+log = logging.getLogger("ion.http")
 
 
 class ChatBody(BaseModel):
@@ -108,12 +117,31 @@ class _Idempotency:
     """One claimed (user, Idempotency-Key) for the request being served."""
 
     def __init__(
-        self, store: IdempotencyStore, user: str, key: str, replay: dict[str, Any] | None
+        self,
+        store: IdempotencyStore,
+        user: str,
+        key: str,
+        replay: dict[str, Any] | None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.user = user
         self.key = key
         self.replay = replay  # set when the key was already completed: answer with this
+        self._stop = threading.Event()
+        if replay is None and clock is not None:
+            # We own a pending claim: keep its lease alive while the request runs.
+            threading.Thread(
+                target=self._heartbeat, args=(clock,), name="idempotency-lease", daemon=True
+            ).start()
+
+    def _heartbeat(self, clock: Clock) -> None:
+        while not self._stop.wait(IDEMPOTENCY_HEARTBEAT_S):
+            try:
+                until = clock.now() + timedelta(seconds=IDEMPOTENCY_LEASE_S)
+                self.store.renew_idempotency(self.user, self.key, until)
+            except Exception as exc:  # the next beat tries again; the lease bounds the harm
+                log.warning("renewing an Idempotency-Key lease failed: %s", type(exc).__name__)
 
     @classmethod
     def start(
@@ -138,8 +166,9 @@ class _Idempotency:
                 sort_keys=True,
             ).encode("utf-8")
         ).hexdigest()
-        # A claim still pending after the LLM's whole time budget was abandoned (crash).
-        lease_s = 4 * settings.llm_timeout_s + 30
+        # Renewed while the request runs (heartbeat): a claim whose lease ran out was
+        # abandoned (its instance died).
+        lease_s = IDEMPOTENCY_LEASE_S
         record = IdempotencyRecord(
             user_id=user,
             key=raw,
@@ -151,7 +180,7 @@ class _Idempotency:
         )
         existing = store.claim_idempotency(record, now)
         if existing is None:
-            return cls(store, user, raw, None)
+            return cls(store, user, raw, None, call.app.clock)
         if existing.request_hash != request_hash:
             raise IdempotencyKeyReused(
                 f"this {IDEMPOTENCY_HEADER} was already used for a different request; "
@@ -166,10 +195,11 @@ class _Idempotency:
         if call.app.store.get_conversation(str(stored.get("conversation_id"))) is None:
             # The learner erased that conversation since: never replay erased text. The
             # request runs as if it were new and its reply replaces the stored one.
-            return cls(store, user, raw, None)
+            return cls(store, user, raw, None, call.app.clock)
         return cls(store, user, raw, stored)
 
     def complete(self, reply: dict[str, Any]) -> None:
+        self._stop.set()
         self.store.complete_idempotency(
             self.user,
             self.key,
@@ -178,6 +208,7 @@ class _Idempotency:
         )
 
     def release(self) -> None:
+        self._stop.set()
         self.store.release_idempotency(self.user, self.key)
 
 
@@ -299,10 +330,7 @@ def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = N
                     yield _sse("delta", {"text": chunk.text})
         except IonError as exc:
             # Headers are gone already: the failure travels as an `error` event.
-            yield _sse(
-                "error",
-                {"error": {"code": exc.code, "message": exc.message}, "request_id": request_id},
-            )
+            yield _sse("error", error_body(exc, request_id))
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     # Should the server close the response before streaming it at all, the stream's own

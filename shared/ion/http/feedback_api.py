@@ -14,8 +14,9 @@ from flask import Response
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ion.domain.feedback import MAX_COMMENT_CHARS
+from ion.domain.text import clean_text
 from ion.errors import ConfigurationError
-from ion.http.api import Call, clean_text, json_response
+from ion.http.api import Call, json_response
 from ion.ports import Feedback
 
 

@@ -1,10 +1,20 @@
-"""`/health` (process alive) and `/ready` (dependencies usable), shared by every function."""
+"""`/health` (process alive) and `/ready` (dependencies usable), shared by every function.
+
+`/ready` names what is wrong in words an operator can act on (a configuration message, or
+which dependency is unreachable); exception detail such as network targets goes to the
+server log with the request id, never into the body.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from flask import Response
 
+from ion.errors import ConfigurationError
 from ion.http.api import Call, json_response
+
+log = logging.getLogger("ion.http")
 
 
 def health(call: Call) -> Response:
@@ -17,14 +27,29 @@ def ready(call: Call) -> Response:
     try:
         app = call.app
     except Exception as exc:  # a broken configuration is exactly what /ready must report
+        if isinstance(exc, ConfigurationError):
+            detail = exc.message  # written for operators; never holds a secret value
+            log.error("not ready [request %s]: %s", call.request_id, exc.message)
+        else:
+            detail = f"the app could not be built ({type(exc).__name__}); see the server log"
+            log.exception("not ready [request %s]: building the app failed", call.request_id)
         return json_response(
-            {"status": "unavailable", "checks": {"app": {"ok": False, "detail": str(exc)}}}, 503
+            {"status": "unavailable", "checks": {"app": {"ok": False, "detail": detail}}}, 503
         )
     try:
         app.store.ping()
         checks["store"] = {"ok": True, "detail": app.settings.backend}
     except Exception as exc:
-        checks["store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:200]}
+        log.warning(
+            "not ready [request %s]: store ping failed: %s: %s",
+            call.request_id,
+            type(exc).__name__,
+            exc,
+        )
+        checks["store"] = {
+            "ok": False,
+            "detail": f"{app.settings.backend} store unreachable; see the server log",
+        }
     llm_ok, llm_detail = app.llm.readiness()
     checks["llm"] = {"ok": llm_ok, "detail": llm_detail, "provider": app.settings.llm_provider}
     checks["auth"] = {"ok": True, "detail": app.verifier.describe()}

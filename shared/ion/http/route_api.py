@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from ion.domain.learning import nudge
 from ion.domain.routing import RouteResult
+from ion.domain.text import clean_text
 from ion.errors import ConfigurationError
-from ion.http.api import Call, clean_text, dispatch, json_response, route
+from ion.http.api import Call, dispatch, json_response, route
 from ion.http.chat_api import safety_json
 from ion.http.health import health, ready
 from ion.models import Safety
