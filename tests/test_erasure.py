@@ -28,6 +28,8 @@ def backend_app(request: pytest.FixtureRequest, clean_env: Path) -> Iterator[App
             "backend": "gcp",
             "gcp_project": FIRESTORE_TEST_PROJECT,
             "events_topic": topic.topic,
+            "jwt_issuer": "https://auth.ion.example",
+            "jwt_audience": "ion-mentoring",
         }
     application = build_app(make_settings(clean_env / "data", **overrides))
     set_app(application)

@@ -131,6 +131,8 @@ def firestore_backend(
         backend="gcp",
         gcp_project=FIRESTORE_TEST_PROJECT,
         events_topic=pubsub_topic.topic,
+        jwt_issuer="https://auth.ion.example",
+        jwt_audience="ion-mentoring",
     )
 
 

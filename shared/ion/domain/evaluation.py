@@ -107,6 +107,7 @@ class ItemResult:
     correct: bool
     top2: bool
     reason: str
+    confidence: float = 0.0
 
 
 @dataclass(slots=True)
@@ -135,6 +136,13 @@ class EvalReport:
             row[r.primary] = row.get(r.primary, 0) + 1
         return table
 
+    @property
+    def calibration_error(self) -> float:
+        """Expected calibration error of the routing confidence against correctness."""
+        return expected_calibration_error(
+            [r.confidence for r in self.results], [r.correct for r in self.results]
+        )
+
     def errors(self) -> list[ItemResult]:
         return [r for r in self.results if not r.correct]
 
@@ -154,10 +162,22 @@ class EvalReport:
                 + "".join(str(counts.get(c, 0)).rjust(width) for c in cols)
                 + f"   {recall:.3f}"
             )
+        for lang in sorted({r.item.lang or "?" for r in self.results}):
+            part = [r for r in self.results if (r.item.lang or "?") == lang]
+            acc = sum(r.correct for r in part) / len(part)
+            out.append(f"{lang}: accuracy={acc:.3f} n={len(part)}")
+        multi = [r for r in self.results if r.item.history]
+        if multi:
+            acc = sum(r.correct for r in multi) / len(multi)
+            out.append(f"multi-turn: accuracy={acc:.3f} n={len(multi)}")
+        out.append(f"calibration: ECE={self.calibration_error:.3f} (10 confidence bins)")
         if show_errors:
             for r in self.errors():
                 ok = "/".join(sorted(r.item.accepted()))
-                out.append(f"  MISS {r.item.id}: gold={ok} got={r.primary} | {r.item.message[:70]}")
+                out.append(
+                    f"  MISS {r.item.id}: gold={ok} got={r.primary} ({r.confidence:.2f})"
+                    f" | {r.item.message[:70]}"
+                )
         out.append(f"accuracy={self.accuracy:.3f} top2={self.top2:.3f} n={self.n}")
         return "\n".join(out)
 
@@ -181,9 +201,25 @@ def evaluate(router: Router, items: Iterable[LabelledItem]) -> EvalReport:
                 correct=d.primary in accepted,
                 top2=any(t in accepted for t in top if t is not None),
                 reason=d.reason,
+                confidence=d.confidence,
             )
         )
     return EvalReport(results=results, labels=list(router.catalog.ids))
+
+
+def expected_calibration_error(
+    confidence: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> float:
+    """ECE: |accuracy − mean confidence| per equal-width confidence bin, weighted by count."""
+    groups: dict[int, list[tuple[float, bool]]] = {}
+    for c, ok in zip(confidence, correct, strict=True):
+        groups.setdefault(min(int(c * bins), bins - 1), []).append((c, ok))
+    total = 0.0
+    for members in groups.values():
+        mean_conf = sum(c for c, _ in members) / len(members)
+        accuracy = sum(ok for _, ok in members) / len(members)
+        total += len(members) * abs(accuracy - mean_conf)
+    return total / len(confidence) if confidence else 0.0
 
 
 # --- safety ----------------------------------------------------------------------------

@@ -41,6 +41,10 @@ DEFAULT_CONTEXT_THRESHOLD = 0.3
 DEFAULT_WEAK_THRESHOLD = 0.15
 #: Earlier learner turns looked at for distress.
 CONTEXT_TURNS = 4
+#: The model alone never fires on a text shorter than this (non-space characters): a
+#: greeting or an "ok" has no meaning to read, and short crisis statements are phrases the
+#: signals know. After earlier distress, short messages count (see `verdict`).
+MIN_MODEL_CHARS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,8 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFD", unicodedata.normalize("NFC", text).casefold())
 
 
-#: (signal family, weak-signal family, guard family) found in a text, or None each.
+#: (signal family, weak-signal family, guard family) found in a text, or None each; the
+#: guard is "short" for a text too short for the model to read alone.
 RuleReading = tuple[str | None, str | None, str | None]
 
 
@@ -81,7 +86,10 @@ class CrisisRules:
         weak = self._first(self.weak_signals, folded)
         if signal is not None and any(p.search(folded) for p in self.discussion):
             signal, weak = None, weak or f"{signal} (discussed)"
-        return signal, weak, self._first(self.guards, folded)
+        guard = self._first(self.guards, folded)
+        if guard is None and len("".join(text.split())) < MIN_MODEL_CHARS:
+            guard = "short"
+        return signal, weak, guard
 
 
 def _compile(groups: object, where: str) -> tuple[tuple[str, re.Pattern[str]], ...]:

@@ -45,7 +45,6 @@ __all__ = [
     "FORBIDDEN_TRAINING_FILES",
     "CorpusError",
     "corpus_sha256",
-    "expected_calibration_error",
     "fit_softmax",
     "grouped_folds",
 ]
@@ -145,24 +144,6 @@ def out_of_fold(
         head = fit(vectors[train], targets[train])
         out[test] = head.log_proba(vectors[test])
     return out
-
-
-def expected_calibration_error(
-    confidence: Sequence[float], correct: Sequence[bool], bins: int = 10
-) -> float:
-    """ECE: |accuracy − confidence| averaged over equal-width confidence bins, by count."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    ok = np.asarray(correct, dtype=np.float64)
-    if conf.size == 0:
-        return 0.0
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    total = 0.0
-    for i in range(bins):
-        upper = conf <= edges[i + 1] if i == bins - 1 else conf < edges[i + 1]
-        mask = (conf >= edges[i]) & upper
-        if mask.any():
-            total += mask.sum() * abs(ok[mask].mean() - conf[mask].mean())
-    return float(total / conf.size)
 
 
 @dataclass(frozen=True)
