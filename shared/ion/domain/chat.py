@@ -29,7 +29,7 @@ from datetime import timedelta
 from ion import events
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import PROMPT_VERSION, build_request
-from ion.domain.routing import Router
+from ion.domain.routing import MessageRouter
 from ion.errors import LlmError, NotFound
 from ion.models import (
     ChatReply,
@@ -124,7 +124,7 @@ class ChatService:
         *,
         store: ConversationStore,
         llm: LanguageModel,
-        router: Router,
+        router: MessageRouter,
         catalog: PersonaCatalog,
         events: EventPublisher,
         clock: Clock,
