@@ -108,6 +108,9 @@ resource "google_firestore_field" "index_exemptions" {
     "messages.routing" = { collection = "messages", field = "routing" }
     "messages.usage"   = { collection = "messages", field = "usage" }
     "outbox.payload"   = { collection = "outbox", field = "payload" }
+    "routing_disagreements.message" = {
+      collection = "routing_disagreements", field = "message"
+    }
   }
 
   project    = var.project_id
@@ -126,6 +129,9 @@ resource "google_firestore_field" "ttl" {
     "idempotency_keys.expires_at" = { collection = "idempotency_keys", field = "expires_at" }
     "quota.expires_at"            = { collection = "quota", field = "expires_at" }
     "processed_events.expires_at" = { collection = "processed_events", field = "expires_at" }
+    "routing_disagreements.expires_at" = {
+      collection = "routing_disagreements", field = "expires_at"
+    }
   }
 
   project    = var.project_id
@@ -456,11 +462,17 @@ resource "google_secret_manager_secret_iam_member" "jwt_accessors" {
   member    = "serviceAccount:${each.value}"
 }
 
-# Only chat calls Gemini, so only chat reads the API key.
+# chat (answers and the routing judge) and persona_route (the routing judge) call Gemini,
+# so only they read the API key.
 resource "google_secret_manager_secret_iam_member" "gemini_accessor" {
+  for_each = {
+    chat          = google_service_account.chat.email
+    persona_route = google_service_account.persona_route.email
+  }
+
   secret_id = google_secret_manager_secret.gemini_api_key.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.chat.email}"
+  member    = "serviceAccount:${each.value}"
 }
 
 # Pub/Sub mints the push OIDC tokens as ion-pubsub-push.
@@ -537,6 +549,8 @@ module "chat" {
   extra_environment = {
     ION_LLM_PROVIDER = "gemini"
     ION_GEMINI_MODEL = var.gemini_model
+    # Unsure routing decisions get a second opinion from Gemini (docs/routing.md, "Judge").
+    ION_ROUTING_JUDGE = "gemini"
   }
   secret_environment = {
     ION_JWT_SECRET     = google_secret_manager_secret.jwt.secret_id
@@ -573,11 +587,13 @@ module "persona_route" {
 
   environment = merge(local.common_env, var.extra_environment)
   extra_environment = {
-    # Routing never calls the model: no Gemini client, key or dependency here.
-    ION_LLM_PROVIDER = "offline"
+    # No persona answers here; only the routing judge calls Gemini (docs/routing.md).
+    ION_LLM_PROVIDER  = "offline"
+    ION_ROUTING_JUDGE = "gemini"
   }
   secret_environment = {
-    ION_JWT_SECRET = google_secret_manager_secret.jwt.secret_id
+    ION_JWT_SECRET     = google_secret_manager_secret.jwt.secret_id
+    ION_GEMINI_API_KEY = google_secret_manager_secret.gemini_api_key.secret_id
   }
 
   min_instances   = 0

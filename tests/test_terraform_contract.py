@@ -320,7 +320,7 @@ def test_each_archive_ships_what_its_configuration_uses(entry_point: str) -> Non
     ships = set(spec.extras)
     env = {key: resolve(value) for key, value in environment(entry_point).items()}
     needs = {"google-cloud-firestore"} if env.get("ION_BACKEND") == "gcp" else set()
-    if env.get("ION_LLM_PROVIDER") == "gemini":
+    if env.get("ION_LLM_PROVIDER") == "gemini" or env.get("ION_ROUTING_JUDGE") == "gemini":
         needs.add("google-genai")
     if env.get("ION_SECRETS_BACKEND") == "secretmanager":
         needs.add("google-cloud-secret-manager")
@@ -332,10 +332,22 @@ def test_each_archive_ships_what_its_configuration_uses(entry_point: str) -> Non
 def test_no_archive_ships_the_gemini_sdk_unless_a_function_from_it_uses_gemini() -> None:
     for function, spec in PACKAGE.FUNCTIONS.items():
         uses = {
-            resolve(environment(entry_point).get("ION_LLM_PROVIDER"))
+            resolve(environment(entry_point).get(name))
             for entry_point in spec.entry_points
+            for name in ("ION_LLM_PROVIDER", "ION_ROUTING_JUDGE")
         }
         assert ("google-genai" in spec.extras) == ("gemini" in uses), function
+
+
+@pytest.mark.parametrize("entry_point", ["chat", "persona_route"])
+def test_the_routing_judge_is_on_with_the_gemini_key(entry_point: str) -> None:
+    assert resolve(environment(entry_point)["ION_ROUTING_JUDGE"]) == "gemini"
+    secrets = deployed()[entry_point]["secret_environment"]
+    assert references(secrets["ION_GEMINI_API_KEY"]) == (
+        "google_secret_manager_secret.gemini_api_key.secret_id"
+    )
+    grants = resources("google_secret_manager_secret_iam_member")["gemini_accessor"]
+    assert f"${{google_service_account.{entry_point}.email}}" in grants["for_each"].values()
 
 
 # ------------------------------------------------------------------------------------------
