@@ -61,7 +61,8 @@ class Function:
 
 # What each function needs in production. Secrets reach the functions as secret environment
 # variables (ION_SECRETS_BACKEND=env, see docs/deploy.md), so no Secret Manager client is
-# shipped; persona_route never calls the LLM (ION_LLM_PROVIDER=offline), so no google-genai.
+# shipped. persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
+# calls Gemini (ION_ROUTING_JUDGE=gemini), so it ships google-genai too.
 # tests/test_terraform_contract.py checks these against the Terraform configuration.
 FUNCTIONS: dict[str, Function] = {
     "chat": Function(
@@ -72,7 +73,7 @@ FUNCTIONS: dict[str, Function] = {
     "persona_route": Function(
         source="functions/persona_route",
         entry_points={"persona_route": "http", "persona_events": "cloudevent"},
-        extras=("google-cloud-firestore", "google-cloud-pubsub"),
+        extras=("google-cloud-firestore", "google-cloud-pubsub", "google-genai"),
     ),
     "backup": Function(
         source="functions/backup",

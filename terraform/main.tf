@@ -108,6 +108,9 @@ resource "google_firestore_field" "index_exemptions" {
     "messages.routing" = { collection = "messages", field = "routing" }
     "messages.usage"   = { collection = "messages", field = "usage" }
     "outbox.payload"   = { collection = "outbox", field = "payload" }
+    "routing_disagreements.message" = {
+      collection = "routing_disagreements", field = "message"
+    }
   }
 
   project    = var.project_id
@@ -126,6 +129,9 @@ resource "google_firestore_field" "ttl" {
     "idempotency_keys.expires_at" = { collection = "idempotency_keys", field = "expires_at" }
     "quota.expires_at"            = { collection = "quota", field = "expires_at" }
     "processed_events.expires_at" = { collection = "processed_events", field = "expires_at" }
+    "routing_disagreements.expires_at" = {
+      collection = "routing_disagreements", field = "expires_at"
+    }
   }
 
   project    = var.project_id
@@ -420,6 +426,16 @@ resource "google_project_iam_member" "firestore_users" {
   }
 }
 
+# The safety reviewers read a crisis conversation to follow up (docs/operations.md): the
+# only human read access to learners' text that this configuration grants.
+resource "google_project_iam_member" "safety_reviewers" {
+  for_each = toset(var.safety_reviewers)
+
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = each.value
+}
+
 # backup: starting a managed export needs datastore.databases.export (this role only adds
 # import/export on top of nothing else).
 resource "google_project_iam_member" "backup_export" {
@@ -456,11 +472,17 @@ resource "google_secret_manager_secret_iam_member" "jwt_accessors" {
   member    = "serviceAccount:${each.value}"
 }
 
-# Only chat calls Gemini, so only chat reads the API key.
+# chat (answers and the routing judge) and persona_route (the routing judge) call Gemini,
+# so only they read the API key.
 resource "google_secret_manager_secret_iam_member" "gemini_accessor" {
+  for_each = {
+    chat          = google_service_account.chat.email
+    persona_route = google_service_account.persona_route.email
+  }
+
   secret_id = google_secret_manager_secret.gemini_api_key.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.chat.email}"
+  member    = "serviceAccount:${each.value}"
 }
 
 # Pub/Sub mints the push OIDC tokens as ion-pubsub-push.
@@ -537,6 +559,8 @@ module "chat" {
   extra_environment = {
     ION_LLM_PROVIDER = "gemini"
     ION_GEMINI_MODEL = var.gemini_model
+    # Unsure routing decisions get a second opinion from Gemini (docs/routing.md, "Judge").
+    ION_ROUTING_JUDGE = "gemini"
   }
   secret_environment = {
     ION_JWT_SECRET     = google_secret_manager_secret.jwt.secret_id
@@ -573,11 +597,13 @@ module "persona_route" {
 
   environment = merge(local.common_env, var.extra_environment)
   extra_environment = {
-    # Routing never calls the model: no Gemini client, key or dependency here.
-    ION_LLM_PROVIDER = "offline"
+    # No persona answers here; only the routing judge calls Gemini (docs/routing.md).
+    ION_LLM_PROVIDER  = "offline"
+    ION_ROUTING_JUDGE = "gemini"
   }
   secret_environment = {
-    ION_JWT_SECRET = google_secret_manager_secret.jwt.secret_id
+    ION_JWT_SECRET     = google_secret_manager_secret.jwt.secret_id
+    ION_GEMINI_API_KEY = google_secret_manager_secret.gemini_api_key.secret_id
   }
 
   min_instances   = 0
@@ -756,6 +782,24 @@ resource "google_logging_metric" "events_lost" {
   }
 }
 
+# A learner message the crisis detector fired on (the chat function logs one WARNING per
+# detection, never the text; docs/safety.md). Each one needs a human: docs/operations.md.
+resource "google_logging_metric" "crisis_detected" {
+  name        = "ion/crisis_detected"
+  description = "Learner messages the crisis detector fired on (a human follows up)."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name="${local.function_names.chat}"
+    (jsonPayload.message=~"^crisis detected:" OR textPayload=~"crisis detected:")
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
 resource "google_monitoring_alert_policy" "http_5xx" {
   display_name          = "ION: 5xx rate above ${var.alert_5xx_ratio * 100}%"
   combiner              = "OR"
@@ -860,6 +904,37 @@ resource "google_monitoring_alert_policy" "llm_failures" {
   documentation {
     mime_type = "text/markdown"
     content   = "Gemini calls fail (quota, outage, bad key). Learners get 503 llm_unavailable. Check the chat logs for the reason and the key in Secret Manager (ion-gemini-api-key)."
+  }
+}
+
+resource "google_monitoring_alert_policy" "crisis_detected" {
+  display_name          = "ION: learner in crisis"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "A learner message was detected as a crisis"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.crisis_detected.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "A learner's message was detected as a crisis and got the safe answer with crisis resources. Follow the crisis runbook in docs/operations.md now: the on-call safety lead opens the conversation id from the `crisis detected` log line (or the safety.crisis_detected event) with the ion-safety-reviewer role and follows up within the hour."
   }
 }
 

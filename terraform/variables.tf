@@ -190,3 +190,9 @@ variable "alert_rate_limited" {
   description = "Alert when more than this many requests are rate limited (429) within 5 minutes."
   default     = 100
 }
+
+variable "safety_reviewers" {
+  type        = list(string)
+  description = "IAM members (e.g. group:ion-safety@example.com) who follow up crisis alerts: the only people granted read access to learners' conversations (roles/datastore.viewer). See docs/operations.md."
+  default     = []
+}

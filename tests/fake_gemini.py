@@ -72,6 +72,12 @@ def answer(
     )
 
 
+def structured(value: Any, *, usage: tuple[int, int, int] = (40, 12, 0)) -> Behaviour:
+    """A structured-output answer: `value` serialised as the JSON text of the reply (what
+    Gemini sends for `response_mime_type="application/json"`)."""
+    return answer(json.dumps(value, ensure_ascii=False), usage=usage)
+
+
 def http_error(status: int, message: str = "", *, retry_after: str | None = None) -> Behaviour:
     """A Google-style JSON error body with this HTTP status (e.g. 429, 500, 503, 401)."""
     return Behaviour(
@@ -145,6 +151,20 @@ class RecordedRequest:
     def generation_config(self) -> dict[str, Any]:
         cfg = self.body.get("generationConfig") or self.body.get("generation_config") or {}
         return dict(cfg)
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None:
+        """The structured-output schema the client asked for (None when plain text)."""
+        cfg = self.generation_config
+        schema = cfg.get("responseSchema") or cfg.get("response_schema")
+        return dict(schema) if schema else None
+
+    @property
+    def user_json(self) -> Any:
+        """The last user turn parsed as JSON (a structured request such as the judge's)."""
+        role, text = self.contents[-1]
+        assert role == "user", role
+        return json.loads(text)
 
 
 @dataclass

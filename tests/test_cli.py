@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,11 @@ import pytest
 
 from ion.cli import main
 
-DEV_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "routing" / "dev_set.jsonl"
+# As in tests/test_evaluation.py: ION_ROUTING_DEV_SET wins (e.g. from a git worktree).
+DEV_SET = Path(
+    os.environ.get("ION_ROUTING_DEV_SET")
+    or Path(__file__).resolve().parent.parent.parent / "shared" / "routing" / "dev_set.jsonl"
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ion.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone
 from ion.ports import BackupRecord, Feedback, StatsDelta
@@ -141,3 +142,80 @@ def test_backup_catalog(learning_backend: LearningBackend) -> None:
     store.put_backup(done)
     assert store.running_backups() == []
     assert store.list_backups()[1] == done
+
+
+# --- routing disagreements (the LLM routing judge's review queue) -----------------------
+
+
+def _disagreement(n: int, *, at: datetime = T0, days: int = 30, **extra: object) -> Any:
+    from ion.ports import RoutingDisagreement
+
+    values: dict[str, object] = {
+        "message_hash": f"{n:064x}",
+        "message": f"메시지 {n} 🙂 with 'quotes'",
+        "local_persona": "elro",
+        "judge_persona": "lua",
+        "judge_secondary": None,
+        "confidence": 0.423,
+        "main_need": f"need {n}",
+        "created_at": at,
+        "expires_at": at + timedelta(days=days),
+    }
+    values.update(extra)
+    return RoutingDisagreement.model_validate(values)
+
+
+def test_disagreements_round_trip_newest_first(learning_backend: LearningBackend) -> None:
+    store = learning_backend.learning
+    assert store.list_disagreements(limit=10, now=T0) == []
+    rows = [_disagreement(n, at=T0 + timedelta(minutes=n)) for n in range(3)]
+    rows[1] = rows[1].model_copy(update={"judge_secondary": "nana"})
+    for row in rows:
+        store.put_disagreement(row)
+    assert store.list_disagreements(limit=10, now=T0) == rows[::-1]
+    assert store.list_disagreements(limit=2, now=T0) == rows[:0:-1]
+    assert store.list_disagreements(limit=0, now=T0) == []
+
+
+def test_disagreement_same_hash_replaces(learning_backend: LearningBackend) -> None:
+    store = learning_backend.learning
+    store.put_disagreement(_disagreement(1))
+    later = _disagreement(1, at=T0 + timedelta(hours=1), judge_persona="riri")
+    store.put_disagreement(later)
+    assert store.list_disagreements(limit=10, now=T0) == [later]
+
+
+def test_disagreements_ties_break_by_hash_desc(learning_backend: LearningBackend) -> None:
+    store = learning_backend.learning
+    for n in (5, 7, 6):
+        store.put_disagreement(_disagreement(n))
+    found = store.list_disagreements(limit=10, now=T0)
+    assert [d.message_hash for d in found] == [f"{n:064x}" for n in (7, 6, 5)]
+
+
+def test_expired_disagreements_are_not_listed(learning_backend: LearningBackend) -> None:
+    store = learning_backend.learning
+    short = _disagreement(1, days=1)
+    long = _disagreement(2, days=30)
+    store.put_disagreement(short)
+    store.put_disagreement(long)
+    assert store.list_disagreements(limit=10, now=T0 + timedelta(hours=23)) == [long, short]
+    assert store.list_disagreements(limit=10, now=T0 + timedelta(days=1)) == [long]
+
+
+def test_disagreements_are_erased_by_their_text(learning_backend: LearningBackend) -> None:
+    store = learning_backend.learning
+    kept = _disagreement(1, message="how do I split the sprint tasks?")
+    erased = [
+        _disagreement(2, message="my secret worry about the capstone"),
+        # The same text in another context (another hash) is a copy too.
+        _disagreement(3, message="my secret worry about the capstone"),
+        _disagreement(4, message="and the second one?"),
+    ]
+    for row in [kept, *erased]:
+        store.put_disagreement(row)
+    texts = ["my secret worry about the capstone", "and the second one?", "never judged"]
+    assert store.delete_disagreements_for_texts(texts) == 3
+    assert store.list_disagreements(limit=10, now=T0) == [kept]
+    assert store.delete_disagreements_for_texts(texts) == 0
+    assert store.delete_disagreements_for_texts([]) == 0

@@ -75,7 +75,19 @@ def test_everyday_hard_negatives_are_not(detector: CrisisDetector, text: str) ->
     assert not verdict.crisis, (text, verdict.reasons)
 
 
-@pytest.mark.parametrize("text", POSITIVES[:8])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "죽고 싶다",
+        "요즘 자살 생각이 자꾸 나요",
+        "I want to end my life",
+        "다 그만두고 영원히 자고 싶다",
+        "it would be easier if I just disappeared for good",
+        "I hurt myself again last night",
+        "deadline tomorrow and I want to die",
+        "유서 써놨어요",
+    ],
+)
 def test_rules_alone_catch_explicit_statements(text: str) -> None:
     # The rules run even when the embedding model cannot load.
     assert CrisisDetector(load_rules()).assess(text).crisis, text
@@ -93,12 +105,16 @@ def test_korean_stems_match_every_ending() -> None:
     # NFD matching: the stem 뛰어내리 also matches 뛰어내릴까 (리 + ㄹ).
     rules = CrisisDetector(load_rules())
     assert rules.assess("지금 옥상인데 뛰어내릴까 생각 중이야").crisis
-    assert rules.assess("뛰어내려 버리고 싶다").crisis
+    assert rules.assess("여기서 뛰어내려 버리고 싶다").crisis
 
 
 def test_vectorised_calibration_equals_the_detector(detector: CrisisDetector) -> None:
     """`ion train safety` tries thresholds on a vectorised copy of `verdict`: same answers."""
-    items = [i for p in sorted((REPO / "data" / "safety").glob("crisis_*.jsonl")) for i in load_safety_set(p)]
+    items = [
+        i
+        for p in sorted((REPO / "data" / "safety").glob("crisis_*.jsonl"))
+        for i in load_safety_set(p)
+    ]
     rng = np.random.default_rng(7)
     reads = [detector.rules.read(i.text) for i in items]
     history_reads = [[detector.rules.read(t) for t in i.history] for i in items]
@@ -174,7 +190,8 @@ def test_a_crisis_gets_the_safe_answer_with_korean_resources(
     assert [m["crisis"] for m in detail["messages"]] == [False, True]
     # A human follows up: the event carries no text, the WARNING neither.
     published = [
-        e for e in app.events.transport.recent()  # type: ignore[attr-defined]
+        e
+        for e in app.events.transport.recent()  # type: ignore[attr-defined]
         if e["event_type"] == events.SAFETY_CRISIS_DETECTED
     ]
     assert len(published) == 1
@@ -194,7 +211,7 @@ def test_an_english_crisis_gets_english_resources_and_no_cache_entry(
     api = _api(app)
     first = _chat(api, auth, CRISIS_EN)
     assert first["safety"]["crisis"] is True
-    assert [r.get("phone") for r in first["safety"]["resources"]][0] == "988"
+    assert first["safety"]["resources"][0]["phone"] == "988"
     assert "findahelpline.com" in first["reply"]
     again = _chat(api, auth, CRISIS_EN)
     assert again["cached"] is False
@@ -209,9 +226,7 @@ def test_a_calm_reply_says_so_with_no_resources(app: App, auth: dict[str, str]) 
 
 
 def test_the_stream_meta_carries_the_safety_fields(app: App, auth: dict[str, str]) -> None:
-    response = _api(app).post(
-        "/v1/chat", json={"message": CRISIS_EN, "stream": True}, headers=auth
-    )
+    response = _api(app).post("/v1/chat", json={"message": CRISIS_EN, "stream": True}, headers=auth)
     assert response.status_code == 200
     blocks = response.get_data(as_text=True).strip().split("\n\n")
     meta = json.loads(blocks[0].split("data: ", 1)[1])
@@ -281,8 +296,14 @@ def test_operators_replace_the_resources(clean_env: Path) -> None:
     ("content", "problem"),
     [
         ("resources:\n  ko: [{name: x, phone: '1'}]\n", "resources for 'en'"),
-        ("resources:\n  ko: [{name: x}]\n  en: [{name: y, phone: '2'}]\n", "needs a phone or a url"),
-        ("resources:\n  ko: [{name: x, url: 'http://plain'}]\n  en: [{name: y, phone: '2'}]\n", "url"),
+        (
+            "resources:\n  ko: [{name: x}]\n  en: [{name: y, phone: '2'}]\n",
+            "needs a phone or a url",
+        ),
+        (
+            "resources:\n  ko: [{name: x, url: 'http://plain'}]\n  en: [{name: y, phone: '2'}]\n",
+            "url",
+        ),
     ],
 )
 def test_a_bad_resources_file_is_refused_clearly(

@@ -320,7 +320,7 @@ def test_each_archive_ships_what_its_configuration_uses(entry_point: str) -> Non
     ships = set(spec.extras)
     env = {key: resolve(value) for key, value in environment(entry_point).items()}
     needs = {"google-cloud-firestore"} if env.get("ION_BACKEND") == "gcp" else set()
-    if env.get("ION_LLM_PROVIDER") == "gemini":
+    if env.get("ION_LLM_PROVIDER") == "gemini" or env.get("ION_ROUTING_JUDGE") == "gemini":
         needs.add("google-genai")
     if env.get("ION_SECRETS_BACKEND") == "secretmanager":
         needs.add("google-cloud-secret-manager")
@@ -332,10 +332,22 @@ def test_each_archive_ships_what_its_configuration_uses(entry_point: str) -> Non
 def test_no_archive_ships_the_gemini_sdk_unless_a_function_from_it_uses_gemini() -> None:
     for function, spec in PACKAGE.FUNCTIONS.items():
         uses = {
-            resolve(environment(entry_point).get("ION_LLM_PROVIDER"))
+            resolve(environment(entry_point).get(name))
             for entry_point in spec.entry_points
+            for name in ("ION_LLM_PROVIDER", "ION_ROUTING_JUDGE")
         }
         assert ("google-genai" in spec.extras) == ("gemini" in uses), function
+
+
+@pytest.mark.parametrize("entry_point", ["chat", "persona_route"])
+def test_the_routing_judge_is_on_with_the_gemini_key(entry_point: str) -> None:
+    assert resolve(environment(entry_point)["ION_ROUTING_JUDGE"]) == "gemini"
+    secrets = deployed()[entry_point]["secret_environment"]
+    assert references(secrets["ION_GEMINI_API_KEY"]) == (
+        "google_secret_manager_secret.gemini_api_key.secret_id"
+    )
+    grants = resources("google_secret_manager_secret_iam_member")["gemini_accessor"]
+    assert f"${{google_service_account.{entry_point}.email}}" in grants["for_each"].values()
 
 
 # ------------------------------------------------------------------------------------------
@@ -550,3 +562,26 @@ def test_function_outputs_give_the_urls() -> None:
     outputs = {n: b for block in load_dir(TF).get("output", []) for n, b in block.items()}
     for name in ("chat", "persona_route"):
         assert outputs[f"{name}_url"]["value"] == f"${{module.{name}.url}}"
+
+
+def test_crisis_detections_page_a_human() -> None:
+    """The chat function's crisis WARNING feeds a log metric whose alert notifies people."""
+    chat_source = (ROOT / "shared" / "ion" / "domain" / "chat.py").read_text(encoding="utf-8")
+    assert '"crisis detected: conversation=' in chat_source
+    metric = resources("google_logging_metric")["crisis_detected"]
+    assert 'jsonPayload.message=~"^crisis detected:"' in metric["filter"]
+    assert "${local.function_names.chat}" in metric["filter"]
+    alert = resources("google_monitoring_alert_policy")["crisis_detected"]
+    condition = alert["conditions"][0]["condition_threshold"][0]
+    assert "${google_logging_metric.crisis_detected.name}" in condition["filter"]
+    assert condition["threshold_value"] == 0 and condition["comparison"] == "COMPARISON_GT"
+    assert alert["notification_channels"] == "${local.notification_channels}"
+    assert "docs/operations.md" in alert["documentation"][0]["content"]
+    assert alert["display_name"] == "ION: learner in crisis"
+
+
+def test_only_the_safety_reviewers_may_read_conversations() -> None:
+    grant = resources("google_project_iam_member")["safety_reviewers"]
+    assert grant["role"] == "roles/datastore.viewer"
+    assert grant["for_each"] == "${toset(var.safety_reviewers)}"
+    assert variables()["safety_reviewers"]["default"] == []

@@ -24,7 +24,7 @@ from ion.domain.feedback import FeedbackService
 from ion.domain.learning import LearnedRouter
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.quota import QuotaGuard, QuotaLimits
-from ion.domain.routing import Router
+from ion.domain.routing import MessageRouter, Router
 from ion.domain.safety import CrisisDetector, load_rules
 from ion.domain.semantic import SemanticLayer, artifact_path, load_artifact
 from ion.errors import ConfigurationError, SecretNotFound
@@ -32,6 +32,7 @@ from ion.logs import configure_logging
 from ion.ports import (
     Clock,
     ConversationStore,
+    DisagreementStore,
     EventPublisher,
     IdempotencyStore,
     LanguageModel,
@@ -76,7 +77,7 @@ class App:
     events: EventPublisher
     clock: Clock
     catalog: PersonaCatalog
-    router: Router
+    router: MessageRouter  # the local router, wrapped by the judge when it is on
     chat: ChatService
     verifier: TokenVerifier | JwksTokenVerifier
     quota: QuotaGuard
@@ -162,6 +163,43 @@ def build_router(
     """The local router chat uses (lexicons + semantic head), without feedback or judge."""
     semantic, status = load_semantic_layer(embedder, "routing")
     return Router(catalog, semantic), status
+
+
+def build_judged_router(
+    settings: Settings,
+    secrets: Secrets,
+    local: MessageRouter,
+    *,
+    learning: DisagreementStore | None,
+    clock: Clock,
+) -> MessageRouter:
+    """`local` as is, or wrapped by the LLM routing judge when ION_ROUTING_JUDGE=gemini."""
+    if settings.routing_judge == "off":
+        return local
+    from ion.adapters.gemini_judge import GeminiRoutingJudge
+    from ion.domain.judge import JudgedRouter, judge_instructions
+
+    judge = GeminiRoutingJudge.from_settings(
+        settings,
+        api_key=gemini_api_key(settings, secrets),
+        persona_ids=local.catalog.ids,
+        instructions=judge_instructions(local.catalog),
+    )
+    log.info(
+        "routing judge on: %s below confidence %.2f",
+        settings.routing_judge_model,
+        settings.routing_judge_threshold,
+    )
+    return JudgedRouter(
+        local,
+        judge,
+        threshold=settings.routing_judge_threshold,
+        turns=settings.routing_judge_turns,
+        cache_size=settings.routing_judge_cache_size,
+        disagreements=learning,
+        clock=clock,
+        retention_days=settings.routing_disagreement_ttl_days,
+    )
 
 
 def build_detector(embedder: SentenceEmbedder | None) -> tuple[CrisisDetector, SemanticStatus]:
@@ -290,20 +328,23 @@ def _dev_secret(
     return value
 
 
+def gemini_api_key(settings: Settings, secrets: Secrets) -> str | None:
+    """The Gemini API key (settings, else the secret); None in Vertex AI mode or when absent."""
+    if settings.gemini_vertex:
+        return None
+    if settings.gemini_api_key is not None:
+        return settings.gemini_api_key.get_secret_value()
+    try:
+        return secrets.get("gemini-api-key")
+    except SecretNotFound:
+        return None  # readiness reports it; chats answer 503, never crash boot
+
+
 def build_llm(settings: Settings, secrets: Secrets) -> LanguageModel:
     if settings.llm_provider == "gemini":
         from ion.adapters.gemini import GeminiLanguageModel
 
-        api_key: str | None = None
-        if not settings.gemini_vertex:
-            if settings.gemini_api_key is not None:
-                api_key = settings.gemini_api_key.get_secret_value()
-            else:
-                try:
-                    api_key = secrets.get("gemini-api-key")
-                except SecretNotFound:
-                    api_key = None  # readiness reports it; chats answer 503, never crash boot
-        return GeminiLanguageModel.from_settings(settings, api_key)
+        return GeminiLanguageModel.from_settings(settings, gemini_api_key(settings, secrets))
     from ion.adapters.offline import OfflineLanguageModel
 
     return OfflineLanguageModel()
@@ -545,13 +586,16 @@ def build_app(settings: Settings | None = None) -> App:
     embedder, _ = load_embedder()
     semantic, routing_status = load_semantic_layer(embedder, "routing")
     detector, safety_status = build_detector(embedder)
-    router = LearnedRouter(
+    local_router = LearnedRouter(
         catalog,
         learning,
         bound=settings.routing_feedback_bound,
         min_votes=settings.routing_feedback_min_votes,
         ttl_s=settings.routing_stats_ttl_s,
         semantic=semantic,
+    )
+    router: MessageRouter = build_judged_router(
+        settings, secrets, local_router, learning=learning, clock=clock
     )
     subscribe_learning(events, learning, clock)
     chat = ChatService(
@@ -576,6 +620,7 @@ def build_app(settings: Settings | None = None) -> App:
         crisis_template_only=settings.llm_provider == "offline",
         feedback=learning,
         idempotency=store,
+        disagreements=learning,
     )
     return App(
         settings=settings,

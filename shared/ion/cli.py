@@ -1,4 +1,4 @@
-"""The `ion` command: serve, chat, route, token, eval."""
+"""The `ion` command: serve, chat, route, token, eval, train, outbox, routing, backup."""
 
 from __future__ import annotations
 
@@ -392,6 +392,20 @@ def cmd_outbox_drain(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 1
 
 
+def cmd_routing_disagreements(args: argparse.Namespace) -> int:
+    """Judge-vs-local disagreements, newest first, one JSON object per line (they hold the
+    learners' message text: operators only, see docs/routing.md)."""
+    from ion.bootstrap import build_worker
+
+    if args.limit < 1:
+        raise ValidationFailed("--limit must be at least 1")
+    worker = build_worker()
+    rows = worker.learning.list_disagreements(limit=args.limit, now=worker.clock.now())
+    for row in rows:
+        print(json.dumps(row.model_dump(mode="json"), ensure_ascii=False), flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ion", description="ION Mentoring command line")
     parser.add_argument("--data-dir", type=Path, help="overrides ION_DATA_DIR")
@@ -463,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--limit", type=int, default=500)
     drain.add_argument("--backend", choices=["embedded", "gcp"])
     drain.set_defaults(func=cmd_outbox_drain)
+
+    routing_cmd = sub.add_parser("routing", help="routing review data")
+    routing_sub = routing_cmd.add_subparsers(dest="action", required=True)
+    disagreements = routing_sub.add_parser(
+        "disagreements",
+        help="print the routing judge's disagreements with the local router as JSON lines",
+    )
+    disagreements.add_argument("--limit", type=int, default=50, help="newest N (default 50)")
+    disagreements.add_argument("--backend", choices=["embedded", "gcp"])
+    disagreements.set_defaults(func=cmd_routing_disagreements)
 
     from ion.backup_cli import add_backup_parser
 

@@ -100,6 +100,9 @@ class RoutingDecision(_Frozen):
     confidence: float = Field(ge=0.0, le=1.0)
     scores: dict[str, float]
     reason: str
+    # True when the LLM routing judge chose primary/secondary (the local confidence was
+    # below ION_ROUTING_JUDGE_THRESHOLD); `confidence` and `scores` stay the local ones.
+    judged: bool = False
 
 
 class CrisisResource(_Frozen):

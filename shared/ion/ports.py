@@ -5,6 +5,7 @@ Adapters in `ion.adapters` implement them; the domain never imports an adapter.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -411,10 +412,6 @@ class BackupCatalog(Protocol):
         ...
 
 
-class LearningStore(FeedbackStore, RoutingStatsStore, BackupCatalog, Protocol):
-    """The three learning ports, which each backend implements in one adapter."""
-
-
 @runtime_checkable
 class SentenceEmbedder(Protocol):
     """Multilingual sentence embeddings: one L2-normalised float32 row per text."""
@@ -427,3 +424,84 @@ class SentenceEmbedder(Protocol):
     def embed(self, texts: Sequence[str]) -> Any:
         """A `(len(texts), dim)` numpy float32 array; never raises on odd text."""
         ...
+
+
+# --- the LLM routing judge (docs/routing.md, "Judge") ---------------------------------
+
+
+class JudgeVerdict(BaseModel):
+    """What the routing judge decided for one message (ids are catalog persona ids)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    primary: str
+    secondary: str | None = None
+    main_need: str = Field(min_length=1, max_length=200)
+
+
+class JudgeFailed(Exception):
+    """The judge gave no usable verdict; `reason` is short and holds no message text
+    (`timeout`, `http 500`, `invalid output`, `unknown persona id`, `safety block`, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RoutingJudge(Protocol):
+    """A second opinion (an LLM) on which persona should answer an unsure message."""
+
+    def judge(
+        self, message: str, *, earlier_turns: Sequence[str], current_persona: str | None
+    ) -> JudgeVerdict:
+        """The verdict for `message` given the learner's `earlier_turns` (oldest first,
+        already trimmed by the caller). One bounded attempt; raises `JudgeFailed`."""
+        ...
+
+
+def text_hash(text: str) -> str:
+    """sha256 hex of a learner message's text: finds the derived copies of a text to erase."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class RoutingDisagreement(BaseModel):
+    """A message where the judge overruled the local router: a candidate for new labelled
+    data. Holds the learner's text (operators review it); no user or conversation id, but
+    `text_hash` lets deleting a conversation erase the copies of its messages."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @property
+    def text_hash(self) -> str:
+        return text_hash(self.message)
+
+    message_hash: str = Field(pattern=r"^[0-9a-f]{64}$")  # sha256 of message + context
+    message: str
+    local_persona: str
+    judge_persona: str
+    judge_secondary: str | None = None
+    confidence: float = Field(ge=0.0, le=1.0)  # the local router's
+    main_need: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class DisagreementStore(Protocol):
+    def put_disagreement(self, disagreement: RoutingDisagreement) -> None:
+        """Insert or replace by `message_hash` (the same message and context is one row)."""
+        ...
+
+    def delete_disagreements_for_texts(self, texts: Sequence[str]) -> int:
+        """Erase the disagreements holding any of `texts` (a deleted conversation's
+        messages); returns how many went. Identical text from someone else goes too: this
+        is review data, and erasing too much is the safe side."""
+        ...
+
+    def list_disagreements(self, *, limit: int, now: datetime) -> list[RoutingDisagreement]:
+        """Newest first (`created_at` desc, then hash), at most `limit`; entries whose
+        `expires_at` has passed at `now` are left out."""
+        ...
+
+
+class LearningStore(FeedbackStore, RoutingStatsStore, BackupCatalog, DisagreementStore, Protocol):
+    """The learning ports, which each backend implements in one adapter."""

@@ -163,6 +163,43 @@ class Settings(BaseSettings):
         30, ge=1, description="How long consumed event ids are remembered for deduplication"
     )
 
+    # --- LLM routing judge (docs/routing.md, "Judge") ---
+    routing_judge: Literal["off", "gemini"] = Field(
+        "off",
+        description="Ask an LLM to route the messages the local router is unsure of:"
+        " off, or gemini (uses the ION_GEMINI_* key / Vertex AI settings)",
+    )
+    routing_judge_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="The judge is asked only when the local routing confidence is below this",
+    )
+    routing_judge_model: str = Field(
+        "gemini-2.5-flash-lite", description="Gemini model of the routing judge"
+    )
+    routing_judge_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=10,
+        description="Time limit of the judge's one attempt (no retries); then the local"
+        " decision stands",
+    )
+    routing_judge_thinking_budget: int | None = Field(
+        0, ge=0, description="Thinking token budget of the judge (unset = the model's default)"
+    )
+    routing_judge_turns: int = Field(
+        3, ge=0, le=10, description="Earlier learner turns sent to the judge with the message"
+    )
+    routing_judge_cache_size: int = Field(
+        1024, ge=0, description="Judge verdicts cached per instance (LRU; 0 disables)"
+    )
+    routing_disagreement_ttl_days: int = Field(
+        30,
+        ge=1,
+        description="Days a judge-vs-local disagreement (with the message text) is kept for review",
+    )
+
     # --- backups (docs/operations.md) ---
     backup_mode: Literal["auto", "firestore-export", "sqlite-snapshot", "logical"] = Field(
         "auto",

@@ -6,6 +6,8 @@ Takes the app's `google.cloud.firestore.Client` (`FirestoreStore.client`). Colle
     routing_stats/{persona}.{tone}.{pace}.{intent}   counters (turns, ups, downs)
     processed_events/{event_id}                      dedupe marks; TTL on `expires_at`
     backups/{backup_id}                              the backup catalog
+    routing_disagreements/{message_hash}             judge-vs-local disagreements (with
+                                                     the message text); TTL on `expires_at`
 
 `apply_event_once` is ONE batch commit: `create` the dedupe mark (fails with AlreadyExists
 when the event was applied before, which aborts the whole batch) plus server-side
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -25,12 +28,20 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ion.adapters import to_utc, valid_id
 from ion.adapters.firestore_rpc import call, rpc_options, unavailable_errors
 from ion.models import ResonanceKey
-from ion.ports import BackupRecord, Feedback, RoutingStat, StatsDelta
+from ion.ports import (
+    BackupRecord,
+    Feedback,
+    RoutingDisagreement,
+    RoutingStat,
+    StatsDelta,
+    text_hash,
+)
 
 FEEDBACK = "feedback"
 ROUTING_STATS = "routing_stats"
 PROCESSED_EVENTS = "processed_events"
 BACKUPS = "backups"
+ROUTING_DISAGREEMENTS = "routing_disagreements"
 BATCH_LIMIT = 500
 
 
@@ -39,7 +50,8 @@ def _stats_id(persona: str, key: ResonanceKey) -> str:
 
 
 class FirestoreLearningStore:
-    """`FeedbackStore`, `RoutingStatsStore` and `BackupCatalog` on Firestore."""
+    """`FeedbackStore`, `RoutingStatsStore`, `BackupCatalog` and `DisagreementStore` on
+    Firestore."""
 
     def __init__(
         self, client: firestore.Client, *, timeout_s: float = 10.0, dedupe_days: int = 30
@@ -51,6 +63,7 @@ class FirestoreLearningStore:
         self._stats = client.collection(ROUTING_STATS)
         self._processed = client.collection(PROCESSED_EVENTS)
         self._backups = client.collection(BACKUPS)
+        self._disagreements = client.collection(ROUTING_DISAGREEMENTS)
 
     @property
     def client(self) -> firestore.Client:
@@ -197,6 +210,48 @@ class FirestoreLearningStore:
         records = [_backup(s.id, s.to_dict() or {}) for s in snaps]
         return sorted(records, key=lambda r: (r.started_at, r.id))
 
+    # --- DisagreementStore -----------------------------------------------------------
+
+    def put_disagreement(self, disagreement: RoutingDisagreement) -> None:
+        doc = disagreement.model_dump(mode="python", exclude={"message_hash"})
+        doc["created_at"] = to_utc(disagreement.created_at)
+        # TTL policy on this field deletes the document (docs/data-model.md).
+        doc["expires_at"] = to_utc(disagreement.expires_at)
+        doc["text_hash"] = disagreement.text_hash
+        ref = self._disagreements.document(disagreement.message_hash)
+        self._call(lambda: ref.set(doc, **self._rpc))
+
+    def delete_disagreements_for_texts(self, texts: Sequence[str]) -> int:
+        hashes = sorted({text_hash(t) for t in texts})
+        deleted = 0
+        # `in` takes at most 30 values per query.
+        for start in range(0, len(hashes), 30):
+            query = self._disagreements.where(
+                filter=FieldFilter("text_hash", "in", hashes[start : start + 30])
+            )
+            snaps = self._call(partial(_stream, query, self._rpc))
+            for snap in snaps:
+                self._call(partial(snap.reference.delete, **self._rpc))
+            deleted += len(snaps)
+        return deleted
+
+    def list_disagreements(self, *, limit: int, now: datetime) -> list[RoutingDisagreement]:
+        if limit <= 0:
+            return []
+        # Newest first on the automatic single-field index; expired documents (TTL deletion
+        # lags by up to a day) are skipped here, so a page may be short by those.
+        query = self._disagreements.order_by(
+            "created_at", direction=firestore.Query.DESCENDING
+        ).limit(limit)
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        found = [_disagreement(s.id, s.to_dict() or {}) for s in snaps]
+        live = [d for d in found if d.expires_at > to_utc(now)]
+        return sorted(live, key=lambda d: (d.created_at, d.message_hash), reverse=True)
+
+
+def _stream(query: Any, rpc: dict[str, Any]) -> list[Any]:
+    return list(query.stream(**rpc))
+
 
 def _feedback_doc(feedback: Feedback, created_at: datetime) -> dict[str, Any]:
     return {
@@ -236,3 +291,11 @@ def _backup(backup_id: str, data: dict[str, Any]) -> BackupRecord:
         fields["finished_at"] = to_utc(data["finished_at"])
     known = set(BackupRecord.model_fields)
     return BackupRecord.model_validate({k: v for k, v in fields.items() if k in known})
+
+
+def _disagreement(message_hash: str, data: dict[str, Any]) -> RoutingDisagreement:
+    fields = {k: v for k, v in data.items() if k in RoutingDisagreement.model_fields}
+    fields["message_hash"] = message_hash
+    fields["created_at"] = to_utc(data["created_at"])
+    fields["expires_at"] = to_utc(data["expires_at"])
+    return RoutingDisagreement.model_validate(fields)

@@ -438,42 +438,15 @@ class GeminiLanguageModel:
         with self._client_lock:
             if self._client is not None:
                 return self._client
-            try:
-                from google import genai
-                from google.genai import types
-            except ImportError:
-                raise LlmRequestRejected(
-                    f"Gemini needs google-genai, which is not installed: {GEMINI_EXTRA_HINT}"
-                ) from None
-
-            # No retry_options: retries are this adapter's job (see module docstring).
-            options = types.HttpOptions(timeout=_ms(self._timeout_s))
-            if self._base_url:
-                options.base_url = self._base_url
-            try:
-                if self._vertex:
-                    if not self._project:
-                        raise LlmRequestRejected(
-                            "Gemini on Vertex AI needs a project (set ION_GCP_PROJECT)"
-                        )
-                    client = genai.Client(
-                        vertexai=True,
-                        project=self._project,
-                        location=self._location,
-                        http_options=options,
-                    )
-                else:
-                    if not self._api_key:
-                        raise LlmRequestRejected(
-                            "Gemini API key is not configured (set ION_GEMINI_API_KEY)"
-                        )
-                    client = genai.Client(api_key=self._api_key, http_options=options)
-            except LlmRequestRejected:
-                raise
-            except Exception as exc:  # e.g. no Application Default Credentials
-                raise LlmRequestRejected(
-                    f"cannot create the Gemini client: {self._scrub(str(exc))}"
-                ) from exc
+            client = make_client(
+                api_key=self._api_key,
+                vertex=self._vertex,
+                project=self._project,
+                location=self._location,
+                base_url=self._base_url,
+                timeout_s=self._timeout_s,
+                scrub=self._scrub,
+            )
             self._client = client
             return client
 
@@ -575,6 +548,50 @@ class GeminiLanguageModel:
             model=state.model,
             retry_after_s=_DEFAULT_RETRY_AFTER_S,
         )
+
+
+def make_client(
+    *,
+    api_key: str | None,
+    vertex: bool,
+    project: str | None,
+    location: str,
+    base_url: str | None,
+    timeout_s: float,
+    scrub: Callable[[str], str] = lambda text: text,
+) -> genai.Client:
+    """A google-genai client for API-key or Vertex AI mode, with the SDK's retries off.
+
+    Raises `LlmRequestRejected` when the configuration cannot work (no key, no project,
+    no Application Default Credentials, no google-genai installed)."""
+    try:
+        from google import genai
+        from google.genai import types
+    except ImportError:
+        raise LlmRequestRejected(
+            f"Gemini needs google-genai, which is not installed: {GEMINI_EXTRA_HINT}"
+        ) from None
+
+    # No retry_options: retries are the caller's job (see module docstring).
+    options = types.HttpOptions(timeout=_ms(timeout_s))
+    if base_url:
+        options.base_url = base_url
+    try:
+        if vertex:
+            if not project:
+                raise LlmRequestRejected(
+                    "Gemini on Vertex AI needs a project (set ION_GCP_PROJECT)"
+                )
+            return genai.Client(
+                vertexai=True, project=project, location=location, http_options=options
+            )
+        if not api_key:
+            raise LlmRequestRejected("Gemini API key is not configured (set ION_GEMINI_API_KEY)")
+        return genai.Client(api_key=api_key, http_options=options)
+    except LlmRequestRejected:
+        raise
+    except Exception as exc:  # e.g. no Application Default Credentials
+        raise LlmRequestRejected(f"cannot create the Gemini client: {scrub(str(exc))}") from exc
 
 
 # --- helpers (module level: no state) ----------------------------------------------

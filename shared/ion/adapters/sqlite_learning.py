@@ -17,7 +17,14 @@ from typing import Any
 from ion.adapters import to_utc
 from ion.adapters.sqlite_db import SqliteDatabase, as_database
 from ion.models import ResonanceKey
-from ion.ports import BackupRecord, Feedback, RoutingStat, StatsDelta
+from ion.ports import (
+    BackupRecord,
+    Feedback,
+    RoutingDisagreement,
+    RoutingStat,
+    StatsDelta,
+    text_hash,
+)
 
 SCHEMA: tuple[str, ...] = (
     """
@@ -70,6 +77,25 @@ SCHEMA: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS backups_by_start ON backups (started_at)",
+    """
+    CREATE TABLE IF NOT EXISTS routing_disagreements (
+        message_hash    TEXT PRIMARY KEY,
+        message         TEXT NOT NULL,
+        local_persona   TEXT NOT NULL,
+        judge_persona   TEXT NOT NULL,
+        judge_secondary TEXT,
+        confidence      REAL NOT NULL,
+        main_need       TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        expires_at      TEXT NOT NULL,
+        text_hash       TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS routing_disagreements_by_text ON routing_disagreements (text_hash)",
+    "CREATE INDEX IF NOT EXISTS routing_disagreements_by_age"
+    " ON routing_disagreements (created_at DESC, message_hash DESC)",
+    "CREATE INDEX IF NOT EXISTS routing_disagreements_by_expiry"
+    " ON routing_disagreements (expires_at)",
 )
 
 #: Expired dedupe rows removed per applied event (keeps the table bounded, cheaply).
@@ -86,6 +112,10 @@ _FEEDBACK_COLUMNS = (
     "conversation_id, message_id, user_id, rating, comment, persona, resonance_key, "
     "created_at, updated_at"
 )
+_DISAGREEMENT_COLUMNS = (
+    "message_hash, message, local_persona, judge_persona, judge_secondary, confidence, "
+    "main_need, created_at, expires_at, text_hash"
+)
 _BACKUP_COLUMNS = (
     "id, kind, status, started_at, finished_at, location, collections, operation, error, trigger_id"
 )
@@ -100,7 +130,8 @@ def _dt(value: str) -> datetime:
 
 
 class SqliteLearningStore:
-    """`FeedbackStore`, `RoutingStatsStore` and `BackupCatalog` on the app's SQLite file."""
+    """`FeedbackStore`, `RoutingStatsStore`, `BackupCatalog` and `DisagreementStore` on the
+    app's SQLite file."""
 
     def __init__(
         self,
@@ -134,7 +165,7 @@ class SqliteLearningStore:
             created_at = f.created_at if previous is None else previous.created_at
             conn.execute(
                 f"INSERT OR REPLACE INTO feedback ({_FEEDBACK_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     f.conversation_id,
                     f.message_id,
@@ -268,6 +299,52 @@ class SqliteLearningStore:
         )
         return [_backup(r) for r in rows]
 
+    # --- DisagreementStore -----------------------------------------------------------
+
+    def put_disagreement(self, disagreement: RoutingDisagreement) -> None:
+        d = disagreement
+        with self._db.write() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO routing_disagreements ({_DISAGREEMENT_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    d.message_hash,
+                    d.message,
+                    d.local_persona,
+                    d.judge_persona,
+                    d.judge_secondary,
+                    d.confidence,
+                    d.main_need,
+                    _ts(d.created_at),
+                    _ts(d.expires_at),
+                    d.text_hash,
+                ),
+            )
+            # Retention: expired rows go as new ones arrive (a bounded batch per write).
+            conn.execute(
+                "DELETE FROM routing_disagreements WHERE rowid IN (SELECT rowid FROM"
+                " routing_disagreements WHERE expires_at <= ? LIMIT ?)",
+                (_ts(d.created_at), _PRUNE_BATCH),
+            )
+
+    def delete_disagreements_for_texts(self, texts: Sequence[str]) -> int:
+        hashes = sorted({text_hash(t) for t in texts})
+        if not hashes:
+            return 0
+        with self._db.write() as conn:
+            return sum(
+                conn.execute("DELETE FROM routing_disagreements WHERE text_hash = ?", (h,)).rowcount
+                for h in hashes
+            )
+
+    def list_disagreements(self, *, limit: int, now: datetime) -> list[RoutingDisagreement]:
+        rows = self._db.read(
+            f"SELECT {_DISAGREEMENT_COLUMNS} FROM routing_disagreements "  # noqa: S608
+            "WHERE expires_at > ? ORDER BY created_at DESC, message_hash DESC LIMIT ?",
+            (_ts(now), max(limit, 0)),
+        )
+        return [_disagreement(r) for r in rows]
+
 
 def _feedback(row: tuple[Any, ...]) -> Feedback:
     return Feedback(
@@ -295,4 +372,18 @@ def _backup(row: tuple[Any, ...]) -> BackupRecord:
         operation=row[7],
         error=row[8],
         trigger_id=row[9],
+    )
+
+
+def _disagreement(row: tuple[Any, ...]) -> RoutingDisagreement:
+    return RoutingDisagreement(
+        message_hash=row[0],
+        message=row[1],
+        local_persona=row[2],
+        judge_persona=row[3],
+        judge_secondary=row[4],
+        confidence=row[5],
+        main_need=row[6],
+        created_at=_dt(row[7]),
+        expires_at=_dt(row[8]),
     )

@@ -44,10 +44,11 @@ from datetime import datetime, timedelta
 
 from ion import events
 from ion.domain.crisis import CrisisPolicy, load_policy
+from ion.domain.judge import without_judge
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import PROMPT_VERSION, build_request
 from ion.domain.quota import QuotaGuard, Reservation, estimate_tokens
-from ion.domain.routing import Router
+from ion.domain.routing import MessageRouter
 from ion.domain.safety import CrisisDetector, SafetyAssessment, load_rules
 from ion.errors import LlmError, NotFound, TurnInProgress
 from ion.models import (
@@ -67,6 +68,7 @@ from ion.ports import (
     Clock,
     ConversationPage,
     ConversationStore,
+    DisagreementStore,
     EventPublisher,
     FeedbackStore,
     IdempotencyStore,
@@ -228,7 +230,7 @@ class ChatService:
         *,
         store: ConversationStore,
         llm: LanguageModel,
-        router: Router,
+        router: MessageRouter,
         catalog: PersonaCatalog,
         events: EventPublisher,
         clock: Clock,
@@ -244,6 +246,7 @@ class ChatService:
         crisis_template_only: bool = False,
         feedback: FeedbackStore | None = None,
         idempotency: IdempotencyStore | None = None,
+        disagreements: DisagreementStore | None = None,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -259,6 +262,7 @@ class ChatService:
         self._cache_store = cache
         self._feedback = feedback
         self._idempotency = idempotency
+        self._disagreements = disagreements
         self._cache_ttl_s = cache_ttl_s
         # The configured primary model: part of the cache key, and only its answers are
         # cached (a fallback model's answer is not replayed for the primary's key).
@@ -313,6 +317,9 @@ class ChatService:
             self._idempotency.delete_idempotency_for_conversation(conversation_id)
         if self._cache_store is not None:
             self._cache_store.delete_cached_answers_for_conversation(conversation_id)
+        if self._disagreements is not None:
+            texts = [m.text for m in self._store.list_messages(conversation_id) if m.role == "user"]
+            self._disagreements.delete_disagreements_for_texts(texts)
         self._store.delete_conversation(conversation_id)
 
     # --- a chat turn -----------------------------------------------------------------
@@ -389,7 +396,8 @@ class ChatService:
         if budget is not None and not assessment.crisis:
             # A learner in crisis is never turned away; everyone else spends their allowance.
             budget.admit(user_id, "chat")
-        routed = self._router.route(
+        router = without_judge(self._router) if assessment.crisis else self._router
+        routed = router.route(
             text, history=learner_history, current_persona=conversation.current_persona
         )
         decision = routed.decision
@@ -463,7 +471,7 @@ class ChatService:
             user_message=user_message,
             assistant_message_id=self._new_id(),
             persona=persona,
-            routing=routed.decision,
+            routing=decision,
             resonance_key=key,
             request=request,
             retry_of=retry_of,

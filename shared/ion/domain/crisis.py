@@ -122,7 +122,7 @@ def load_policy(resources_file: Path | None = None) -> CrisisPolicy:
     if resources_file is not None:
         override = _read(resources_file)
         try:
-            data["resources"] = _Resources.model_validate(override).model_dump()
+            data["resources"] = _Resources.model_validate(override).model_dump()["resources"]
         except ValidationError as exc:
             raise ConfigurationError(
                 f"crisis resources file {resources_file}: {_summary(exc)}"

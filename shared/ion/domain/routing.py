@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ion.domain.personas import PersonaCatalog
 from ion.domain.resonance import (
@@ -39,7 +40,7 @@ from ion.domain.resonance import (
 from ion.domain.semantic import SemanticLayer
 from ion.models import Persona, ResonanceAnalysis, RoutingDecision
 
-__all__ = ["ADJUSTMENT_BOUND", "LexiconReading", "RouteResult", "Router"]
+__all__ = ["ADJUSTMENT_BOUND", "LexiconReading", "MessageRouter", "RouteResult", "Router"]
 
 #: Largest feedback nudge applied to one persona's score (absolute, in score units).
 ADJUSTMENT_BOUND = 0.1
@@ -84,6 +85,23 @@ class RouteResult:
 
     decision: RoutingDecision
     analysis: ResonanceAnalysis
+
+
+class MessageRouter(Protocol):
+    """What chat and the route API need from a router (`Router`, `LearnedRouter`,
+    `ion.domain.judge.JudgedRouter`)."""
+
+    @property
+    def catalog(self) -> PersonaCatalog: ...
+
+    def route(
+        self,
+        message: str,
+        *,
+        history: Sequence[str] = (),
+        current_persona: str | None = None,
+        adjustments: Mapping[str, float] | None = None,
+    ) -> RouteResult: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from ion.domain.judge import without_judge
 from ion.domain.learning import nudge
 from ion.domain.routing import RouteResult
 from ion.domain.text import clean_text
@@ -49,8 +50,9 @@ def post_route(call: Call) -> Response:
         for index, item in enumerate(body.history)
     ]
     app = call.app
-    result = app.router.route(message, history=history)
     assessment = app.chat.detector.assess(message, history)
+    router = without_judge(app.router) if assessment.crisis else app.router
+    result = router.route(message, history=history)
     safety = Safety()
     if assessment.crisis:
         policy = app.chat.crisis_policy
