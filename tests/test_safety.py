@@ -93,12 +93,13 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
     assert CrisisDetector(load_rules()).assess(text).crisis, text
 
 
-def test_earlier_distress_makes_an_ambiguous_goodbye_a_crisis(detector: CrisisDetector) -> None:
-    goodbye = "오늘 밤이 그날인 것 같아"
+def test_earlier_distress_makes_an_ambiguous_message_a_crisis(detector: CrisisDetector) -> None:
+    message = "I just want it all to stop."
     distress = ["요즘 사는 게 아무 의미가 없어", "아무도 내가 없어진 걸 모를 거야"]
-    assert not detector.assess(goodbye).crisis
-    assert detector.assess(goodbye, distress).crisis
-    assert not detector.assess(goodbye, ["해커톤 데모 준비 중이에요"]).crisis
+    assert not detector.assess(message).crisis
+    assert not detector.assess(message, ["CI keeps failing on the deploy step"]).crisis
+    verdict = detector.assess(message, distress)
+    assert verdict.crisis and verdict.reasons == ("model after distress",)
 
 
 def test_korean_stems_match_every_ending() -> None:
@@ -120,7 +121,7 @@ def test_vectorised_calibration_equals_the_detector(detector: CrisisDetector) ->
     history_reads = [[detector.rules.read(t) for t in i.history] for i in items]
     probabilities = [list(rng.random(len(i.history) + 1)) for i in items]
     fast = SafetyCalibration.build(reads, history_reads, probabilities)
-    for combo in [(0.5, 0.3, 0.15), (0.8, 0.1, 0.05), (0.9, 0.5, 0.5)]:
+    for combo in [(0.5, 0.3, 0.15, 0.5), (0.8, 0.1, 0.05, 0.3), (0.9, 0.5, 0.5, 0.9)]:
         slow = CrisisDetector(load_rules(), thresholds=combo)
         expected = [
             slow.verdict(r, h, p).crisis

@@ -39,6 +39,7 @@ __all__ = ["CrisisDetector", "CrisisRules", "SafetyAssessment", "load_rules"]
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CONTEXT_THRESHOLD = 0.3
 DEFAULT_WEAK_THRESHOLD = 0.15
+DEFAULT_DISTRESS_THRESHOLD = 0.5
 #: Earlier learner turns looked at for distress.
 CONTEXT_TURNS = 4
 #: The model alone never fires on a text shorter than this (non-space characters): a
@@ -138,7 +139,7 @@ class CrisisDetector:
         rules: CrisisRules,
         semantic: SemanticLayer | None = None,
         *,
-        thresholds: tuple[float, float, float] | None = None,
+        thresholds: tuple[float, float, float, float] | None = None,
     ) -> None:
         self._rules = rules
         self._semantic = semantic
@@ -148,8 +149,15 @@ class CrisisDetector:
         self.threshold = param("threshold", DEFAULT_THRESHOLD)
         self.context_threshold = param("context_threshold", DEFAULT_CONTEXT_THRESHOLD)
         self.weak_threshold = param("weak_threshold", DEFAULT_WEAK_THRESHOLD)
+        # An earlier message this likely a crisis makes the conversation one of distress.
+        self.distress_threshold = param("distress_threshold", DEFAULT_DISTRESS_THRESHOLD)
         if thresholds is not None:  # calibration tries candidates on out-of-fold scores
-            self.threshold, self.context_threshold, self.weak_threshold = thresholds
+            (
+                self.threshold,
+                self.context_threshold,
+                self.weak_threshold,
+                self.distress_threshold,
+            ) = thresholds
 
     @property
     def rules(self) -> CrisisRules:
@@ -187,7 +195,7 @@ class CrisisDetector:
         """The verdict from rule readings and model probabilities (earlier..., message)."""
         p = probabilities[-1]
         distress = any(
-            signal is not None or (guard is None and prob >= self.threshold)
+            signal is not None or (guard is None and prob >= self.distress_threshold)
             for (signal, _weak, guard), prob in zip(earlier, probabilities, strict=False)
         )
         signal, weak, guard = message

@@ -12,6 +12,7 @@ writers it has never read), and those cross-writer figures are stored in the art
 from __future__ import annotations
 
 import hashlib
+import os
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -344,6 +345,7 @@ EVERYDAY_FPR_BUDGET = 0.01
 _THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 _WEAK_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
+_DISTRESS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
@@ -382,8 +384,10 @@ class SafetyCalibration:
             history_unguarded_max=np.asarray(unguarded_max),
         )
 
-    def crisis(self, threshold: float, context: float, weak: float) -> np.ndarray:
-        distress = self.history_signal | (self.history_unguarded_max >= threshold)
+    def crisis(
+        self, threshold: float, context: float, weak: float, distress_at: float
+    ) -> np.ndarray:
+        distress = self.history_signal | (self.history_unguarded_max >= distress_at)
         return (
             self.signal
             | (self.weak & (distress | (self.p >= weak)))
@@ -459,7 +463,7 @@ def train_safety(
         [*p_hist[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
     ]
 
-    def predict(combo: tuple[float, float, float]) -> list[SafetyAssessment]:
+    def predict(combo: tuple[float, float, float, float]) -> list[SafetyAssessment]:
         detector = CrisisDetector(rules, thresholds=combo)
         return [
             detector.verdict(read, hist, probs)
@@ -467,8 +471,11 @@ def train_safety(
         ]
 
     fast = SafetyCalibration.build(reads, history_reads, probabilities)
-    best: tuple[float, float, tuple[float, float, float]] | None = None
-    for combo in itertools.product(_THRESHOLDS, _CONTEXT_THRESHOLDS, _WEAK_THRESHOLDS):
+    grid = list(
+        itertools.product(_THRESHOLDS, _CONTEXT_THRESHOLDS, _WEAK_THRESHOLDS, _DISTRESS_THRESHOLDS)
+    )
+    best: tuple[float, float, tuple[float, float, float, float]] | None = None
+    for combo in grid:
         predicted = fast.crisis(*combo)
         recall = float(predicted[gold == 1].mean())
         fpr = float(predicted[(gold == 0) & ~is_everyday].mean())
@@ -483,7 +490,16 @@ def train_safety(
         if best is None or key[:2] > best[:2]:
             best = key
     assert best is not None
-    threshold, context_threshold, weak_threshold = best[2]
+    if os.environ.get("ION_TRAIN_FRONTIER"):
+        for combo in grid:
+            predicted = fast.crisis(*combo)
+            print(
+                combo,
+                round(float(predicted[gold == 1].mean()), 3),
+                round(float(predicted[(gold == 0) & ~is_everyday].mean()), 3),
+                round(float(predicted[is_everyday].mean()), 4),
+            )
+    threshold, context_threshold, weak_threshold, distress_threshold = best[2]
     verdicts = predict(best[2])
     results = [
         SafetyResult(i, v.crisis, v.score, v.reasons) for i, v in zip(items, verdicts, strict=True)
@@ -498,7 +514,7 @@ def train_safety(
         f"corpus: {hard} crisis-set items from {len(set(groups[:hard]))} writers,"
         f" {len(items) - hard} everyday messages",
         f"chosen thresholds: model={threshold} after-distress={context_threshold}"
-        f" weak-signal={weak_threshold}",
+        f" weak-signal={weak_threshold} distress={distress_threshold}",
         "cross-writer on the crisis set (each writer held out):",
         *("  " + line for line in report.render().splitlines()),
         *(
@@ -518,6 +534,7 @@ def train_safety(
             "threshold": threshold,
             "context_threshold": context_threshold,
             "weak_threshold": weak_threshold,
+            "distress_threshold": distress_threshold,
         },
         fingerprint=fingerprint(embedder),
         metrics=metrics_summary(
