@@ -747,7 +747,7 @@ def test_idempotency_renewed_lease_keeps_the_claim(store: Any) -> None:
     )  # still held: past the first lease, within the renewed one
     at_40 = T0 + timedelta(seconds=40)
     assert store.claim_idempotency(claim(at=at_40), at_40) is None  # not renewed again: free
-    store.complete_idempotency("u1", "key-1", "{}")
+    store.complete_idempotency("u1", "key-1", "{}", conversation_id="c1")
     store.renew_idempotency("u1", "key-1", at_40)  # a done claim keeps no lease
     store.renew_idempotency("u1", "unknown", at_40)  # no-op
 

@@ -165,7 +165,7 @@ class SqliteLearningStore:
             created_at = f.created_at if previous is None else previous.created_at
             conn.execute(
                 f"INSERT OR REPLACE INTO feedback ({_FEEDBACK_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     f.conversation_id,
                     f.message_id,

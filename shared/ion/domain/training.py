@@ -12,9 +12,9 @@ writers it has never read), and those cross-writer figures are stored in the art
 from __future__ import annotations
 
 import hashlib
-import os
 import itertools
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ from ion.domain.safety import (
     RuleReading,
     SafetyAssessment,
 )
-from ion.domain.semantic import HeadArtifact, LinearHead, fingerprint
+from ion.domain.semantic import HeadArtifact, LinearHead, PrototypeHead, fingerprint
 from ion.ports import SentenceEmbedder
 
 __all__ = [
@@ -341,11 +341,27 @@ _L2_GRID = (1e-4, 1e-3, 1e-2)
 SAFETY_LABELS = ("calm", "crisis")
 #: Calibration goal: the most recall whose cross-writer false-positive rate stays in budget.
 SAFETY_FPR_BUDGET = 0.12
-EVERYDAY_FPR_BUDGET = 0.01
-_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+EVERYDAY_FPR_BUDGET = 0.005
+_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: Nearest examples averaged on each side by the crisis reader.
+_PROTOTYPE_K = 5
 _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 _WEAK_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 _DISTRESS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def fit_sigmoid(margins: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
+    """1-D logistic regression (deterministic gradient descent): P(crisis | margin)."""
+    x = np.asarray(margins, dtype=np.float64)
+    y = np.asarray(gold, dtype=np.float64)
+    scale = float(x.std()) or 1.0
+    z = x / scale
+    a, b = 0.0, 0.0
+    for _ in range(2000):
+        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+        a -= 0.5 * float(((p - y) * z).mean())
+        b -= 0.5 * float((p - y).mean())
+    return a / scale, b
 
 
 @dataclass(frozen=True)
@@ -436,9 +452,6 @@ def train_safety(
             groups.append(f"everyday:{labelled.writer or path.stem}")
     is_everyday = np.arange(len(items)) >= hard
     gold = np.asarray([int(i.crisis) for i in items])
-    targets = np.eye(2)[gold]
-    # Everyday messages are many and easy: half weight, so the hard cases still shape the head.
-    weights = np.where(is_everyday, 0.5, 1.0)
     vectors = embedder.embed([i.text for i in items])
     earlier = [list(i.history)[-CONTEXT_TURNS:] for i in items]
     flat = [t for turns in earlier for t in turns]
@@ -447,18 +460,31 @@ def train_safety(
     reads = [rules.read(i.text) for i in items]
     history_reads = [[rules.read(t) for t in turns] for turns in earlier]
 
-    def fit(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> LinearHead:
-        return fit_softmax(x, t, SAFETY_LABELS, l2=1e-2, scale=_SCALE, sample_weight=w)
+    def prototypes(rows: np.ndarray, slope: float = 1.0, offset: float = 0.0) -> PrototypeHead:
+        chosen = vectors[rows].astype(np.float32)
+        positive = gold[rows] == 1
+        return PrototypeHead(
+            labels=SAFETY_LABELS,
+            positives=chosen[positive],
+            negatives=chosen[~positive],
+            k=_PROTOTYPE_K,
+            slope=slope,
+            offset=offset,
+        )
 
-    # Out-of-fold crisis probabilities for each message and for its earlier turns.
-    p_msg = np.zeros(len(items))
-    p_hist = np.zeros(len(flat))
+    # Out-of-fold margins for each message and for its earlier turns: the examples of the
+    # held-out writer are never among the prototypes that read them.
+    m_msg = np.zeros(len(items))
+    m_hist = np.zeros(len(flat))
     for _group, train, test in grouped_folds(groups):
-        head = fit(vectors[train], targets[train], weights[train])
-        p_msg[test] = np.exp(head.log_proba(vectors[test])[:, 1])
+        head = prototypes(train)
+        m_msg[test] = head.margins(vectors[test])
         hist_rows = np.isin(owner, test)
         if hist_rows.any():
-            p_hist[hist_rows] = np.exp(head.log_proba(history_vectors[hist_rows])[:, 1])
+            m_hist[hist_rows] = head.margins(history_vectors[hist_rows])
+    slope, offset = fit_sigmoid(m_msg, gold)
+    p_msg = 1.0 / (1.0 + np.exp(-(slope * m_msg + offset)))
+    p_hist = 1.0 / (1.0 + np.exp(-(slope * m_hist + offset)))
     probabilities = [
         [*p_hist[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
     ]
@@ -524,7 +550,7 @@ def train_safety(
         f"false alarms on everyday messages (each writer held out):"
         f" {everyday_report.fpr:.4f} of {everyday_report.n}",
     ]
-    head = fit(vectors, targets, weights)
+    head = prototypes(np.arange(len(items)), slope, offset)
     artifact = HeadArtifact(
         task="safety",
         embedder=embedder.name,
