@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -69,12 +69,20 @@ class LabelledItem(BaseModel):
 
 def load_labelled_set(path: Path | str) -> list[LabelledItem]:
     """Read a JSON Lines labelled set; blank lines and `#` comment lines are skipped."""
+    return _load_jsonl(path, LabelledItem)
+
+
+_Item = TypeVar("_Item", "LabelledItem", "SafetyItem")
+
+
+def _load_jsonl(path: Path | str, model: type[_Item]) -> list[_Item]:
+    """Validated items of a JSON Lines set (errors name the file and line; ids unique)."""
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise LabelledSetError(f"cannot read labelled set {p}: {exc}") from exc
-    items: list[LabelledItem] = []
+    items: list[_Item] = []
     seen: set[str] = set()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -86,7 +94,7 @@ def load_labelled_set(path: Path | str) -> list[LabelledItem]:
         if not isinstance(data, dict):
             raise LabelledSetError(f"{p}: line {lineno}: expected a JSON object")
         try:
-            item = LabelledItem.model_validate(data)
+            item = model.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(x) for x in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
@@ -239,29 +247,8 @@ class SafetyItem(BaseModel):
 
 
 def load_safety_set(path: Path | str) -> list[SafetyItem]:
-    """Read a JSON Lines crisis set (same error reporting as the routing sets)."""
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise LabelledSetError(f"cannot read labelled set {p}: {exc}") from exc
-    items: list[SafetyItem] = []
-    seen: set[str] = set()
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            item = SafetyItem.model_validate_json(line)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(x) for x in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
-            )
-            raise LabelledSetError(f"{p}: line {lineno}: invalid item: {problems}") from exc
-        if item.id in seen:
-            raise LabelledSetError(f"{p}: line {lineno}: duplicate id {item.id!r}")
-        seen.add(item.id)
-        items.append(item)
-    return items
+    """Read a JSON Lines crisis set (same rules and errors as the routing sets)."""
+    return _load_jsonl(path, SafetyItem)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +180,8 @@ def choose_blend(
             choice = BlendChoice(round(float(a), 2), round(float(b), 2), nll, acc)
             if best is None or nll < best.nll - 1e-12:
                 best = choice
-    assert best is not None
+    if best is None:
+        raise CorpusError("no blend weights to choose from")
     return best
 
 
@@ -515,16 +515,8 @@ def train_safety(
         key = (score, -fpr - everyday_fpr, combo)
         if best is None or key[:2] > best[:2]:
             best = key
-    assert best is not None
-    if os.environ.get("ION_TRAIN_FRONTIER"):
-        for combo in grid:
-            predicted = fast.crisis(*combo)
-            print(
-                combo,
-                round(float(predicted[gold == 1].mean()), 3),
-                round(float(predicted[(gold == 0) & ~is_everyday].mean()), 3),
-                round(float(predicted[is_everyday].mean()), 4),
-            )
+    if best is None:
+        raise CorpusError("no threshold combination to choose from")
     threshold, context_threshold, weak_threshold, distress_threshold = best[2]
     verdicts = predict(best[2])
     results = [
