@@ -237,3 +237,18 @@ def test_eval_routing_prints_languages_calibration_and_misses(
     assert any(line.startswith("calibration: ECE=") for line in lines)
     misses = [line for line in lines if line.strip().startswith("MISS")]
     assert len(misses) == 1 and misses[0].strip().startswith("MISS c: gold=nana got=elro")
+
+
+def test_the_model_loads_at_instance_start_not_on_a_request() -> None:
+    import functions_framework
+
+    load_embedder.cache_clear()
+    function_client("chat")  # imports functions/chat/main.py, as an instance start does
+    assert load_embedder.cache_info().currsize == 1
+    load_embedder.cache_clear()
+    functions_framework.create_app(
+        target="persona_events", source=str(REPO / "functions" / "persona_route" / "main.py")
+    )
+    assert load_embedder.cache_info().currsize == 0  # the event consumer needs no model
+    function_client("persona_route")
+    assert load_embedder.cache_info().currsize == 1

@@ -3,10 +3,13 @@
 import functions_framework
 from flask import Request, Response
 
+from ion import bootstrap
 from ion.http import api, chat_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
 api.install_json_errors()
+# The embedding model loads once, at instance start, never on a learner's request.
+bootstrap.load_embedder()
 
 
 @functions_framework.http

@@ -2,16 +2,20 @@
 `persona_events` (Pub/Sub CloudEvent): routing statistics from chat and feedback events.
 All logic lives in `ion`."""
 
+import os
 from typing import Any
 
 import functions_framework
 from flask import Request, Response
 
-from ion import consumers
+from ion import bootstrap, consumers
 from ion.http import api, route_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
 api.install_json_errors()
+# The routing model loads once, at instance start; persona_events (same source) needs none.
+if os.environ.get("FUNCTION_TARGET") == "persona_route":
+    bootstrap.load_embedder()
 
 
 @functions_framework.http
