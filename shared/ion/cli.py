@@ -17,6 +17,7 @@ from ion.errors import DependencyUnavailable, IonError, LlmError, ValidationFail
 
 if TYPE_CHECKING:
     from ion.bootstrap import App
+    from ion.domain.semantic import HeadArtifact
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -304,7 +305,6 @@ DEFAULT_ROUTING_CORPUS = "data/routing/train/*.jsonl"
 def cmd_train_routing(args: argparse.Namespace) -> int:
     from ion.adapters.embeddings import UseEmbedder
     from ion.domain.personas import load_catalog
-    from ion.domain.semantic import artifact_path
     from ion.domain.training import CorpusError, train_routing
 
     paths = _corpus_paths(args.corpus or [DEFAULT_ROUTING_CORPUS])
@@ -312,11 +312,17 @@ def cmd_train_routing(args: argparse.Namespace) -> int:
         report = train_routing(paths, UseEmbedder(), load_catalog())
     except CorpusError as exc:
         raise ValidationFailed(str(exc)) from exc
-    for line in report.lines:
+    return _write_trained(report.lines, report.artifact, args.output)
+
+
+def _write_trained(lines: Sequence[str], artifact: HeadArtifact, output: str | None) -> int:
+    from ion.domain.semantic import artifact_path
+
+    for line in lines:
         print(line)
-    output = Path(args.output) if args.output else artifact_path("routing")
-    report.artifact.write(output)
-    print(f"wrote {output}")
+    path = Path(output) if output else artifact_path(artifact.task)
+    artifact.write(path)
+    print(f"wrote {path}")
     return 0
 
 
@@ -326,7 +332,6 @@ DEFAULT_SAFETY_CORPUS = "data/safety/crisis_*.jsonl"
 def cmd_train_safety(args: argparse.Namespace) -> int:
     from ion.adapters.embeddings import UseEmbedder
     from ion.domain.safety import load_rules
-    from ion.domain.semantic import artifact_path
     from ion.domain.training import CorpusError, train_safety
 
     paths = _corpus_paths(args.corpus or [DEFAULT_SAFETY_CORPUS])
@@ -335,12 +340,7 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
         report = train_safety(paths, UseEmbedder(), load_rules(), everyday)
     except CorpusError as exc:
         raise ValidationFailed(str(exc)) from exc
-    for line in report.lines:
-        print(line)
-    output = Path(args.output) if args.output else artifact_path("safety")
-    report.artifact.write(output)
-    print(f"wrote {output}")
-    return 0
+    return _write_trained(report.lines, report.artifact, args.output)
 
 
 def cmd_eval_safety(args: argparse.Namespace) -> int:

@@ -17,9 +17,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ion.domain.prompts import history_turns
 from ion.errors import ConfigurationError
 from ion.models import CrisisResource, Language, Message, RoutingDecision
-from ion.ports import LlmRequest, LlmTurn
+from ion.ports import LlmRequest
 
 __all__ = ["CrisisPolicy", "load_policy"]
 
@@ -89,14 +90,12 @@ class CrisisPolicy(BaseModel):
         max_output_tokens: int,
     ) -> LlmRequest:
         """The LLM request for a crisis turn: the safe prompt instead of the persona's."""
-        answered = [m for m in history if m.status == "complete"]
-        window = answered[-history_window:] if history_window > 0 else []
         return LlmRequest(
             persona_id=self.persona,
             system_prompt=self.prompt[language].replace(
                 "{resources}", self._resource_lines(language)
             ),
-            history=[LlmTurn(role=m.role, text=m.text) for m in window],
+            history=history_turns(history, history_window),
             message=message,
             language=language,
             temperature=0.3,

@@ -33,8 +33,6 @@ def build_request(
     max_output_tokens: int,
 ) -> LlmRequest:
     """The LLM request for one turn; only answered messages go into the history window."""
-    answered = [m for m in history if m.status == "complete"]
-    window = answered[-history_window:] if history_window > 0 else []
     system_prompt = persona.system_prompt[language] + _RESONANCE_NOTE[language].format(
         tone=resonance_key.tone.value,
         pace=resonance_key.pace.value,
@@ -43,9 +41,15 @@ def build_request(
     return LlmRequest(
         persona_id=persona.id,
         system_prompt=system_prompt,
-        history=[LlmTurn(role=m.role, text=m.text) for m in window],
+        history=history_turns(history, history_window),
         message=message,
         language=language,
         temperature=persona.temperature,
         max_output_tokens=max_output_tokens,
     )
+
+
+def history_turns(history: Sequence[Message], window: int) -> list[LlmTurn]:
+    """The last `window` answered messages, as the model sees them."""
+    answered = [m for m in history if m.status == "complete"]
+    return [LlmTurn(role=m.role, text=m.text) for m in (answered[-window:] if window > 0 else [])]
