@@ -95,7 +95,7 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
 
 def test_earlier_distress_makes_an_ambiguous_message_a_crisis(detector: CrisisDetector) -> None:
     message = "I am so tired of everything"
-    distress = ["요즘 사는 게 아무 의미가 없어", "아무도 내가 없어진 걸 모를 거야"]
+    distress = ["요즘 사는 게 아무 의미가 없어", "그냥 사라지고 싶다는 생각만 들어요"]
     assert not detector.assess(message).crisis
     assert not detector.assess(message, ["CI keeps failing on the deploy step"]).crisis
     verdict = detector.assess(message, distress)

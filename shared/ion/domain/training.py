@@ -343,8 +343,8 @@ SAFETY_LABELS = ("calm", "crisis")
 SAFETY_FPR_BUDGET = 0.12
 EVERYDAY_FPR_BUDGET = 0.005
 _THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-#: Nearest examples averaged on each side by the crisis reader.
-_PROTOTYPE_K = 5
+#: Nearest examples averaged on each side by the crisis reader (chosen cross-writer).
+_PROTOTYPE_KS = (3, 5, 10)
 _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 _WEAK_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 _DISTRESS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -413,6 +413,16 @@ class SafetyCalibration:
 
 
 @dataclass(frozen=True)
+class _SafetyChoice:
+    key: tuple[float, float]
+    combo: tuple[float, float, float, float]
+    k: int
+    slope: float
+    offset: float
+    probabilities: list[list[float]]
+
+
+@dataclass(frozen=True)
 class SafetyTrainingReport:
     artifact: HeadArtifact
     lines: list[str]
@@ -460,34 +470,59 @@ def train_safety(
     reads = [rules.read(i.text) for i in items]
     history_reads = [[rules.read(t) for t in turns] for turns in earlier]
 
-    def prototypes(rows: np.ndarray, slope: float = 1.0, offset: float = 0.0) -> PrototypeHead:
+    def prototypes(
+        rows: np.ndarray, k: int, slope: float = 1.0, offset: float = 0.0
+    ) -> PrototypeHead:
         chosen = vectors[rows].astype(np.float32)
         positive = gold[rows] == 1
         return PrototypeHead(
             labels=SAFETY_LABELS,
             positives=chosen[positive],
             negatives=chosen[~positive],
-            k=_PROTOTYPE_K,
+            k=k,
             slope=slope,
             offset=offset,
         )
 
-    # Out-of-fold margins for each message and for its earlier turns: the examples of the
-    # held-out writer are never among the prototypes that read them.
-    m_msg = np.zeros(len(items))
-    m_hist = np.zeros(len(flat))
-    for _group, train, test in grouped_folds(groups):
-        head = prototypes(train)
-        m_msg[test] = head.margins(vectors[test])
-        hist_rows = np.isin(owner, test)
-        if hist_rows.any():
-            m_hist[hist_rows] = head.margins(history_vectors[hist_rows])
-    slope, offset = fit_sigmoid(m_msg, gold)
-    p_msg = 1.0 / (1.0 + np.exp(-(slope * m_msg + offset)))
-    p_hist = 1.0 / (1.0 + np.exp(-(slope * m_hist + offset)))
-    probabilities = [
-        [*p_hist[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
-    ]
+    grid = list(
+        itertools.product(_THRESHOLDS, _CONTEXT_THRESHOLDS, _WEAK_THRESHOLDS, _DISTRESS_THRESHOLDS)
+    )
+    best: _SafetyChoice | None = None
+    for k in _PROTOTYPE_KS:
+        # Out-of-fold margins for each message and for its earlier turns: the examples of
+        # the held-out writer are never among the prototypes that read them.
+        m_msg = np.zeros(len(items))
+        m_hist = np.zeros(len(flat))
+        for _group, train, test in grouped_folds(groups):
+            head = prototypes(train, k)
+            m_msg[test] = head.margins(vectors[test])
+            hist_rows = np.isin(owner, test)
+            if hist_rows.any():
+                m_hist[hist_rows] = head.margins(history_vectors[hist_rows])
+        slope, offset = fit_sigmoid(m_msg, gold)
+        p_msg = 1.0 / (1.0 + np.exp(-(slope * m_msg + offset)))
+        p_hist = 1.0 / (1.0 + np.exp(-(slope * m_hist + offset)))
+        probabilities = [
+            [*p_hist[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
+        ]
+        fast = SafetyCalibration.build(reads, history_reads, probabilities)
+        for combo in grid:
+            predicted = fast.crisis(*combo)
+            recall = float(predicted[gold == 1].mean())
+            fpr = float(predicted[(gold == 0) & ~is_everyday].mean())
+            everyday_fpr = float(predicted[is_everyday].mean()) if is_everyday.any() else 0.0
+            # Recall comes first: a missed crisis costs far more than an unneeded safe
+            # answer. The most recall wins among the operating points whose false alarms
+            # stay within budget, on everyday messages (what every learner meets) and on
+            # the crisis set's deliberately hard negatives.
+            within = fpr <= SAFETY_FPR_BUDGET and everyday_fpr <= EVERYDAY_FPR_BUDGET
+            score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
+            key = (score, -fpr - everyday_fpr)
+            if best is None or key > best.key:
+                best = _SafetyChoice(key, combo, k, slope, offset, probabilities)
+    if best is None:
+        raise CorpusError("no threshold combination to choose from")
+    probabilities = best.probabilities
 
     def predict(combo: tuple[float, float, float, float]) -> list[SafetyAssessment]:
         detector = CrisisDetector(rules, thresholds=combo)
@@ -496,29 +531,8 @@ def train_safety(
             for read, hist, probs in zip(reads, history_reads, probabilities, strict=True)
         ]
 
-    fast = SafetyCalibration.build(reads, history_reads, probabilities)
-    grid = list(
-        itertools.product(_THRESHOLDS, _CONTEXT_THRESHOLDS, _WEAK_THRESHOLDS, _DISTRESS_THRESHOLDS)
-    )
-    best: tuple[float, float, tuple[float, float, float, float]] | None = None
-    for combo in grid:
-        predicted = fast.crisis(*combo)
-        recall = float(predicted[gold == 1].mean())
-        fpr = float(predicted[(gold == 0) & ~is_everyday].mean())
-        everyday_fpr = float(predicted[is_everyday].mean()) if is_everyday.any() else 0.0
-        # Recall comes first: a missed crisis costs far more than an unneeded safe answer.
-        # The most recall wins among the operating points whose false alarms stay within
-        # budget, on everyday messages (what every learner meets) and on the crisis set's
-        # deliberately hard negatives.
-        within = fpr <= SAFETY_FPR_BUDGET and everyday_fpr <= EVERYDAY_FPR_BUDGET
-        score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
-        key = (score, -fpr - everyday_fpr, combo)
-        if best is None or key[:2] > best[:2]:
-            best = key
-    if best is None:
-        raise CorpusError("no threshold combination to choose from")
-    threshold, context_threshold, weak_threshold, distress_threshold = best[2]
-    verdicts = predict(best[2])
+    threshold, context_threshold, weak_threshold, distress_threshold = best.combo
+    verdicts = predict(best.combo)
     results = [
         SafetyResult(i, v.crisis, v.score, v.reasons) for i, v in zip(items, verdicts, strict=True)
     ]
@@ -531,7 +545,8 @@ def train_safety(
     lines = [
         f"corpus: {hard} crisis-set items from {len(set(groups[:hard]))} writers,"
         f" {len(items) - hard} everyday messages",
-        f"chosen thresholds: model={threshold} after-distress={context_threshold}"
+        f"chosen: k={best.k} nearest examples; thresholds model={threshold}"
+        f" after-distress={context_threshold}"
         f" weak-signal={weak_threshold} distress={distress_threshold}",
         "cross-writer on the crisis set (each writer held out):",
         *("  " + line for line in report.render().splitlines()),
@@ -542,7 +557,7 @@ def train_safety(
         f"false alarms on everyday messages (each writer held out):"
         f" {everyday_report.fpr:.4f} of {everyday_report.n}",
     ]
-    head = prototypes(np.arange(len(items)), slope, offset)
+    head = prototypes(np.arange(len(items)), best.k, best.slope, best.offset)
     artifact = HeadArtifact(
         task="safety",
         embedder=embedder.name,
