@@ -1,6 +1,6 @@
-# Addresses from before the functions and push subscriptions were written as for_each:
-# these blocks make Terraform move the existing objects in the state instead of destroying
-# and recreating them. Remove them once every deployment has applied them.
+# Addresses from before the functions, push subscriptions, metrics and alerts were written
+# as for_each: these blocks make Terraform move the existing objects in the state instead
+# of destroying and recreating them. Remove them once every deployment has applied them.
 
 # Functions (functions.tf).
 moved {
@@ -85,3 +85,48 @@ moved {
   to   = google_pubsub_subscription_iam_member.dead_letter_subscriber["persona_events"]
 }
 
+# Monitoring (monitoring.tf).
+moved {
+  from = google_logging_metric.llm_failures
+  to   = google_logging_metric.counter["llm_failures"]
+}
+
+moved {
+  from = google_logging_metric.backup_failures
+  to   = google_logging_metric.counter["backup_failures"]
+}
+
+moved {
+  from = google_logging_metric.events_lost
+  to   = google_logging_metric.counter["events_lost"]
+}
+
+moved {
+  from = google_logging_metric.crisis_detected
+  to   = google_logging_metric.counter["crisis_detected"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.llm_failures
+  to   = google_monitoring_alert_policy.log_metric["llm_failures"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.crisis_detected
+  to   = google_monitoring_alert_policy.log_metric["crisis_detected"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.rate_limited
+  to   = google_monitoring_alert_policy.log_metric["rate_limited"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.backup_failure
+  to   = google_monitoring_alert_policy.log_metric["backup_failure"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.events
+  to   = google_monitoring_alert_policy.log_metric["events"]
+}

@@ -632,6 +632,7 @@ def test_ttl_policies_match_the_data_model() -> None:
 
 # Where each kind of top-level block lives, in the root and in every module.
 HOME = {"variable": "variables.tf", "output": "outputs.tf", "terraform": "versions.tf"}
+ROOT_MAX_LINES = 400
 
 
 @pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
@@ -646,7 +647,14 @@ def test_file_layout(directory: Path) -> None:
 
 
 def test_root_has_one_file_per_concern() -> None:
-    assert "main.tf" not in {path.name for path in TF.glob("*.tf")}
+    files = sorted(TF.glob("*.tf"))
+    assert "main.tf" not in {path.name for path in files}
+    long = {
+        path.name: lines
+        for path in files
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > ROOT_MAX_LINES
+    }
+    assert long == {}
 
 
 def _address_keys(address: str) -> tuple[str, str, str | None]:
@@ -713,16 +721,36 @@ def test_crisis_detections_page_a_human() -> None:
     """The chat function's crisis WARNING feeds a log metric whose alert notifies people."""
     chat_source = (ROOT / "shared" / "ion" / "domain" / "chat.py").read_text(encoding="utf-8")
     assert '"crisis detected: conversation=' in chat_source
-    metric = resources("google_logging_metric")["crisis_detected"]
+    metric = instances("google_logging_metric", "counter")["crisis_detected"]
     assert 'jsonPayload.message=~"^crisis detected:"' in metric["filter"]
     assert "${local.function_names.chat}" in metric["filter"]
-    alert = resources("google_monitoring_alert_policy")["crisis_detected"]
+    alert = instances("google_monitoring_alert_policy", "log_metric")["crisis_detected"]
     condition = alert["conditions"][0]["condition_threshold"][0]
-    assert "${google_logging_metric.crisis_detected.name}" in condition["filter"]
+    assert '${google_logging_metric.counter["crisis_detected"].name}' in condition["filter"]
     assert condition["threshold_value"] == 0 and condition["comparison"] == "COMPARISON_GT"
     assert alert["notification_channels"] == "${local.notification_channels}"
     assert "docs/operations.md" in alert["documentation"][0]["content"]
     assert alert["display_name"] == "ION: learner in crisis"
+
+
+def test_every_log_alert_watches_a_declared_metric_and_hold() -> None:
+    counters = for_each_of(resources("google_logging_metric")["counter"])
+    others = set(resources("google_logging_metric")) - {"counter"}
+    holds = for_each_of(resources("google_pubsub_subscription")["dead_letter_hold"])
+    for name, alert in for_each_of(
+        resources("google_monitoring_alert_policy")["log_metric"]
+    ).items():
+        found = re.search(
+            r'google_logging_metric\.(?:counter\["(\w+)"\]|(\w+))\.name', alert["filter"]
+        )
+        assert found, name
+        assert found.group(1) in counters if found.group(1) else found.group(2) in others, name
+        if alert["dead_letter_hold"] is not None:
+            hold = re.fullmatch(
+                r'\$\{google_pubsub_subscription\.dead_letter_hold\["(\w+)"\]\.name\}',
+                alert["dead_letter_hold"]["subscription"],
+            )
+            assert hold and hold.group(1) in holds, name
 
 
 def test_only_the_safety_reviewers_may_read_conversations() -> None:
