@@ -1,31 +1,26 @@
 output "chat_url" {
   description = "HTTPS URL of the chat function (POST /v1/chat, /v1/conversations)."
-  value       = module.chat.url
+  value       = module.http_function["chat"].url
 }
 
 output "persona_route_url" {
   description = "HTTPS URL of the persona_route function (POST /v1/route, GET /v1/personas)."
-  value       = module.persona_route.url
+  value       = module.http_function["persona_route"].url
 }
 
 output "persona_events_url" {
   description = "Internal URL of the persona_events consumer (reached by Pub/Sub push only)."
-  value       = module.persona_events.url
+  value       = module.event_function["persona_events"].url
 }
 
 output "backup_url" {
   description = "Internal URL of the backup function (reached by Pub/Sub push only)."
-  value       = module.backup.url
+  value       = module.event_function["backup"].url
 }
 
 output "services" {
   description = "Cloud Run service of each function, for traffic management (gcloud run services update-traffic)."
-  value = {
-    chat           = module.chat.service
-    persona_route  = module.persona_route.service
-    persona_events = module.persona_events.service
-    backup         = module.backup.service
-  }
+  value       = { for key, function in merge(module.http_function, module.event_function) : key => function.service }
 }
 
 output "events_topic" {

@@ -63,7 +63,7 @@ variable "log_level" {
 
 variable "extra_environment" {
   type        = map(string)
-  description = "More ION_* settings for every function, e.g. ION_JWT_ISSUER, ION_JWT_AUDIENCE, ION_JWKS_URL, ION_CORS_ORIGINS (the README lists them all)."
+  description = "More ION_* settings for every function, e.g. ION_JWT_ISSUER, ION_JWT_AUDIENCE, ION_JWKS_URL, ION_CORS_ORIGINS (the README lists them all). They override the common settings; a function's own settings in functions.tf override them."
   default     = {}
 
   validation {

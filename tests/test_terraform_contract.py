@@ -77,15 +77,19 @@ def _unquote(value: Any) -> Any:
 
 
 @cache
+def load_file(path: Path) -> dict[str, list[Any]]:
+    with path.open(encoding="utf-8") as handle:
+        parsed = hcl2.load(handle)
+    return {kind: _unquote(blocks) for kind, blocks in parsed.items() if not kind.startswith("__")}
+
+
+@cache
 def load_dir(directory: Path) -> dict[str, list[Any]]:
+    """Every *.tf file of the directory, merged by block kind (as Terraform reads them)."""
     merged: dict[str, list[Any]] = {}
     for path in sorted(directory.glob("*.tf")):
-        with path.open(encoding="utf-8") as handle:
-            parsed = hcl2.load(handle)
-        for kind, blocks in parsed.items():
-            if kind.startswith("__"):
-                continue
-            merged.setdefault(kind, []).extend(_unquote(blocks))
+        for kind, blocks in load_file(path).items():
+            merged.setdefault(kind, []).extend(blocks)
     return merged
 
 
@@ -130,7 +134,8 @@ def resolve(value: Any) -> Any:
     match = _REF.match(value)
     if match is None:
         return None if "${" in value else value
-    parts = match.group(1).split(".")
+    # x["key"] is x.key for the lookup below.
+    parts = re.sub(r'\["([\w-]+)"\]', r".\1", match.group(1)).split(".")
     if parts[0] == "var" and len(parts) == 2:
         return resolve(variables().get(parts[1], {}).get("default"))
     if parts[0] == "local" and len(parts) >= 2:
@@ -146,6 +151,59 @@ def resolve(value: Any) -> Any:
 def references(value: Any) -> str:
     match = _REF.match(value) if isinstance(value, str) else None
     return match.group(1) if match else ""
+
+
+def for_each_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a block's for_each iterates, by key: a literal map, a local, or the instances of
+    another resource (each.value is then that instance, as a reference)."""
+    expr = body["for_each"]
+    if isinstance(expr, dict):
+        return expr
+    ref = references(expr)
+    if ref.startswith("local."):
+        found = locals_()[ref.removeprefix("local.")]
+        assert isinstance(found, dict), ref
+        return found
+    kind, name = ref.split(".")
+    return {key: f'${{{ref}["{key}"]}}' for key in for_each_of(resources(kind)[name])}
+
+
+_EACH = re.compile(r"\$\{each\.(?:(key)|value\.(\w+)((?:\.\w+)*))\}")
+
+
+def instantiate(expr: Any, key: str, value: Any) -> Any:
+    """`expr` as written for one for_each instance: each.key and each.value.<attr> replaced."""
+    if isinstance(expr, dict):
+        return {k: instantiate(v, key, value) for k, v in expr.items()}
+    if isinstance(expr, list):
+        return [instantiate(item, key, value) for item in expr]
+    if not isinstance(expr, str):
+        return expr
+
+    def substitute(match: re.Match[str]) -> Any:
+        if match.group(1):
+            return key
+        if isinstance(value, dict):
+            item, path = value[match.group(2)], match.group(3)
+        else:  # each.value is another resource's instance: .<attr> is its attribute
+            item, path = value, f".{match.group(2)}{match.group(3)}"
+        ref = references(item)
+        if ref:  # a reference: keep it one, with the attribute path after it
+            return f"${{{ref}{path}}}"
+        assert not path, match.group(0)
+        return item
+
+    whole = _EACH.fullmatch(expr)
+    if whole:
+        return substitute(whole)
+    expr = expr.replace("[each.key]", f'["{key}"]')
+    return _EACH.sub(lambda match: str(substitute(match)), expr)
+
+
+def instances(kind: str, name: str) -> dict[str, dict[str, Any]]:
+    """The instances of a for_each resource, by key, each as written for that key."""
+    body = resources(kind)[name]
+    return {key: instantiate(body, key, value) for key, value in for_each_of(body).items()}
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,9 +228,35 @@ ENTRY_POINTS = [
 ]
 
 
+# How every function module block builds the function's environment: the common settings,
+# the deployer's extra_environment, then the function's own (each.value.environment).
+MERGED_ENVIRONMENT = "${merge(local.common_env, var.extra_environment, each.value.environment)}"
+
+
+def function_instances() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every deployed function by (module block, key), as written for that key."""
+    found = {}
+    for block, body in modules().items():
+        assert body["source"] == "./modules/function", block
+        for key, value in for_each_of(body).items():
+            found[block, key] = {**instantiate(body, key, value), "each.value": value}
+    return found
+
+
 def deployed() -> dict[str, dict[str, Any]]:
-    """Module blocks by entry point."""
-    return {body["entry_point"]: body for body in modules().values() if "entry_point" in body}
+    """Module instances by entry point."""
+    found: dict[str, dict[str, Any]] = {}
+    for instance in function_instances().values():
+        assert instance["entry_point"] not in found, instance["entry_point"]
+        found[instance["entry_point"]] = instance
+    return found
+
+
+def module_instance(reference: str) -> dict[str, Any]:
+    """The module instance a `module.BLOCK["KEY"].url` reference names."""
+    found = re.fullmatch(r'\$\{module\.(\w+)\["(\w+)"\]\.url\}', reference)
+    assert found, reference
+    return function_instances()[found.group(1), found.group(2)]
 
 
 def zip_of(module: Mapping[str, Any]) -> str:
@@ -184,10 +268,8 @@ def zip_of(module: Mapping[str, Any]) -> str:
 def environment(entry_point: str) -> dict[str, Any]:
     """The function's env map as Terraform writes it: common env, then its own."""
     module = deployed()[entry_point]
-    assert module["environment"] == "${merge(local.common_env, var.extra_environment)}", (
-        f"{entry_point}: environment must be merge(local.common_env, var.extra_environment)"
-    )
-    return {**locals_()["common_env"], **module.get("extra_environment", {})}
+    assert module["environment"] == MERGED_ENVIRONMENT, entry_point
+    return {**locals_()["common_env"], **module["each.value"]["environment"]}
 
 
 def provided(entry_point: str) -> dict[str, Any]:
@@ -202,8 +284,8 @@ def iter_env_keys() -> Iterator[tuple[str, str]]:
     for key in locals_()["common_env"]:
         yield "local.common_env", key
     for entry_point, module in deployed().items():
-        for key in module.get("extra_environment", {}):
-            yield f"module {entry_point} extra_environment", key
+        for key in module["each.value"]["environment"]:
+            yield f"function {entry_point} environment", key
         for key in module.get("secret_environment", {}):
             yield f"module {entry_point} secret_environment", key
     for path in sorted((TF / "examples").glob("*.tfvars")):
@@ -219,7 +301,7 @@ def iter_env_keys() -> Iterator[tuple[str, str]]:
 
 
 def test_every_entry_point_is_deployed_once_from_its_own_archive() -> None:
-    deployments = [(zip_of(body), body["entry_point"]) for body in modules().values()]
+    deployments = [(zip_of(body), body["entry_point"]) for body in function_instances().values()]
     expected = [(function, entry_point) for function, entry_point, _ in ENTRY_POINTS]
     assert sorted(deployments) == sorted(expected)
 
@@ -347,7 +429,8 @@ def test_the_routing_judge_is_on_with_the_gemini_key(entry_point: str) -> None:
         "google_secret_manager_secret.gemini_api_key.secret_id"
     )
     grants = resources("google_secret_manager_secret_iam_member")["gemini_accessor"]
-    assert f"${{google_service_account.{entry_point}.email}}" in grants["for_each"].values()
+    account = f'${{google_service_account.function["{entry_point}"].email}}'
+    assert account in grants["for_each"].values()
 
 
 # ------------------------------------------------------------------------------------------
@@ -370,41 +453,71 @@ def test_chat_may_publish_to_the_events_topic() -> None:
     assert grants["chat_publisher"]["role"] == "roles/pubsub.publisher"
 
 
+def pushes() -> dict[str, dict[str, Any]]:
+    """The push subscriptions, by key."""
+    return instances("google_pubsub_subscription", "push")
+
+
 def test_persona_events_is_pushed_the_events_topic() -> None:
-    sub = resources("google_pubsub_subscription")["persona_events"]
+    sub = pushes()["persona_events"]
     assert sub["topic"] == "${google_pubsub_topic.events.id}"
-    assert sub["push_config"][0]["push_endpoint"].startswith("${module.persona_events.url}/")
+    endpoint = sub["push_config"][0]["push_endpoint"]
+    assert endpoint.endswith("/topics/${google_pubsub_topic.events.name}")
+    target = module_instance(endpoint.split("/")[0])
+    assert target["entry_point"] == "persona_events"
 
 
 def test_scheduler_publishes_to_the_topic_backup_is_pushed_from() -> None:
     job = resources("google_cloud_scheduler_job")["backup"]
     topic = job["pubsub_target"][0]["topic_name"]
     assert re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", topic)
-    subs = [
-        body
-        for body in resources("google_pubsub_subscription").values()
-        if body["topic"] == topic and "push_config" in body
+    endpoints = [
+        body["push_config"][0]["push_endpoint"].split("/")[0]
+        for body in pushes().values()
+        if body["topic"] == topic
     ]
-    assert [s["push_config"][0]["push_endpoint"].split("/")[0] for s in subs] == [
-        "${module.backup.url}"
-    ]
+    assert [module_instance(endpoint)["entry_point"] for endpoint in endpoints] == ["backup"]
+
+
+def test_every_event_function_is_pushed_and_only_they_are() -> None:
+    pushed = {
+        module_instance(b["push_config"][0]["push_endpoint"].split("/")[0])["entry_point"]
+        for b in pushes().values()
+    }
+    internal = {ep for ep, body in deployed().items() if body["ingress"] == "ALLOW_INTERNAL_ONLY"}
+    assert pushed == internal == {"persona_events", "backup"}
+    # Keyed alike: a push subscription's key is the function it pushes to.
+    for key, body in pushes().items():
+        assert body["push_config"][0]["push_endpoint"].startswith(
+            f'${{module.event_function["{key}"].url}}/'
+        )
+        audience = body["push_config"][0]["oidc_token"][0]["audience"]
+        assert audience == f'${{module.event_function["{key}"].url}}', key
 
 
 def test_every_push_subscription_has_a_dead_letter_topic_and_a_retry_policy() -> None:
-    topics = resources("google_pubsub_topic")
-    pushes = {
-        n: b for n, b in resources("google_pubsub_subscription").items() if "push_config" in b
-    }
-    assert set(pushes) == {"persona_events", "backup"}
-    for name, body in pushes.items():
+    dead_letter_topics = instances("google_pubsub_topic", "dead_letter")
+    holds = instances("google_pubsub_subscription", "dead_letter_hold")
+    for name, body in pushes().items():
         dead_letter = body["dead_letter_policy"][0]["dead_letter_topic"]
-        target = re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", dead_letter)
-        assert target and target.group(1) in topics, name
+        target = re.fullmatch(r'\$\{google_pubsub_topic\.dead_letter\["(\w+)"\]\.id\}', dead_letter)
+        assert target and target.group(1) == name and name in dead_letter_topics, name
         assert dead_letter != body["topic"], name
         assert body["retry_policy"][0]["minimum_backoff"], name
+        assert body["dead_letter_policy"][0]["max_delivery_attempts"], name
         # Dead letters are kept somewhere: a subscription holds each dead-letter topic.
-        holders = [b for b in resources("google_pubsub_subscription").values()]
-        assert any(h["topic"] == dead_letter for h in holders), name
+        assert [h["topic"] for h in holds.values() if h["topic"] == dead_letter] == [dead_letter]
+    # Pub/Sub may forward to every dead-letter topic and acknowledge on every push.
+    publish = instances("google_pubsub_topic_iam_member", "dead_letter_publisher")
+    acknowledge = instances("google_pubsub_subscription_iam_member", "dead_letter_subscriber")
+    assert set(publish) == set(acknowledge) == set(pushes())
+    for name in pushes():
+        assert publish[name]["topic"] == f'${{google_pubsub_topic.dead_letter["{name}"].id}}'
+        assert (
+            acknowledge[name]["subscription"]
+            == f'${{google_pubsub_subscription.push["{name}"].id}}'
+        )
+        assert publish[name]["member"] == acknowledge[name]["member"] == "${local.pubsub_agent}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -422,12 +535,14 @@ def test_only_the_public_apis_are_reachable_from_the_internet(entry_point: str) 
 
 
 def test_each_function_runs_as_its_own_service_account() -> None:
-    accounts = [body["service_account_email"] for body in deployed().values()]
-    assert len(set(accounts)) == len(accounts)
-    declared = resources("google_service_account")
-    for account in accounts:
-        found = re.fullmatch(r"\$\{google_service_account\.(\w+)\.email\}", account)
-        assert found and found.group(1) in declared
+    declared = instances("google_service_account", "function")
+    for entry_point, body in deployed().items():
+        account = body["service_account_email"]
+        found = re.fullmatch(r'\$\{google_service_account\.function\["(\w+)"\]\.email\}', account)
+        assert found and found.group(1) == entry_point and entry_point in declared
+        # The account is named like the function.
+        assert declared[entry_point]["account_id"] == body["name"]
+    assert set(declared) == set(deployed())
 
 
 def test_every_iam_grant_is_commented_with_why() -> None:
@@ -515,14 +630,52 @@ def test_ttl_policies_match_the_data_model() -> None:
 # ------------------------------------------------------------------------------------------
 
 
+# Where each kind of top-level block lives, in the root and in every module.
+HOME = {"variable": "variables.tf", "output": "outputs.tf", "terraform": "versions.tf"}
+ROOT_MAX_LINES = 400
+
+
 @pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
-def test_four_file_layout(directory: Path) -> None:
-    assert sorted(p.name for p in directory.glob("*.tf")) == [
-        "main.tf",
-        "outputs.tf",
-        "variables.tf",
-        "versions.tf",
-    ]
+def test_file_layout(directory: Path) -> None:
+    files = {path.name: path for path in directory.glob("*.tf")}
+    # These files at least; the root adds one file per concern instead of a main.tf.
+    expected = set(HOME.values()) | ({"main.tf"} if directory == MODULE else set())
+    assert expected <= set(files)
+    for name, path in files.items():
+        for kind in load_file(path):
+            assert HOME.get(kind, name) == name, f"{kind} block in {name}"
+
+
+def test_root_has_one_file_per_concern() -> None:
+    files = sorted(TF.glob("*.tf"))
+    assert "main.tf" not in {path.name for path in files}
+    long = {
+        path.name: lines
+        for path in files
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > ROOT_MAX_LINES
+    }
+    assert long == {}
+
+
+def _address_keys(address: str) -> tuple[str, str, str | None]:
+    found = re.fullmatch(r'\$\{(module|\w+)\.(\w+)(?:\["([\w-]+)"\])?\}', address)
+    assert found, address
+    return found.group(1), found.group(2), found.group(3)
+
+
+def test_moved_blocks_lead_from_gone_addresses_to_declared_ones() -> None:
+    moves = load_dir(TF).get("moved", [])
+    assert moves
+    for move in moves:
+        for end, must_exist in ((move["from"], False), (move["to"], True)):
+            kind, name, key = _address_keys(end)
+            blocks = modules() if kind == "module" else resources(kind)
+            body = blocks.get(name)
+            if key is None:
+                exists = body is not None and "for_each" not in body
+            else:
+                exists = body is not None and key in for_each_of(body)
+            assert exists == must_exist, end
 
 
 @pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
@@ -561,23 +714,43 @@ def test_root_and_module_pin_the_same_provider_version() -> None:
 def test_function_outputs_give_the_urls() -> None:
     outputs = {n: b for block in load_dir(TF).get("output", []) for n, b in block.items()}
     for name in ("chat", "persona_route"):
-        assert outputs[f"{name}_url"]["value"] == f"${{module.{name}.url}}"
+        assert module_instance(outputs[f"{name}_url"]["value"])["entry_point"] == name
 
 
 def test_crisis_detections_page_a_human() -> None:
     """The chat function's crisis WARNING feeds a log metric whose alert notifies people."""
     chat_source = (ROOT / "shared" / "ion" / "domain" / "chat.py").read_text(encoding="utf-8")
     assert '"crisis detected: conversation=' in chat_source
-    metric = resources("google_logging_metric")["crisis_detected"]
+    metric = instances("google_logging_metric", "counter")["crisis_detected"]
     assert 'jsonPayload.message=~"^crisis detected:"' in metric["filter"]
     assert "${local.function_names.chat}" in metric["filter"]
-    alert = resources("google_monitoring_alert_policy")["crisis_detected"]
+    alert = instances("google_monitoring_alert_policy", "log_metric")["crisis_detected"]
     condition = alert["conditions"][0]["condition_threshold"][0]
-    assert "${google_logging_metric.crisis_detected.name}" in condition["filter"]
+    assert '${google_logging_metric.counter["crisis_detected"].name}' in condition["filter"]
     assert condition["threshold_value"] == 0 and condition["comparison"] == "COMPARISON_GT"
     assert alert["notification_channels"] == "${local.notification_channels}"
     assert "docs/operations.md" in alert["documentation"][0]["content"]
     assert alert["display_name"] == "ION: learner in crisis"
+
+
+def test_every_log_alert_watches_a_declared_metric_and_hold() -> None:
+    counters = for_each_of(resources("google_logging_metric")["counter"])
+    others = set(resources("google_logging_metric")) - {"counter"}
+    holds = for_each_of(resources("google_pubsub_subscription")["dead_letter_hold"])
+    for name, alert in for_each_of(
+        resources("google_monitoring_alert_policy")["log_metric"]
+    ).items():
+        found = re.search(
+            r'google_logging_metric\.(?:counter\["(\w+)"\]|(\w+))\.name', alert["filter"]
+        )
+        assert found, name
+        assert found.group(1) in counters if found.group(1) else found.group(2) in others, name
+        if alert["dead_letter_hold"] is not None:
+            hold = re.fullmatch(
+                r'\$\{google_pubsub_subscription\.dead_letter_hold\["(\w+)"\]\.name\}',
+                alert["dead_letter_hold"]["subscription"],
+            )
+            assert hold and hold.group(1) in holds, name
 
 
 def test_only_the_safety_reviewers_may_read_conversations() -> None:

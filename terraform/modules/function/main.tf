@@ -43,7 +43,7 @@ resource "google_cloudfunctions2_function" "this" {
     ingress_settings                 = var.ingress
     all_traffic_on_latest_revision   = var.all_traffic_on_latest_revision
     service_account_email            = var.service_account_email
-    environment_variables            = merge(var.environment, var.extra_environment)
+    environment_variables            = var.environment
 
     dynamic "secret_environment_variables" {
       for_each = var.secret_environment

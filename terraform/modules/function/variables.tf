@@ -47,13 +47,7 @@ variable "runtime" {
 
 variable "environment" {
   type        = map(string)
-  description = "Environment variables shared by every function (ION_* settings)."
-  default     = {}
-}
-
-variable "extra_environment" {
-  type        = map(string)
-  description = "Environment variables for this function only; they override `environment`."
+  description = "The function's environment variables (ION_* settings), complete: the caller merges shared and per-function settings."
   default     = {}
 }
 

@@ -1,0 +1,180 @@
+# The four gen2 Cloud Functions (modules/function) and the bucket of their source archives.
+
+resource "google_storage_bucket" "sources" {
+  #checkov:skip=CKV_GCP_62:Holds build inputs only (content-addressed archives); Cloud Audit Logs cover access.
+  name                        = "${var.project_id}-ion-sources"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  versioning {
+    enabled = true
+  }
+
+  # Old archives are only needed to rebuild an old revision; keep them for 90 days.
+  lifecycle_rule {
+    condition {
+      age = 90
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+locals {
+  # Function (= Cloud Run service) names; the service accounts, log metrics and alerts use
+  # them too.
+  function_names = {
+    chat           = "ion-chat"
+    persona_route  = "ion-persona-route"
+    persona_events = "ion-persona-events"
+    backup         = "ion-backup"
+  }
+
+  # Settings every function gets. Secrets are not here: they arrive as secret environment
+  # variables (ION_SECRETS_BACKEND=env), resolved by the platform when an instance starts,
+  # so no Secret Manager call sits on a request and no client library is shipped.
+  common_env = {
+    ION_BACKEND            = "gcp"
+    ION_GCP_PROJECT        = var.project_id
+    ION_GCP_LOCATION       = var.region
+    ION_FIRESTORE_DATABASE = google_firestore_database.main.name
+    ION_EVENTS_TOPIC       = google_pubsub_topic.events.name
+    ION_SECRETS_BACKEND    = "env"
+    ION_LOG_LEVEL          = var.log_level
+    ION_LOG_FORMAT         = "json"
+  }
+
+  # The public APIs, keyed by entry point. `environment` is what a function adds to (or
+  # overrides in) common_env and var.extra_environment; `archive` is its dist/<archive>.zip.
+  http_functions = {
+    chat = {
+      description = "Chat and conversations (POST /v1/chat, /v1/conversations)."
+      archive     = "chat"
+      environment = {
+        ION_LLM_PROVIDER = "gemini"
+        ION_GEMINI_MODEL = var.gemini_model
+        # Unsure routing decisions get a second opinion from Gemini (docs/routing.md, "Judge").
+        ION_ROUTING_JUDGE = "gemini"
+      }
+      min_instances   = var.chat_min_instances
+      max_instances   = var.chat_max_instances
+      concurrency     = var.chat_concurrency
+      memory          = "1Gi"
+      timeout_seconds = 300 # streamed answers and Gemini retries
+    }
+    persona_route = {
+      description = "Routing decisions and the persona catalog (POST /v1/route, GET /v1/personas)."
+      archive     = "persona_route"
+      environment = {
+        # No persona answers here; only the routing judge calls Gemini (docs/routing.md).
+        ION_LLM_PROVIDER  = "offline"
+        ION_ROUTING_JUDGE = "gemini"
+      }
+      min_instances   = 0
+      max_instances   = var.route_max_instances
+      concurrency     = 40
+      memory          = "512M"
+      timeout_seconds = 30
+    }
+  }
+
+  # The functions Pub/Sub pushes to (pubsub.tf, push_subscriptions), keyed by entry point.
+  event_functions = {
+    persona_events = {
+      description = "Consumes chat.turn.completed and feedback.recorded (Pub/Sub push)."
+      archive     = "persona_route"
+      # A worker (store + routing statistics): no tokens to verify, no LLM.
+      environment     = {}
+      max_instances   = var.events_max_instances
+      concurrency     = 10
+      cpu             = "1"
+      timeout_seconds = 60
+    }
+    backup = {
+      description = "Daily Firestore managed export (Cloud Scheduler -> Pub/Sub push)."
+      archive     = "backup"
+      environment = {
+        ION_BACKUP_MODE           = "firestore-export"
+        ION_BACKUP_BUCKET         = google_storage_bucket.backups.name
+        ION_BACKUP_PREFIX         = var.backup_prefix
+        ION_BACKUP_RETENTION_DAYS = tostring(var.backup_retention_days)
+      }
+      max_instances   = 1 # one export at a time
+      concurrency     = 1
+      cpu             = "0.583"
+      timeout_seconds = 540
+    }
+  }
+}
+
+# Browsers and apps call these directly: public, and the app authenticates every /v1 call
+# with its own JWTs. Both verify learner tokens and call Gemini, so both get both secrets.
+module "http_function" {
+  source   = "./modules/function"
+  for_each = local.http_functions
+
+  project               = var.project_id
+  region                = var.region
+  name                  = local.function_names[each.key]
+  description           = each.value.description
+  source_bucket         = google_storage_bucket.sources.name
+  source_zip            = "${path.root}/${var.dist_dir}/${each.value.archive}.zip"
+  entry_point           = each.key
+  service_account_email = google_service_account.function[each.key].email
+  build_service_account = google_service_account.build.id
+  labels                = var.labels
+
+  environment = merge(local.common_env, var.extra_environment, each.value.environment)
+  secret_environment = {
+    ION_JWT_SECRET     = google_secret_manager_secret.jwt.secret_id
+    ION_GEMINI_API_KEY = google_secret_manager_secret.gemini_api_key.secret_id
+  }
+
+  min_instances   = each.value.min_instances
+  max_instances   = each.value.max_instances
+  concurrency     = each.value.concurrency
+  cpu             = "1"
+  memory          = each.value.memory
+  timeout_seconds = each.value.timeout_seconds
+  ingress         = "ALLOW_ALL"
+  public          = true
+
+  all_traffic_on_latest_revision = var.all_traffic_on_latest_revision
+
+  depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_sources, google_secret_manager_secret_iam_member.jwt_accessors]
+}
+
+# Workers fed by Pub/Sub push: no secrets, and only Pub/Sub push (same project) reaches
+# them, as ion-pubsub-push.
+module "event_function" {
+  source   = "./modules/function"
+  for_each = local.event_functions
+
+  project               = var.project_id
+  region                = var.region
+  name                  = local.function_names[each.key]
+  description           = each.value.description
+  source_bucket         = google_storage_bucket.sources.name
+  source_zip            = "${path.root}/${var.dist_dir}/${each.value.archive}.zip"
+  entry_point           = each.key
+  service_account_email = google_service_account.function[each.key].email
+  build_service_account = google_service_account.build.id
+  labels                = var.labels
+
+  environment        = merge(local.common_env, var.extra_environment, each.value.environment)
+  secret_environment = {}
+
+  min_instances   = 0
+  max_instances   = each.value.max_instances
+  concurrency     = each.value.concurrency
+  cpu             = each.value.cpu
+  memory          = "512M"
+  timeout_seconds = each.value.timeout_seconds
+  ingress         = "ALLOW_INTERNAL_ONLY"
+  invoker_members = ["serviceAccount:${google_service_account.pubsub_push.email}"]
+
+  depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_sources]
+}
