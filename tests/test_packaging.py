@@ -265,7 +265,7 @@ def serve(tmp_path: Path) -> Iterator[object]:
 
 
 def _pubsub_push(data: bytes, attributes: dict[str, str]) -> dict[str, object]:
-    """The body a Pub/Sub push subscription POSTs (terraform/main.tf, push_config)."""
+    """The body a Pub/Sub push subscription POSTs (terraform/pubsub.tf, push_config)."""
     return {
         "message": {
             "data": base64.b64encode(data).decode(),
@@ -300,7 +300,7 @@ def _request_for(entry_point: str, signature: str, url: str) -> requests.Respons
         data, attributes = _sample_event()
         body = _pubsub_push(data, attributes)
         return requests.post(f"{url}/projects/test/topics/ion-events", json=body, timeout=60)
-    # backup: the Cloud Scheduler job's message (terraform/main.tf, pubsub_target).
+    # backup: the Cloud Scheduler job's message (terraform/backup.tf, pubsub_target).
     payload = json.dumps({"trigger": "scheduler", "job": "ion-backup"}).encode()
     body = _pubsub_push(payload, {})
     return requests.post(f"{url}/projects/test/topics/ion-backup-requests", json=body, timeout=120)
