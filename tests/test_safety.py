@@ -19,7 +19,13 @@ from ion.bootstrap import App, build_app, build_detector, load_embedder, set_app
 from ion.domain.chat import CRISIS_TEMPLATE_MODEL
 from ion.domain.crisis import load_policy
 from ion.domain.evaluation import load_safety_set
-from ion.domain.safety import CrisisDetector, load_rules
+from ion.domain.safety import (
+    MAX_SEGMENTS,
+    SEGMENT_ABOVE_CHARS,
+    CrisisDetector,
+    load_rules,
+    segments,
+)
 from ion.domain.training import SafetyCalibration
 from ion.errors import ConfigurationError
 from tests.fixtures_app import REPO, function_client, make_settings
@@ -121,7 +127,11 @@ def test_vectorised_calibration_equals_the_detector(detector: CrisisDetector) ->
     history_reads = [[detector.rules.read(t) for t in i.history] for i in items]
     probabilities = [list(rng.random(len(i.history) + 1)) for i in items]
     fast = SafetyCalibration.build(reads, history_reads, probabilities)
-    for combo in [(0.5, 0.3, 0.15, 0.5), (0.8, 0.1, 0.05, 0.3), (0.9, 0.5, 0.5, 0.9)]:
+    for combo in [
+        (0.5, 0.3, 0.15, 0.5, 1.01),
+        (0.8, 0.1, 0.05, 0.3, 0.9),
+        (0.9, 0.5, 0.5, 0.9, 0.95),
+    ]:
         slow = CrisisDetector(load_rules(), thresholds=combo)
         expected = [
             slow.verdict(r, h, p).crisis
@@ -325,3 +335,48 @@ def test_a_model_answer_without_the_resources_gets_them_appended() -> None:
     assert "988" in text and "https://findahelpline.com" in text
     complete = policy.template_answer("en")
     assert policy.with_resources(complete, "en") == complete
+
+
+BURIED = (
+    "I'm preparing a portfolio for frontend internships and I have three projects: a weather"
+    " app, a todo list with drag and drop, and a small blog. My mentor said the todo list is"
+    " too basic. Honestly most nights I lie awake wishing I could fall asleep and never have"
+    " to face another morning. Anyway, should I replace the todo list with something bigger,"
+    " or polish what I have?"
+)
+
+
+def test_segments_leave_short_messages_whole_and_split_long_ones() -> None:
+    assert segments("짧은 메시지. 두 문장.") == ["짧은 메시지. 두 문장."]
+    parts = segments(BURIED)
+    assert len(BURIED) > SEGMENT_ABOVE_CHARS
+    assert parts[0] == BURIED
+    assert parts[3].startswith("Honestly most nights") and parts[3].endswith("morning.")
+    assert len(parts) == 5
+    many = " ".join(f"Sentence number {i} is long enough to stand alone." for i in range(20))
+    groups = segments(many)[1:]
+    assert len(groups) == 5 <= MAX_SEGMENTS  # 20 sentences, 4 to a group
+    assert " ".join(groups) == many
+
+
+def test_a_long_message_counts_its_most_worrying_sentence(detector: CrisisDetector) -> None:
+    verdict = detector.assess(BURIED)
+    assert verdict.crisis and verdict.reasons == ("model",)
+    scores = [detector.assess(part).score for part in segments(BURIED)[1:]]
+    assert verdict.score == max(scores) == scores[2]
+    assert sorted(scores)[-2] < detector.threshold
+
+
+def test_rule_escapes_survive_normalisation() -> None:
+    # The rules are decomposed for Korean stems, never case-folded: \S must stay \S.
+    rules = load_rules()
+    assert rules.read("ㄹㅇ 살 이유가 1도 없음")[0] == "ko_explicit"
+    assert rules.read("I Want To End My Life")[0] == "en_explicit"
+
+
+def test_laughter_makes_a_signal_weak_unless_the_learner_means_it() -> None:
+    rules = load_rules()
+    signal, weak, _guard = rules.read("아 진짜 죽고 싶다 ㅋㅋ 교수님이 재시험 없대")
+    assert signal is None and weak == "ko_explicit (laughing)"
+    assert rules.read("죽고 싶다 ㅋㅋ 근데 장난 아님")[0] == "ko_explicit"
+    assert rules.read("i want to die lol. not joking this time")[0] == "en_explicit"

@@ -33,19 +33,59 @@ import yaml
 from ion.domain.semantic import SemanticLayer
 from ion.errors import ConfigurationError
 
-__all__ = ["CrisisDetector", "CrisisRules", "SafetyAssessment", "load_rules"]
+__all__ = ["CrisisDetector", "CrisisRules", "SafetyAssessment", "load_rules", "segments"]
 
 #: Defaults when no trained head says otherwise (see `ion train safety`).
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CONTEXT_THRESHOLD = 0.3
 DEFAULT_WEAK_THRESHOLD = 0.15
 DEFAULT_DISTRESS_THRESHOLD = 0.5
+#: Above 1: by default a guard (everyday idiom, joke, too short) always holds the model back.
+DEFAULT_GUARDED_THRESHOLD = 1.01
 #: Earlier learner turns looked at for distress.
 CONTEXT_TURNS = 4
 #: The model alone never fires on a text shorter than this (non-space characters): a
 #: greeting or an "ok" has no meaning to read, and short crisis statements are phrases the
 #: signals know. After earlier distress, short messages count (see `verdict`).
 MIN_MODEL_CHARS = 12
+#: A message longer than this is also read sentence by sentence, and its most worrying
+#: sentence counts: one risky sentence inside a long study question is diluted in the
+#: embedding of the whole, and the embedder reads only the head and tail of a long text.
+#: Cross-writer, 300 beat 120, 200 and never (docs/safety.md).
+SEGMENT_ABOVE_CHARS = 300
+#: At most this many sentence groups per message (each costs one embedding).
+MAX_SEGMENTS = 6
+#: Sentence ends: punctuation, ellipses, line breaks, and the laughing/crying runs that end
+#: a chat sentence in Korean.
+_SENTENCE_END = re.compile(r"(?<=[.!?。…])\s+|\n+|(?<=[ㅋㅎㅠㅜ]{2})\s+")
+#: Sentences shorter than this join the next one: "Anyway." carries no meaning alone.
+_MIN_SEGMENT_CHARS = 25
+
+
+def segments(text: str) -> list[str]:
+    """The texts the model reads for one message: the whole, then its sentence groups."""
+    if len(text) <= SEGMENT_ABOVE_CHARS:
+        return [text]
+    sentences: list[str] = []
+    pending = ""
+    for part in _SENTENCE_END.split(text):
+        part = part.strip()
+        if not part:
+            continue
+        pending = f"{pending} {part}" if pending else part
+        if len(pending) >= _MIN_SEGMENT_CHARS:
+            sentences.append(pending)
+            pending = ""
+    if pending:
+        if sentences:
+            sentences[-1] = f"{sentences[-1]} {pending}"
+        else:
+            sentences.append(pending)
+    if len(sentences) <= 1:
+        return [text]
+    size = math.ceil(len(sentences) / MAX_SEGMENTS)
+    groups = [" ".join(sentences[i : i + size]) for i in range(0, len(sentences), size)]
+    return [text, *groups]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +97,12 @@ class SafetyAssessment:
     reasons: tuple[str, ...] = ()
 
 
+def _decompose(text: str) -> str:
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFC", text))
+
+
 def _fold(text: str) -> str:
-    return unicodedata.normalize("NFD", unicodedata.normalize("NFC", text).casefold())
+    return _decompose(text.casefold())
 
 
 #: (signal family, weak-signal family, guard family) found in a text, or None each; the
@@ -72,6 +116,10 @@ class CrisisRules:
     weak_signals: tuple[tuple[str, re.Pattern[str]], ...]
     guards: tuple[tuple[str, re.Pattern[str]], ...]
     discussion: tuple[re.Pattern[str], ...]
+    #: Laughter makes a signal a weak one ("죽고 싶다 ㅋㅋ 교수님이 재시험 없대"), unless
+    #: the learner says they mean it ("웃긴 거 아님", "not joking").
+    joking: tuple[re.Pattern[str], ...] = ()
+    earnest: tuple[re.Pattern[str], ...] = ()
 
     @staticmethod
     def _first(patterns: Sequence[tuple[str, re.Pattern[str]]], text: str) -> str | None:
@@ -87,6 +135,12 @@ class CrisisRules:
         weak = self._first(self.weak_signals, folded)
         if signal is not None and any(p.search(folded) for p in self.discussion):
             signal, weak = None, weak or f"{signal} (discussed)"
+        elif (
+            signal is not None
+            and any(p.search(folded) for p in self.joking)
+            and not any(p.search(folded) for p in self.earnest)
+        ):
+            signal, weak = None, weak or f"{signal} (laughing)"
         guard = self._first(self.guards, folded)
         if guard is None and len("".join(text.split())) < MIN_MODEL_CHARS:
             guard = "short"
@@ -102,7 +156,8 @@ def _compile(groups: object, where: str) -> tuple[tuple[str, re.Pattern[str]], .
             raise ConfigurationError(f"safety rules: {where}.{family} must be a list of regexes")
         for source in patterns:
             try:
-                out.append((str(family), re.compile(_fold(source))))
+                # Only decomposed, never case-folded: folding would turn \S into \s.
+                out.append((str(family), re.compile(_decompose(source), re.IGNORECASE)))
             except re.error as exc:
                 raise ConfigurationError(f"safety rules: {where}.{family}: {exc}") from exc
     return tuple(out)
@@ -123,11 +178,15 @@ def load_rules(path: Path | None = None) -> CrisisRules:
         raise ConfigurationError(f"safety rules {source}: expected a mapping")
     guards = dict(data.get("guards", {}))
     discussion = guards.pop("discussion", [])
+    joking = guards.pop("joking", [])
+    earnest = guards.pop("earnest", [])
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
         guards=_compile(guards, "guards"),
         discussion=tuple(p for _, p in _compile({"discussion": discussion}, "guards")),
+        joking=tuple(p for _, p in _compile({"joking": joking}, "guards")),
+        earnest=tuple(p for _, p in _compile({"earnest": earnest}, "guards")),
     )
 
 
@@ -139,7 +198,7 @@ class CrisisDetector:
         rules: CrisisRules,
         semantic: SemanticLayer | None = None,
         *,
-        thresholds: tuple[float, float, float, float] | None = None,
+        thresholds: tuple[float, float, float, float, float] | None = None,
     ) -> None:
         self._rules = rules
         self._semantic = semantic
@@ -151,12 +210,15 @@ class CrisisDetector:
         self.weak_threshold = param("weak_threshold", DEFAULT_WEAK_THRESHOLD)
         # An earlier message this likely a crisis makes the conversation one of distress.
         self.distress_threshold = param("distress_threshold", DEFAULT_DISTRESS_THRESHOLD)
+        # A model this sure fires through a guard: "긴팔 입고 다님 ㅋㅋ 웃긴 거 아님" laughs.
+        self.guarded_threshold = param("guarded_threshold", DEFAULT_GUARDED_THRESHOLD)
         if thresholds is not None:  # calibration tries candidates on out-of-fold scores
             (
                 self.threshold,
                 self.context_threshold,
                 self.weak_threshold,
                 self.distress_threshold,
+                self.guarded_threshold,
             ) = thresholds
 
     @property
@@ -170,7 +232,14 @@ class CrisisDetector:
     def _probabilities(self, texts: Sequence[str]) -> list[float]:
         if self._semantic is None:
             return [0.0] * len(texts)
-        return [math.exp(row["crisis"]) for row in self._semantic.log_proba(texts)]
+        parts = [segments(text) for text in texts]
+        flat = [segment for group in parts for segment in group]
+        crisis = [math.exp(row["crisis"]) for row in self._semantic.log_proba(flat)]
+        out, start = [], 0
+        for group in parts:
+            out.append(max(crisis[start : start + len(group)]))
+            start += len(group)
+        return out
 
     def assess(self, message: str, history: Sequence[str] = ()) -> SafetyAssessment:
         """Assess `message`, given the learner's earlier messages (oldest first)."""
@@ -204,7 +273,7 @@ class CrisisDetector:
             reasons.append(f"signal:{signal}")
         if weak is not None and (distress or p >= self.weak_threshold):
             reasons.append(f"weak:{weak}" + (" after distress" if distress else ""))
-        if guard is None and p >= self.threshold:
+        if p >= (self.threshold if guard is None else self.guarded_threshold):
             reasons.append("model")
         if distress and p >= self.context_threshold:
             reasons.append("model after distress")

@@ -37,6 +37,7 @@ from ion.domain.safety import (
     CrisisRules,
     RuleReading,
     SafetyAssessment,
+    segments,
 )
 from ion.domain.semantic import HeadArtifact, LinearHead, PrototypeHead, fingerprint
 from ion.ports import SentenceEmbedder
@@ -348,6 +349,7 @@ _PROTOTYPE_KS = (3, 5, 10)
 _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 _WEAK_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 _DISTRESS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+_GUARDED_THRESHOLDS = (0.8, 0.9, 0.95, 1.01)
 
 
 def fit_sigmoid(margins: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
@@ -401,13 +403,13 @@ class SafetyCalibration:
         )
 
     def crisis(
-        self, threshold: float, context: float, weak: float, distress_at: float
+        self, threshold: float, context: float, weak: float, distress_at: float, guarded: float
     ) -> np.ndarray:
         distress = self.history_signal | (self.history_unguarded_max >= distress_at)
         return (
             self.signal
             | (self.weak & (distress | (self.p >= weak)))
-            | (~self.guard & (self.p >= threshold))
+            | (self.p >= np.where(self.guard, guarded, threshold))
             | (distress & (self.p >= context))
         )
 
@@ -415,7 +417,7 @@ class SafetyCalibration:
 @dataclass(frozen=True)
 class _SafetyChoice:
     key: tuple[float, float]
-    combo: tuple[float, float, float, float]
+    combo: tuple[float, float, float, float, float]
     k: int
     slope: float
     offset: float
@@ -462,11 +464,22 @@ def train_safety(
             groups.append(f"everyday:{labelled.writer or path.stem}")
     is_everyday = np.arange(len(items)) >= hard
     gold = np.asarray([int(i.crisis) for i in items])
-    vectors = embedder.embed([i.text for i in items])
+    # The detector reads a long message sentence by sentence too (`segments`): the reader
+    # learns from whole messages and is calibrated on what the detector will read.
+    message_parts = [segments(i.text) for i in items]
+    message_segments = embedder.embed([part for parts in message_parts for part in parts])
+    segment_owner = np.asarray(
+        [row for row, parts in enumerate(message_parts) for _ in parts], dtype=int
+    )
+    vectors = message_segments[np.searchsorted(segment_owner, np.arange(len(items)))]
     earlier = [list(i.history)[-CONTEXT_TURNS:] for i in items]
     flat = [t for turns in earlier for t in turns]
-    history_vectors = embedder.embed(flat) if flat else np.zeros((0, vectors.shape[1]))
     owner = np.asarray([row for row, turns in enumerate(earlier) for _ in turns], dtype=int)
+    history_parts = [segments(t) for t in flat]
+    history_segments = embedder.embed([part for parts in history_parts for part in parts])
+    history_segment_owner = np.asarray(
+        [row for row, parts in enumerate(history_parts) for _ in parts], dtype=int
+    )
     reads = [rules.read(i.text) for i in items]
     history_reads = [[rules.read(t) for t in turns] for turns in earlier]
 
@@ -485,20 +498,29 @@ def train_safety(
         )
 
     grid = list(
-        itertools.product(_THRESHOLDS, _CONTEXT_THRESHOLDS, _WEAK_THRESHOLDS, _DISTRESS_THRESHOLDS)
+        itertools.product(
+            _THRESHOLDS,
+            _CONTEXT_THRESHOLDS,
+            _WEAK_THRESHOLDS,
+            _DISTRESS_THRESHOLDS,
+            _GUARDED_THRESHOLDS,
+        )
     )
     best: _SafetyChoice | None = None
     for k in _PROTOTYPE_KS:
         # Out-of-fold margins for each message and for its earlier turns: the examples of
         # the held-out writer are never among the prototypes that read them.
-        m_msg = np.zeros(len(items))
-        m_hist = np.zeros(len(flat))
+        m_msg = np.full(len(items), -np.inf)
+        m_hist = np.full(len(flat), -np.inf)
         for _group, train, test in grouped_folds(groups):
             head = prototypes(train, k)
-            m_msg[test] = head.margins(vectors[test])
-            hist_rows = np.isin(owner, test)
-            if hist_rows.any():
-                m_hist[hist_rows] = head.margins(history_vectors[hist_rows])
+            rows = np.isin(segment_owner, test)
+            np.maximum.at(m_msg, segment_owner[rows], head.margins(message_segments[rows]))
+            rows = np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test)))
+            if rows.any():
+                np.maximum.at(
+                    m_hist, history_segment_owner[rows], head.margins(history_segments[rows])
+                )
         slope, offset = fit_sigmoid(m_msg, gold)
         p_msg = 1.0 / (1.0 + np.exp(-(slope * m_msg + offset)))
         p_hist = 1.0 / (1.0 + np.exp(-(slope * m_hist + offset)))
@@ -524,14 +546,14 @@ def train_safety(
         raise CorpusError("no threshold combination to choose from")
     probabilities = best.probabilities
 
-    def predict(combo: tuple[float, float, float, float]) -> list[SafetyAssessment]:
+    def predict(combo: tuple[float, float, float, float, float]) -> list[SafetyAssessment]:
         detector = CrisisDetector(rules, thresholds=combo)
         return [
             detector.verdict(read, hist, probs)
             for read, hist, probs in zip(reads, history_reads, probabilities, strict=True)
         ]
 
-    threshold, context_threshold, weak_threshold, distress_threshold = best.combo
+    threshold, context_threshold, weak_threshold, distress_threshold, guarded = best.combo
     verdicts = predict(best.combo)
     results = [
         SafetyResult(i, v.crisis, v.score, v.reasons) for i, v in zip(items, verdicts, strict=True)
@@ -547,7 +569,7 @@ def train_safety(
         f" {len(items) - hard} everyday messages",
         f"chosen: k={best.k} nearest examples; thresholds model={threshold}"
         f" after-distress={context_threshold}"
-        f" weak-signal={weak_threshold} distress={distress_threshold}",
+        f" weak-signal={weak_threshold} distress={distress_threshold} through-a-guard={guarded}",
         "cross-writer on the crisis set (each writer held out):",
         *("  " + line for line in report.render().splitlines()),
         *(
@@ -568,6 +590,7 @@ def train_safety(
             "context_threshold": context_threshold,
             "weak_threshold": weak_threshold,
             "distress_threshold": distress_threshold,
+            "guarded_threshold": guarded,
         },
         fingerprint=fingerprint(embedder),
         metrics=metrics_summary(
