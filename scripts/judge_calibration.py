@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ion.adapters.embeddings import UseEmbedder
-from ion.domain.evaluation import LabelledItem, evaluate, load_labelled_set
 from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
 from ion.domain.semantic import SemanticLayer, artifact_path, load_artifact
 from ion.domain.training import LEGACY_PREFIX, fit_softmax
+from ion.services.evaluation import LabelledItem, evaluate, load_labelled_set
 
 CORPUS = "data/routing/train/*.jsonl"
 CHECK = "data/routing/train/writer_*.jsonl"

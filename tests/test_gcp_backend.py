@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ion.bootstrap import App, build_app, set_app
-from ion.events import decode_event, hash_user_id
+from ion.domain.events import decode_event, hash_user_id
 from tests.conftest import FIRESTORE_TEST_PROJECT
 from tests.fixtures_app import function_client, make_settings
 from tests.fixtures_pubsub import PubSubTopic

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ion.adapters import sqlite_db
-from ion.adapters.sqlite import SqliteStore
-from ion.adapters.sqlite_db import SqliteDatabase
-from ion.adapters.sqlite_learning import SqliteLearningStore
-from ion.adapters.sqlite_quota import SqliteQuotaStore
+from ion.adapters.sqlite.conversations import SqliteStore
+from ion.adapters.sqlite.conversations import database as sqlite_db
+from ion.adapters.sqlite.database import SqliteDatabase
+from ion.adapters.sqlite.quota import SqliteQuotaStore
+from ion.adapters.sqlite.records import SqliteLearningStore
 from ion.errors import DependencyUnavailable
 
 

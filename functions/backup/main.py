@@ -5,7 +5,7 @@ from typing import Any
 
 import functions_framework
 
-from ion import consumers
+from ion.entrypoints import events as consumers
 
 
 @functions_framework.cloud_event

@@ -8,8 +8,9 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from ion import bootstrap, consumers
-from ion.http import api, route_api
+from ion import bootstrap
+from ion.entrypoints import events as consumers
+from ion.entrypoints.http import api, route_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
 api.install_json_errors()

@@ -17,18 +17,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, check_secret, issue_token
-from ion.domain.chat import ChatService
+from ion.adapters.logging import configure_logging
+from ion.adapters.tokens import (
+    JwksCache,
+    JwksTokenVerifier,
+    TokenVerifier,
+    check_secret,
+    issue_token,
+)
 from ion.domain.crisis import load_policy
-from ion.domain.feedback import FeedbackService
-from ion.domain.learning import LearnedRouter
 from ion.domain.personas import PersonaCatalog, load_catalog
-from ion.domain.quota import QuotaGuard, QuotaLimits
 from ion.domain.routing import MessageRouter, Router
 from ion.domain.safety import CrisisDetector, load_rules
 from ion.domain.semantic import SemanticLayer, artifact_path, load_artifact
 from ion.errors import ConfigurationError, SecretNotFound
-from ion.logs import configure_logging
 from ion.ports import (
     Clock,
     ConversationStore,
@@ -41,6 +43,10 @@ from ion.ports import (
     Secrets,
     SentenceEmbedder,
 )
+from ion.services.chat import ChatService
+from ion.services.feedback import FeedbackService
+from ion.services.learning import LearnedRouter
+from ion.services.quota import QuotaGuard, QuotaLimits
 from ion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -211,14 +217,14 @@ def build_detector(embedder: SentenceEmbedder | None) -> tuple[CrisisDetector, S
 def build_store(settings: Settings) -> Any:
     if settings.backend == "gcp":
         require_extra("google.cloud.firestore", "gcp", "ION_BACKEND=gcp (Firestore)")
-        from ion.adapters.firestore import FirestoreStore
+        from ion.adapters.firestore.conversations import FirestoreStore
 
         return FirestoreStore.from_settings(
             project=settings.gcp_project,
             database=settings.firestore_database,
             timeout_s=settings.store_timeout_s,
         )
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return SqliteStore(settings.data_dir / "ion.sqlite3")
@@ -427,10 +433,10 @@ def build_verifier(
 def build_quota_store(settings: Settings, store: Any) -> QuotaStore:
     """Rate-limit and budget counters live next to the conversations (same database)."""
     if settings.backend == "gcp":
-        from ion.adapters.firestore_quota import FirestoreQuotaStore
+        from ion.adapters.firestore.quota import FirestoreQuotaStore
 
         return FirestoreQuotaStore(store.client)
-    from ion.adapters.sqlite_quota import SqliteQuotaStore
+    from ion.adapters.sqlite.quota import SqliteQuotaStore
 
     return SqliteQuotaStore(store.database)  # the store's connections, one set per file
 
@@ -439,10 +445,10 @@ def build_learning_store(settings: Settings, store: Any) -> LearningStore:
     """Feedback, routing statistics, event dedupe and the backup catalog, next to the
     conversations (same SQLite file / Firestore database)."""
     if settings.backend == "gcp":
-        from ion.adapters.firestore_learning import FirestoreLearningStore
+        from ion.adapters.firestore.records import FirestoreLearningStore
 
         return FirestoreLearningStore(store.client, dedupe_days=settings.event_dedupe_days)
-    from ion.adapters.sqlite_learning import SqliteLearningStore
+    from ion.adapters.sqlite.records import SqliteLearningStore
 
     return SqliteLearningStore(store.database, dedupe_days=settings.event_dedupe_days)
 
@@ -451,7 +457,7 @@ def subscribe_learning(events: EventPublisher, learning: LearningStore, clock: C
     """Embedded backend: the in-process transport feeds the routing statistics directly
     (on gcp the `persona_events` function consumes the Pub/Sub topic instead)."""
     from ion.adapters.outbox import InProcessTransport
-    from ion.consumers import subscriber
+    from ion.entrypoints.events import subscriber
 
     transport = getattr(events, "transport", None)
     if isinstance(transport, InProcessTransport):
@@ -493,7 +499,7 @@ def set_worker(worker: Worker | None) -> None:
 
 def build_backup_runner(worker: Worker) -> Any:
     """The scheduled backup (the `backup` function, `ion backup run`), per ION_BACKUP_MODE."""
-    from ion.backup import BackupRunner, LogicalExportTarget
+    from ion.services.backup import BackupRunner, LogicalExportTarget
 
     settings, store = worker.settings, worker.store
     mode = settings.backup_mode
@@ -502,7 +508,7 @@ def build_backup_runner(worker: Worker) -> Any:
     target: Any
     if mode == "firestore-export":
         require_extra("google.cloud.firestore_admin_v1", "gcp", "ION_BACKUP_MODE=firestore-export")
-        from ion.adapters.backup_firestore import (
+        from ion.adapters.firestore.backup import (
             GoogleFirestoreAdmin,
             ManagedExportTarget,
             root_collections,
@@ -519,7 +525,7 @@ def build_backup_runner(worker: Worker) -> Any:
             list_collections=lambda: root_collections(store.client),
         )
     elif mode == "sqlite-snapshot":
-        from ion.adapters.backup_sqlite import SqliteSnapshotTarget
+        from ion.adapters.sqlite.backup import SqliteSnapshotTarget
 
         if settings.backend != "embedded":
             raise ConfigurationError("ION_BACKUP_MODE=sqlite-snapshot needs ION_BACKEND=embedded")
@@ -549,10 +555,10 @@ def logical_exporter(settings: Settings, store: Any, key: bytes) -> Any:
     """`export(directory) -> Manifest` for the configured backend (ion backup export),
     signing the manifest with `key`."""
     if settings.backend == "gcp":
-        from ion.adapters.backup_firestore import export_firestore
+        from ion.adapters.firestore.backup import export_firestore
 
         return lambda directory: export_firestore(store.client, directory, key=key)
-    from ion.adapters.backup_sqlite import export_sqlite
+    from ion.adapters.sqlite.backup import export_sqlite
 
     return lambda directory: export_sqlite(store.path, directory, key=key)
 

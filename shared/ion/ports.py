@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ion.models import Conversation, Language, Message, ResonanceKey, Role, Usage
+from ion.domain.models import Conversation, Language, Message, ResonanceKey, Role, Usage
 
 
 class ConversationPage(BaseModel):

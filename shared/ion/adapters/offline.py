@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 
-from ion.models import Usage
+from ion.domain.models import Usage
 from ion.ports import LlmChunk, LlmRequest, LlmResponse
 
 MODEL_NAME = "offline"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from ion import events
+from ion.domain import events
 from ion.ports import Clock, OutboxEntry, OutboxStore
 
 logger = logging.getLogger("ion.events")
@@ -116,7 +116,7 @@ class ReliablePublisher:
     # --- EventPublisher port ----------------------------------------------------------
 
     def publish(self, event_type: str, payload: dict[str, Any]) -> None:
-        """Send `payload`, an envelope built by `ion.events` (e.g. `chat_turn_completed`).
+        """Send `payload`, an envelope built by `ion.domain.events` (e.g. `chat_turn_completed`).
 
         A bare data dict is refused with ValueError (a programming error, not a transport
         failure): only the event builders guarantee the schema and the privacy rules (hashed
@@ -124,7 +124,7 @@ class ReliablePublisher:
         """
         if not events.is_envelope(payload):
             raise ValueError(
-                f"publish({event_type!r}) needs an event envelope from ion.events "
+                f"publish({event_type!r}) needs an event envelope from ion.domain.events "
                 f"(got keys {sorted(payload)}); e.g. events.chat_turn_completed(...)"
             )
         envelope = payload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ion.models import Language, Message, Persona, ResonanceKey
+from ion.domain.models import Language, Message, Persona, ResonanceKey
 from ion.ports import LlmRequest, LlmTurn
 
 # Part of the response-cache key: bump it whenever prompt construction changes meaning.

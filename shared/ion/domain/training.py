@@ -21,14 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from ion.domain.evaluation import (
-    LabelledItem,
-    SafetyItem,
-    SafetyReport,
-    SafetyResult,
-    load_labelled_set,
-    load_safety_set,
-)
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import Router
 from ion.domain.safety import (
@@ -40,6 +32,14 @@ from ion.domain.safety import (
 )
 from ion.domain.semantic import HeadArtifact, LinearHead, PrototypeHead, fingerprint
 from ion.ports import SentenceEmbedder
+from ion.services.evaluation import (
+    LabelledItem,
+    SafetyItem,
+    SafetyReport,
+    SafetyResult,
+    load_labelled_set,
+    load_safety_set,
+)
 
 __all__ = [
     "FORBIDDEN_TRAINING_FILES",

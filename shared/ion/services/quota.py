@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from ion.domain.events import hash_user_id
+from ion.domain.models import Usage
 from ion.errors import BudgetExhausted, IonError, RateLimited
-from ion.events import hash_user_id
-from ion.models import Usage
 from ion.ports import Clock, LlmRequest, QuotaStore
 
 log = logging.getLogger(__name__)

@@ -31,11 +31,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     key = resolve_backup_key(worker.settings)
     directory = Path(args.directory)
     if worker.settings.backend == "gcp":
-        from ion.adapters.backup_firestore import restore_firestore
+        from ion.adapters.firestore.backup import restore_firestore
 
         manifest = restore_firestore(worker.store.client, directory, key=key, force=args.force)
     else:
-        from ion.adapters.backup_sqlite import restore_sqlite
+        from ion.adapters.sqlite.backup import restore_sqlite
 
         worker.store.close()
         manifest = restore_sqlite(worker.store.path, directory, key=key, force=args.force)
@@ -44,8 +44,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ion.backup import verify_backup
     from ion.bootstrap import resolve_backup_key
+    from ion.services.backup import verify_backup
     from ion.settings import Settings
 
     manifest = verify_backup(Path(args.directory), key=resolve_backup_key(Settings()))

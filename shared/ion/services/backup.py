@@ -4,8 +4,8 @@ No Google SDK here. The scheduled run (`BackupRunner`, the body of the `backup` 
 works through small ports:
 
 - a `BackupTarget` does the actual copy: a Firestore managed export
-  (`ion.adapters.backup_firestore.ManagedExportTarget`), a consistent SQLite snapshot
-  (`ion.adapters.backup_sqlite.SqliteSnapshotTarget`), or a logical NDJSON export to a
+  (`ion.adapters.firestore.backup.ManagedExportTarget`), a consistent SQLite snapshot
+  (`ion.adapters.sqlite.backup.SqliteSnapshotTarget`), or a logical NDJSON export to a
   directory (`LogicalExportTarget`, below);
 - the `BackupCatalog` records each backup (id, time, collections, operation, status);
 - `RoutingStatsStore.mark_processed` dedupes the trigger message, so a redelivered

@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ion.adapters.sqlite_db import SqliteDatabase, as_database
+from ion.adapters.sqlite.database import SqliteDatabase, as_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quota_counters (

@@ -1,7 +1,7 @@
 """Learned routing: per persona × resonance-key statistics from feedback, as bounded nudges.
 
 Pure domain code. The statistics are kept by the `persona_events` consumer (see
-`ion.consumers`) through the `RoutingStatsStore` port; `LearnedRouter` reads them (cached
+`ion.entrypoints.events`) through the `RoutingStatsStore` port; `LearnedRouter` reads them (cached
 for `ttl_s`) and passes them to `Router.route(..., adjustments=...)`.
 
 The nudge for persona p on messages with resonance key k (docs/routing-feedback.md)::
@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from ion import events
+from ion.domain import events
+from ion.domain.models import ResonanceKey
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
-from ion.models import ResonanceKey
 from ion.ports import RoutingStat, StatsDelta
 
 log = logging.getLogger(__name__)

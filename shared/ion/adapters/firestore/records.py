@@ -25,9 +25,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ion.adapters import to_utc, valid_id
-from ion.adapters.firestore_rpc import call, rpc_options, unavailable_errors
-from ion.models import ResonanceKey
+from ion.adapters.firestore.rpc import call, rpc_options, unavailable_errors
+from ion.adapters.store_rules import to_utc, valid_id
+from ion.domain.models import ResonanceKey
 from ion.ports import (
     BackupRecord,
     Feedback,

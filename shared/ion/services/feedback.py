@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ion import events
+from ion.domain import events
+from ion.domain.models import Message, ResonanceKey
 from ion.errors import NotFound
-from ion.models import Message, ResonanceKey
 from ion.ports import Clock, ConversationStore, EventPublisher, Feedback, FeedbackStore, Rating
 
 log = logging.getLogger(__name__)

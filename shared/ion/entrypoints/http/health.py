@@ -11,8 +11,8 @@ import logging
 
 from flask import Response
 
+from ion.entrypoints.http.api import Call, json_response
 from ion.errors import ConfigurationError
-from ion.http.api import Call, json_response
 
 log = logging.getLogger("ion.http")
 

@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ion.adapters import (
+from ion.adapters.sqlite.database import SqliteDatabase, as_database
+from ion.adapters.store_rules import (
     TurnConflict,
     check_outbox_id,
     check_turn,
@@ -25,8 +26,7 @@ from ion.adapters import (
     payload_json,
     to_utc,
 )
-from ion.adapters.sqlite_db import SqliteDatabase, as_database
-from ion.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
+from ion.domain.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
 from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.

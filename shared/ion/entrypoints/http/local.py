@@ -8,9 +8,9 @@ from flask import Flask, Response, request
 from werkzeug.routing import Rule
 from werkzeug.serving import WSGIRequestHandler
 
-from ion.http import chat_api, route_api
-from ion.http.api import dispatch, install_json_errors
-from ion.http.raw_errors import raw_error
+from ion.entrypoints.http import chat_api, route_api
+from ion.entrypoints.http.api import dispatch, install_json_errors
+from ion.entrypoints.http.raw_errors import raw_error
 
 # /health and /ready exist in both functions; the chat function's copies serve them here.
 ROUTES = chat_api.ROUTES + tuple(

@@ -4,7 +4,7 @@ A request line or a header the server cannot parse (e.g. a header over gunicorn'
 field limit, answered 431), a path no URL rule matches (a newline in it), or a method the
 server does not route would otherwise get the server's own HTML page without the
 security headers. Everything here builds the same `{"error": {"code", "message"},
-"request_id"}` body with the same headers as `ion.http.api`; it is stdlib-only so the WSGI
+"request_id"}` body with the same headers as `ion.entrypoints.http.api`; it is stdlib-only so the WSGI
 servers' hooks can use it without importing Flask.
 """
 
@@ -14,7 +14,7 @@ import json
 import uuid
 from http import HTTPStatus
 
-# Same values as ion.http.api.SECURITY_HEADERS (a test keeps them equal).
+# Same values as ion.entrypoints.http.api.SECURITY_HEADERS (a test keeps them equal).
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
     "X-Content-Type-Options": "nosniff",

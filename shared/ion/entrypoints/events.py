@@ -27,9 +27,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ion import events
-from ion.domain.learning import deltas_for
+from ion.domain import events
 from ion.ports import Clock, RoutingStatsStore
+from ion.services.learning import deltas_for
 
 log = logging.getLogger("ion.consumers")
 

@@ -31,7 +31,8 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ion.adapters import (
+from ion.adapters.firestore.rpc import UNAVAILABLE, call, rpc_options, unavailable_errors
+from ion.adapters.store_rules import (
     TurnConflict,
     check_outbox_id,
     check_turn,
@@ -42,9 +43,8 @@ from ion.adapters import (
     to_utc,
     valid_id,
 )
-from ion.adapters.firestore_rpc import UNAVAILABLE, call, rpc_options, unavailable_errors
+from ion.domain.models import Conversation, Message
 from ion.errors import ConfigurationError, DependencyUnavailable
-from ion.models import Conversation, Message
 from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
 
 CONVERSATIONS = "conversations"

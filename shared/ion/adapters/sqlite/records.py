@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ion.adapters import to_utc
-from ion.adapters.sqlite_db import SqliteDatabase, as_database
-from ion.models import ResonanceKey
+from ion.adapters.sqlite.database import SqliteDatabase, as_database
+from ion.adapters.store_rules import to_utc
+from ion.domain.models import ResonanceKey
 from ion.ports import (
     BackupRecord,
     Feedback,

@@ -25,18 +25,10 @@ from typing import Any
 from flask import Request, Response, stream_with_context
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from ion.domain.chat import PreparedTurn
+from ion.domain.models import ChatReply, Conversation, Message, Safety
 from ion.domain.text import clean_text
-from ion.errors import (
-    BadRequest,
-    Conflict,
-    IdempotencyKeyReused,
-    IonError,
-    LlmError,
-    ValidationFailed,
-)
-from ion.http import feedback_api
-from ion.http.api import (
+from ion.entrypoints.http import feedback_api
+from ion.entrypoints.http.api import (
     ID_PATTERN,
     Call,
     dispatch,
@@ -45,9 +37,17 @@ from ion.http.api import (
     json_response,
     route,
 )
-from ion.http.health import health, ready
-from ion.models import ChatReply, Conversation, Message, Safety
+from ion.entrypoints.http.health import health, ready
+from ion.errors import (
+    BadRequest,
+    Conflict,
+    IdempotencyKeyReused,
+    IonError,
+    LlmError,
+    ValidationFailed,
+)
 from ion.ports import Clock, IdempotencyRecord, IdempotencyStore
+from ion.services.chat import PreparedTurn
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -27,9 +27,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import GeoPoint
 from google.cloud.firestore_v1.vector import Vector
 
-from ion.adapters.firestore_learning import BATCH_LIMIT
-from ion.adapters.firestore_rpc import rpc_options, unavailable_errors
-from ion.backup import (
+from ion.adapters.firestore.records import BATCH_LIMIT
+from ion.adapters.firestore.rpc import rpc_options, unavailable_errors
+from ion.errors import ConfigurationError, DependencyUnavailable
+from ion.ports import BackupKind, BackupRecord
+from ion.services.backup import (
     BackupInvalid,
     Manifest,
     StoreNotEmpty,
@@ -37,8 +39,6 @@ from ion.backup import (
     verify_backup,
     write_backup,
 )
-from ion.errors import ConfigurationError, DependencyUnavailable
-from ion.ports import BackupKind, BackupRecord
 
 log = logging.getLogger("ion.backup")
 

@@ -9,14 +9,14 @@ from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from ion.domain.judge import without_judge
-from ion.domain.learning import nudge
+from ion.domain.models import Safety
 from ion.domain.routing import RouteResult
 from ion.domain.text import clean_text
+from ion.entrypoints.http.api import Call, dispatch, json_response, route
+from ion.entrypoints.http.chat_api import safety_json
+from ion.entrypoints.http.health import health, ready
 from ion.errors import ConfigurationError
-from ion.http.api import Call, dispatch, json_response, route
-from ion.http.chat_api import safety_json
-from ion.http.health import health, ready
-from ion.models import Safety
+from ion.services.learning import nudge
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ion.adapters.sqlite_db import SqliteDatabase, connect, unavailable
-from ion.backup import (
+from ion.adapters.sqlite.database import SqliteDatabase, connect, unavailable
+from ion.errors import DependencyUnavailable
+from ion.ports import BackupKind, BackupRecord
+from ion.services.backup import (
     BackupInvalid,
     Manifest,
     StoreNotEmpty,
@@ -29,8 +31,6 @@ from ion.backup import (
     verify_backup,
     write_backup,
 )
-from ion.errors import DependencyUnavailable
-from ion.ports import BackupKind, BackupRecord
 
 log = logging.getLogger("ion.backup")
 
@@ -164,9 +164,9 @@ def sqlite_row_counts(db_path: Path) -> dict[str, int]:
 
 def ensure_app_schema(db_path: Path) -> None:
     """Create (or migrate) the schema that this release's SQLite stores define."""
-    from ion.adapters.sqlite import SqliteStore
-    from ion.adapters.sqlite_learning import SqliteLearningStore
-    from ion.adapters.sqlite_quota import SqliteQuotaStore
+    from ion.adapters.sqlite.conversations import SqliteStore
+    from ion.adapters.sqlite.quota import SqliteQuotaStore
+    from ion.adapters.sqlite.records import SqliteLearningStore
 
     database = SqliteDatabase(db_path)
     SqliteStore(database)

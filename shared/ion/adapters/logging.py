@@ -1,7 +1,7 @@
 """Logging that never leaks: redaction filter, JSON lines for Cloud Logging, one setup call.
 
 The code itself never logs message text, tokens, secrets or raw user ids (a test holds it
-to that); users appear only as `user_hash` (`ion.events.hash_user_id`). `RedactingFilter`
+to that); users appear only as `user_hash` (`ion.domain.events.hash_user_id`). `RedactingFilter`
 is the second line of defence for what third-party libraries might log (werkzeug's access
 log under `ion serve` included): it scrubs JWTs, bearer tokens, API keys and credentials
 in query strings, escapes control characters (a `%00` or `%0a` in a path can neither cut
@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from ion.events import hash_user_id
+from ion.domain.events import hash_user_id
 
 _SECRET_PATTERNS = (
     # A JWT (header.payload.signature, base64url; headers start with '{"' = eyJ).

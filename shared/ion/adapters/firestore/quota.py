@@ -16,7 +16,7 @@ from datetime import datetime
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from ion.adapters.firestore_rpc import UNAVAILABLE, rpc_options, unavailable_errors
+from ion.adapters.firestore.rpc import UNAVAILABLE, rpc_options, unavailable_errors
 from ion.errors import DependencyUnavailable
 
 QUOTA = "quota"

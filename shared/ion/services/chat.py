@@ -42,16 +42,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ion import events
+from ion.domain import events
 from ion.domain.crisis import CrisisPolicy, load_policy
 from ion.domain.judge import without_judge
-from ion.domain.personas import PersonaCatalog
-from ion.domain.prompts import PROMPT_VERSION, build_request
-from ion.domain.quota import QuotaGuard, Reservation, estimate_tokens
-from ion.domain.routing import MessageRouter
-from ion.domain.safety import CrisisDetector, SafetyAssessment, load_rules
-from ion.errors import LlmError, NotFound, TurnInProgress
-from ion.models import (
+from ion.domain.models import (
     ChatReply,
     Conversation,
     Language,
@@ -63,6 +57,11 @@ from ion.models import (
     Safety,
     Usage,
 )
+from ion.domain.personas import PersonaCatalog
+from ion.domain.prompts import PROMPT_VERSION, build_request
+from ion.domain.routing import MessageRouter
+from ion.domain.safety import CrisisDetector, SafetyAssessment, load_rules
+from ion.errors import LlmError, NotFound, TurnInProgress
 from ion.ports import (
     CachedAnswer,
     Clock,
@@ -78,6 +77,7 @@ from ion.ports import (
     LlmResponse,
     ResponseCache,
 )
+from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def _configure(args: argparse.Namespace) -> None:
     terse = args.command != "serve" and level.upper() != "DEBUG"
     handler.setFormatter(_OneLineFormatter(fmt) if terse else logging.Formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler])
-    from ion.logs import install_redaction
+    from ion.adapters.logging import install_redaction
 
     # Redacted like every server log: under `ion serve` werkzeug writes an access line per
     # request, with the query string (tokens) and the decoded path.
@@ -99,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from ion.bootstrap import build_app, set_app
-    from ion.http.local import JsonErrorRequestHandler, create_local_app
+    from ion.entrypoints.http.local import JsonErrorRequestHandler, create_local_app
 
     app = build_app()
     set_app(app)
@@ -291,7 +291,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ion.domain.evaluation import evaluate, load_labelled_set
+    from ion.services.evaluation import evaluate, load_labelled_set
 
     items = load_labelled_set(Path(args.file))
     report = evaluate(_local_router(), items)
@@ -345,7 +345,7 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
 
 def cmd_eval_safety(args: argparse.Namespace) -> int:
     from ion.bootstrap import build_detector, load_embedder
-    from ion.domain.evaluation import evaluate_safety, load_safety_set
+    from ion.services.evaluation import evaluate_safety, load_safety_set
 
     items = load_safety_set(Path(args.file))
     embedder, _ = load_embedder()
@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     disagreements.add_argument("--backend", choices=["embedded", "gcp"])
     disagreements.set_defaults(func=cmd_routing_disagreements)
 
-    from ion.backup_cli import add_backup_parser
+    from ion.entrypoints.cli.backup import add_backup_parser
 
     add_backup_parser(sub)
     return parser

@@ -19,7 +19,9 @@ from flask import Flask, Request, Response, has_app_context, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
+from ion.adapters.logging import clean
 from ion.bootstrap import App, get_app
+from ion.domain.events import hash_user_id
 from ion.errors import (
     BadRequest,
     InvalidJson,
@@ -32,8 +34,6 @@ from ion.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from ion.events import hash_user_id
-from ion.logs import clean
 
 log = logging.getLogger("ion.http")
 
@@ -258,7 +258,7 @@ class HttpError(IonError):
     """An error Flask/werkzeug raised before our router ran (its status, our envelope)."""
 
     def __init__(self, status: int) -> None:
-        from ion.http.raw_errors import error_code, error_message
+        from ion.entrypoints.http.raw_errors import error_code, error_message
 
         super().__init__(error_message(status))
         self.status = status
@@ -293,7 +293,7 @@ def install_json_errors(app: Flask | None = None) -> None:
     main.py inside its app context) is used; outside one, only the server hook is set."""
     from flask import current_app
 
-    from ion.http.raw_errors import install_gunicorn_error_pages
+    from ion.entrypoints.http.raw_errors import install_gunicorn_error_pages
 
     install_gunicorn_error_pages()
     if app is None:

@@ -13,11 +13,11 @@ from typing import Any, Literal
 from flask import Response
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from ion.domain.feedback import MAX_COMMENT_CHARS
 from ion.domain.text import clean_text
+from ion.entrypoints.http.api import Call, json_response
 from ion.errors import ConfigurationError
-from ion.http.api import Call, json_response
 from ion.ports import Feedback
+from ion.services.feedback import MAX_COMMENT_CHARS
 
 
 class FeedbackBody(BaseModel):

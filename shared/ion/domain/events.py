@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from ion.models import ResonanceKey, Usage
+from ion.domain.models import ResonanceKey, Usage
 
 SCHEMA_VERSION: Final = 1
 CHAT_TURN_COMPLETED: Final = "chat.turn.completed"

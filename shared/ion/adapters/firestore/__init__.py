@@ -1,0 +1,1 @@
+"""The Firestore backend (ION_BACKEND=gcp)."""

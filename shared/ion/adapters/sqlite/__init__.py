@@ -1,0 +1,1 @@
+"""The SQLite backend (ION_BACKEND=embedded): one database file for everything."""
