@@ -139,20 +139,20 @@ class LearningBackend:
 
 @pytest.fixture
 def sqlite_learning(sqlite_store: SqliteStore) -> Iterator[LearningBackend]:
-    from ion.adapters.sqlite.records import SqliteLearningStore
+    from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 
     sqlite_store.ping()  # creates the app schema first (feedback references conversations)
-    learning = SqliteLearningStore(sqlite_store.path)
+    learning = SqliteLearningAndBackupStore(sqlite_store.path)
     yield LearningBackend("sqlite", sqlite_store, learning)
     learning.close()
 
 
 @pytest.fixture
 def firestore_learning(firestore_store: FirestoreStore) -> LearningBackend:
-    from ion.adapters.firestore.records import FirestoreLearningStore
+    from ion.adapters.firestore.records import FirestoreLearningAndBackupStore
 
     return LearningBackend(
-        "firestore", firestore_store, FirestoreLearningStore(firestore_store.client)
+        "firestore", firestore_store, FirestoreLearningAndBackupStore(firestore_store.client)
     )
 
 

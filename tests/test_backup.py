@@ -14,12 +14,14 @@ from typing import Any
 import functions_framework
 import pytest
 
+from ion.adapters.backup_format import verify_backup
 from ion.adapters.firestore.backup import GoogleFirestoreAdmin, ManagedExportTarget
 from ion.adapters.sqlite.backup import SqliteSnapshotTarget
 from ion.bootstrap import set_worker
+from ion.domain.backups import backup_id, backup_time, expired_names
 from ion.domain.models import Conversation, Message
 from ion.entrypoints.cli import main as cli
-from ion.services.backup import BackupRunner, backup_id, backup_time, expired_names, verify_backup
+from ion.services.backup import BackupRunner
 from tests.conftest import LearningBackend
 from tests.fake_firestore_admin import FakeFirestoreAdmin
 from tests.fixtures_app import REPO

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from ion.adapters.backup_format import Manifest, read_records, record_digest, verify_backup
 from ion.domain.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone, Usage
 from ion.ports import BackupRecord, Feedback, OutboxEntry, StatsDelta
-from ion.services.backup import Manifest, read_records, record_digest, verify_backup
 from tests.conftest import FIRESTORE_TEST_PROJECT, LearningBackend
 from tests.emulators import EmulatorProcess, http_status
 from tests.fixtures_backup import BACKUP_KEY
@@ -194,7 +194,7 @@ def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) 
 
     def wipe() -> None:
         from ion.adapters.sqlite.conversations import SqliteStore
-        from ion.adapters.sqlite.records import SqliteLearningStore
+        from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 
         sqlite_learning.store.close()
         sqlite_learning.learning.close()
@@ -203,7 +203,7 @@ def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) 
         # A new, empty database with the app's schema, as after losing the disk.
         sqlite_learning.store = SqliteStore(path)
         sqlite_learning.store.ping()
-        sqlite_learning.learning = SqliteLearningStore(path)
+        sqlite_learning.learning = SqliteLearningAndBackupStore(path)
 
     _drill(
         sqlite_learning,
@@ -247,8 +247,8 @@ def test_restore_drill_firestore(
 def test_restore_refuses_a_non_empty_store_unless_forced(
     sqlite_learning: LearningBackend, tmp_path: Path
 ) -> None:
+    from ion.adapters.backup_format import StoreNotEmpty
     from ion.adapters.sqlite.backup import export_sqlite, restore_sqlite, sqlite_row_counts
-    from ion.services.backup import StoreNotEmpty
 
     path = sqlite_learning.store.path
     conversation = Conversation(id="only", user_id="u", created_at=T0, updated_at=T0)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from ion.adapters.backup_format import MANIFEST, BackupInvalid, verify_backup, write_manifest
 from ion.domain.models import Conversation, Message
 from ion.entrypoints.cli import main as cli
-from ion.services.backup import MANIFEST, BackupInvalid, verify_backup, write_manifest
 from tests.fixtures_backup import BACKUP_KEY
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -125,8 +125,8 @@ def test_export_is_owner_only_whatever_the_umask(
 def test_scheduled_snapshots_and_logical_runs_are_owner_only(
     sqlite_store: Any, tmp_path: Path, umask_022: None
 ) -> None:
+    from ion.adapters.backup_format import LogicalExportTarget
     from ion.adapters.sqlite.backup import SqliteSnapshotTarget, export_sqlite
-    from ion.services.backup import LogicalExportTarget
 
     _populate(sqlite_store)
     snapshots = tmp_path / "snapshots"

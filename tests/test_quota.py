@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ion.adapters.sqlite.quota import SqliteQuotaStore
-from ion.bootstrap import App, build_app, build_quota_store, set_app
+from ion.bootstrap import App, build_app, set_app
 from ion.domain.events import hash_user_id
 from ion.domain.models import Usage
 from ion.errors import BudgetExhausted, RateLimited
@@ -405,7 +405,7 @@ def limited(clean_env: Path) -> Iterator[tuple[App, CountingLlm, FixedClock]]:
     application = build_app(make_settings(clean_env / "data", cache_ttl_s=0))
     clock = FixedClock()
     application.quota = QuotaGuard(
-        build_quota_store(application.settings, application.store),
+        application.quota.store,
         clock,
         QuotaLimits(chat_per_minute=3, api_per_minute=6, daily_tokens=10_000),
     )
@@ -478,7 +478,7 @@ def test_budget_exhausted_is_429_and_spends_nothing(
 ) -> None:
     app, llm, clock = limited
     app.quota = QuotaGuard(
-        build_quota_store(app.settings, app.store),
+        app.quota.store,
         clock,
         QuotaLimits(chat_per_minute=100, api_per_minute=100, daily_tokens=50),
     )

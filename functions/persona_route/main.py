@@ -9,7 +9,7 @@ import functions_framework
 from flask import Request, Response
 
 from ion import bootstrap
-from ion.entrypoints import events as consumers
+from ion.entrypoints import events
 from ion.entrypoints.http import api, route_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
@@ -26,4 +26,4 @@ def persona_route(request: Request) -> Response:
 
 @functions_framework.cloud_event
 def persona_events(cloud_event: Any) -> None:
-    consumers.persona_events(cloud_event)
+    events.persona_events(cloud_event, bootstrap.get_worker())

@@ -398,6 +398,22 @@ class BackupRecord(BaseModel):
     trigger_id: str | None = None
 
 
+class BackupTarget(Protocol):
+    kind: BackupKind
+
+    def start(self, backup_id: str, started_at: datetime) -> BackupRecord:
+        """Make (or start making) one backup; the record is `running` or final."""
+        ...
+
+    def refresh(self, record: BackupRecord, now: datetime) -> BackupRecord:
+        """The record of a `running` backup brought up to date (same record if unchanged)."""
+        ...
+
+    def prune(self, now: datetime) -> list[str]:
+        """Delete backups past the retention that this target manages; their locations."""
+        ...
+
+
 class BackupCatalog(Protocol):
     def put_backup(self, record: BackupRecord) -> None:
         """Insert or replace by id."""
@@ -503,5 +519,23 @@ class DisagreementStore(Protocol):
         ...
 
 
-class LearningStore(FeedbackStore, RoutingStatsStore, BackupCatalog, DisagreementStore, Protocol):
-    """The learning ports, which each backend implements in one adapter."""
+class LearningAndBackupStore(
+    FeedbackStore, RoutingStatsStore, BackupCatalog, DisagreementStore, Protocol
+):
+    """Everything kept beside the conversations: feedback, routing statistics with their
+    event-dedupe marks, routing disagreements and the backup catalog. Each backend
+    implements it in one adapter, in the same database as its conversations."""
+
+
+class ConversationDatabase(
+    ConversationStore, ResponseCache, IdempotencyStore, OutboxStore, Protocol
+):
+    """What one backend's conversation store implements: the conversations with their
+    cached answers, Idempotency-Key records and event outbox, so that erasing a
+    conversation and writing a turn with its outbox entry stay in one database."""
+
+
+class EventTransport(Protocol):
+    """Sends one event envelope somewhere; raises on any failure (no retries of its own)."""
+
+    def send(self, event_type: str, envelope: dict[str, Any]) -> None: ...

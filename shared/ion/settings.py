@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -261,6 +262,17 @@ class Settings(BaseSettings):
             check_jwks_url(value)
         check_algorithms(info.data.get("jwt_algorithms", []), jwks=value is not None)
         return value
+
+    @property
+    def may_generate_secrets(self) -> bool:
+        """Whether a missing secret may be generated into the data dir: on a laptop (the
+        embedded backend) or against the emulators. A real deployment brings its own."""
+        return self.backend == "embedded" or bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+    @property
+    def tokens_must_name_audience(self) -> bool:
+        """Production (the gcp backend): tokens must name who issued them and for whom."""
+        return self.backend == "gcp"
 
     def effective_jwt_algorithms(self) -> list[str]:
         """The configured algorithms, or the mode's defaults when none are configured."""

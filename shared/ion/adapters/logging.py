@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -123,25 +124,62 @@ class JsonFormatter(logging.Formatter):
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class OneLineFormatter(logging.Formatter):
+    """Log lines for a terminal: an exception is summarised on its line, no traceback
+    (ION_LOG_LEVEL=DEBUG shows them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc_info, exc_text = record.exc_info, record.exc_text
+        record.exc_info = record.exc_text = None
+        try:
+            text = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = exc_info, exc_text
+        if exc_info and exc_info[1] is not None:
+            text += f" ({one_line(exc_info[1])})"
+        return text
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line, at most `limit` characters."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
+    "text": lambda: logging.Formatter(_TEXT_FORMAT),
+    "json": JsonFormatter,
+    "terminal": lambda: OneLineFormatter(_TEXT_FORMAT),
+}
+
+
 def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
+    """A stderr handler that redacts; `fmt` is "text", "json" (Cloud Logging) or
+    "terminal" (text with exceptions on one line)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    handler.setFormatter(_FORMATTERS[fmt]())
     handler._ion_handler = True  # type: ignore[attr-defined]
     return handler
 
 
-def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+def configure_logging(
+    level: str = "INFO", fmt: str = "text", *, root_level: str | None = None
+) -> None:
     """Install the redacting handler on the root logger (once); set the `ion` log level.
 
     When something else already configured the root logger, its handlers get the
-    redaction filter instead of a second handler.
+    redaction filter instead of a second handler. `root_level` quiets (or opens up)
+    third-party libraries too; by default they log from INFO.
     """
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(make_handler(fmt))
-        if root.level > logging.INFO:
+        if root_level is None and root.level > logging.INFO:
             root.setLevel(logging.INFO)
+    if root_level is not None:
+        root.setLevel(root_level.upper())
     install_redaction()
     logging.getLogger("ion").setLevel(level.upper())
 

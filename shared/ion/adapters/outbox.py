@@ -16,20 +16,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from ion.domain import events
-from ion.ports import Clock, OutboxEntry, OutboxStore
+from ion.ports import Clock, EventTransport, OutboxEntry, OutboxStore
 
 logger = logging.getLogger("ion.events")
 
 _MAX_ERROR_CHARS = 500
-
-
-class EventTransport(Protocol):
-    """Sends one event envelope somewhere; raises on any failure (no retries of its own)."""
-
-    def send(self, event_type: str, envelope: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)

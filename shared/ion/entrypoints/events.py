@@ -1,5 +1,7 @@
 """Event consumers: what the Pub/Sub-triggered functions do with a message.
 
+The functions pass in the worker `ion.bootstrap.get_worker()` gives them.
+
 `persona_events` keeps the routing statistics (turns, ups, downs per persona × resonance
 key) from `chat.turn.completed` and `feedback.recorded` events.
 
@@ -25,15 +27,13 @@ import binascii
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from ion.domain import events
+from ion.bootstrap import Worker, build_backup_runner
 from ion.ports import Clock, RoutingStatsStore
-from ion.services.learning import deltas_for
+from ion.services.learning import Outcome, apply_stats_event
 
 log = logging.getLogger("ion.consumers")
-
-Outcome = Literal["applied", "duplicate", "ignored", "dropped"]
 
 
 class MalformedMessage(ValueError):
@@ -64,23 +64,6 @@ def pubsub_message(cloud_event_data: Any) -> tuple[bytes, str | None, dict[str, 
     )
 
 
-def apply_stats_event(raw: bytes, stats: RoutingStatsStore, clock: Clock) -> Outcome:
-    """Decode one event and apply it to the routing statistics exactly once."""
-    try:
-        event = events.decode_event(raw)
-    except events.UnknownEventType as exc:
-        log.info("persona_events: ignoring %s", exc)
-        return "ignored"
-    except events.MalformedEvent as exc:
-        log.warning("persona_events: dropping malformed event: %s", exc)
-        return "dropped"
-    deltas = deltas_for(event)
-    applied = stats.apply_event_once(event.event_id, deltas, processed_at=clock.now())
-    outcome: Outcome = "applied" if applied else "duplicate"
-    log.info("persona_events: %s %s %s", outcome, event.event_type, event.event_id)
-    return outcome
-
-
 def handle_persona_event(cloud_event_data: Any, stats: RoutingStatsStore, clock: Clock) -> Outcome:
     """The `persona_events` function body, given the CloudEvent's data."""
     try:
@@ -90,15 +73,6 @@ def handle_persona_event(cloud_event_data: Any, stats: RoutingStatsStore, clock:
         return "dropped"
     log.debug("persona_events: message %s", message_id)
     return apply_stats_event(raw, stats, clock)
-
-
-def subscriber(stats: RoutingStatsStore, clock: Clock) -> Any:
-    """An in-process transport subscriber (embedded backend) applying events to the stats."""
-
-    def on_event(envelope: dict[str, Any]) -> None:
-        apply_stats_event(events.encode_event(envelope), stats, clock)
-
-    return on_event
 
 
 # --- function bodies (functions/*/main.py call these) -------------------------------
@@ -116,27 +90,22 @@ def _event_id(cloud_event: Any) -> str | None:
     return str(value) if value else None
 
 
-def persona_events(cloud_event: Any) -> Outcome:
+def persona_events(cloud_event: Any, worker: Worker) -> Outcome:
     """`persona_events`: keep the routing statistics from the events topic."""
-    from ion.bootstrap import get_worker
-
-    worker = get_worker()
-    return handle_persona_event(_event_data(cloud_event), worker.learning, worker.clock)
+    return handle_persona_event(_event_data(cloud_event), worker.records, worker.clock)
 
 
-def scheduled_backup(cloud_event: Any) -> dict[str, Any]:
+def scheduled_backup(cloud_event: Any, worker: Worker) -> dict[str, Any]:
     """`backup`: one scheduled backup run per (deduplicated) trigger message.
 
     The message content is ignored (Cloud Scheduler sends anything); its id dedupes
     redeliveries. Failures raise, so Pub/Sub retries the run.
     """
-    from ion.bootstrap import build_backup_runner, get_worker
-
     trigger_id: str | None = None
     with contextlib.suppress(MalformedMessage):  # not a Pub/Sub message: still a trigger
         _, trigger_id, _ = pubsub_message(_event_data(cloud_event))
     trigger_id = trigger_id or _event_id(cloud_event)
-    result = build_backup_runner(get_worker()).run(trigger_id)
+    result = build_backup_runner(worker).run(trigger_id)
     summary: dict[str, Any] = result.as_json()
     log.info("backup run: %s", summary)
     return summary

@@ -21,13 +21,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from ion.domain import events
 from ion.domain.models import ResonanceKey
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
-from ion.ports import RoutingStat, StatsDelta
+from ion.ports import Clock, RoutingStat, RoutingStatsStore, StatsDelta
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +167,75 @@ def deltas_for(event: events.Event) -> list[StatsDelta]:
             StatsDelta(persona=data.persona, resonance_key=data.resonance_key, ups=ups, downs=downs)
         ]
     return []
+
+
+# --- keeping the statistics from events ------------------------------------------------
+
+Outcome = Literal["applied", "duplicate", "ignored", "dropped"]
+
+# The name operators filter on for the persona_events consumer's lines.
+consumer_log = logging.getLogger("ion.consumers")
+
+
+def apply_stats_event(raw: bytes, stats: RoutingStatsStore, clock: Clock) -> Outcome:
+    """Decode one event and apply it to the routing statistics exactly once."""
+    try:
+        event = events.decode_event(raw)
+    except events.UnknownEventType as exc:
+        consumer_log.info("persona_events: ignoring %s", exc)
+        return "ignored"
+    except events.MalformedEvent as exc:
+        consumer_log.warning("persona_events: dropping malformed event: %s", exc)
+        return "dropped"
+    deltas = deltas_for(event)
+    applied = stats.apply_event_once(event.event_id, deltas, processed_at=clock.now())
+    outcome: Outcome = "applied" if applied else "duplicate"
+    consumer_log.info("persona_events: %s %s %s", outcome, event.event_type, event.event_id)
+    return outcome
+
+
+def stats_subscriber(stats: RoutingStatsStore, clock: Clock) -> Any:
+    """An in-process transport subscriber (embedded backend) applying events to the stats."""
+
+    def on_event(envelope: dict[str, Any]) -> None:
+        apply_stats_event(events.encode_event(envelope), stats, clock)
+
+    return on_event
+
+
+# --- the statistics report (GET /v1/routing/stats) ------------------------------------
+
+
+@dataclass(frozen=True)
+class StatisticsReport:
+    bound: float
+    min_votes: int
+    # Per persona (every catalog persona, even with no events yet): turns, ups, downs.
+    totals: dict[str, dict[str, int]]
+    # Each statistic with the nudge it gives routing now.
+    rows: list[tuple[RoutingStat, float]]
+
+
+class RoutingStatistics:
+    """The feedback statistics and the nudges they give now, read fresh from the store."""
+
+    def __init__(
+        self, stats: RoutingStatsStore, catalog: PersonaCatalog, *, bound: float, min_votes: int
+    ) -> None:
+        self._stats = stats
+        self._catalog = catalog
+        self._bound = bound
+        self._min_votes = min_votes
+
+    def report(self) -> StatisticsReport:
+        stats = self._stats.routing_stats()
+        totals: dict[str, dict[str, int]] = {
+            pid: {"turns": 0, "ups": 0, "downs": 0} for pid in self._catalog.ids
+        }
+        for s in stats:
+            total = totals.setdefault(s.persona, {"turns": 0, "ups": 0, "downs": 0})
+            total["turns"] += s.turns
+            total["ups"] += s.ups
+            total["downs"] += s.downs
+        rows = [(s, nudge(s, bound=self._bound, min_votes=self._min_votes)) for s in stats]
+        return StatisticsReport(self._bound, self._min_votes, totals, rows)

@@ -72,6 +72,11 @@ class QuotaGuard:
         self._clock = clock
         self.limits = limits
 
+    @property
+    def store(self) -> QuotaStore:
+        """Where the counters live (a guard with other limits can share them)."""
+        return self._store
+
     def _now(self) -> datetime:
         return self._clock.now().astimezone(UTC)
 

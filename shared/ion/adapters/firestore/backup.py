@@ -27,11 +27,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import GeoPoint
 from google.cloud.firestore_v1.vector import Vector
 
-from ion.adapters.firestore.records import BATCH_LIMIT
-from ion.adapters.firestore.rpc import rpc_options, unavailable_errors
-from ion.errors import ConfigurationError, DependencyUnavailable
-from ion.ports import BackupKind, BackupRecord
-from ion.services.backup import (
+from ion.adapters.backup_format import (
     BackupInvalid,
     Manifest,
     StoreNotEmpty,
@@ -39,6 +35,10 @@ from ion.services.backup import (
     verify_backup,
     write_backup,
 )
+from ion.adapters.firestore.records import BATCH_LIMIT
+from ion.adapters.firestore.rpc import rpc_options, unavailable_errors
+from ion.errors import ConfigurationError, DependencyUnavailable
+from ion.ports import BackupKind, BackupRecord
 
 log = logging.getLogger("ion.backup")
 

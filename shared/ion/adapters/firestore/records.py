@@ -49,7 +49,7 @@ def _stats_id(persona: str, key: ResonanceKey) -> str:
     return f"{persona}.{key.tone.value}.{key.pace.value}.{key.intent.value}"
 
 
-class FirestoreLearningStore:
+class FirestoreLearningAndBackupStore:
     """`FeedbackStore`, `RoutingStatsStore`, `BackupCatalog` and `DisagreementStore` on
     Firestore."""
 

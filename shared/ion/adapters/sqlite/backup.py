@@ -16,10 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ion.adapters.sqlite.database import SqliteDatabase, connect, unavailable
-from ion.errors import DependencyUnavailable
-from ion.ports import BackupKind, BackupRecord
-from ion.services.backup import (
+from ion.adapters.backup_format import (
     BackupInvalid,
     Manifest,
     StoreNotEmpty,
@@ -31,6 +28,9 @@ from ion.services.backup import (
     verify_backup,
     write_backup,
 )
+from ion.adapters.sqlite.database import SqliteDatabase, connect, unavailable
+from ion.errors import DependencyUnavailable
+from ion.ports import BackupKind, BackupRecord
 
 log = logging.getLogger("ion.backup")
 
@@ -166,11 +166,11 @@ def ensure_app_schema(db_path: Path) -> None:
     """Create (or migrate) the schema that this release's SQLite stores define."""
     from ion.adapters.sqlite.conversations import SqliteStore
     from ion.adapters.sqlite.quota import SqliteQuotaStore
-    from ion.adapters.sqlite.records import SqliteLearningStore
+    from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 
     database = SqliteDatabase(db_path)
     SqliteStore(database)
-    SqliteLearningStore(database)
+    SqliteLearningAndBackupStore(database)
     SqliteQuotaStore(database)
     try:
         database.connection()  # applies every registered schema

@@ -1,5 +1,5 @@
 """One SQLite database file, shared by the embedded stores (`SqliteStore`,
-`SqliteLearningStore`, `SqliteQuotaStore`): connections, pragmas, schemas, transactions.
+`SqliteLearningAndBackupStore`, `SqliteQuotaStore`): connections, pragmas, schemas, transactions.
 
 Safe for a multi-threaded server and for several processes on the same file:
 

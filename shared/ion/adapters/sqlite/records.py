@@ -129,7 +129,7 @@ def _dt(value: str) -> datetime:
     return to_utc(datetime.fromisoformat(value))
 
 
-class SqliteLearningStore:
+class SqliteLearningAndBackupStore:
     """`FeedbackStore`, `RoutingStatsStore`, `BackupCatalog` and `DisagreementStore` on the
     app's SQLite file."""
 

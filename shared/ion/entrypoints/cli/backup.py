@@ -13,11 +13,10 @@ def _print(value: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ion.bootstrap import build_worker, logical_exporter, resolve_backup_key
+    from ion.bootstrap import backup_key, build_worker
 
     worker = build_worker()
-    key = resolve_backup_key(worker.settings)
-    manifest = logical_exporter(worker.settings, worker.store, key)(Path(args.directory))
+    manifest = worker.backend.export(Path(args.directory), backup_key(worker.settings))
     _print(
         {"directory": str(args.directory), "backend": manifest.backend, "counts": manifest.counts}
     )
@@ -25,30 +24,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from ion.bootstrap import build_worker, resolve_backup_key
+    from ion.bootstrap import backup_key, build_worker
 
     worker = build_worker()
-    key = resolve_backup_key(worker.settings)
     directory = Path(args.directory)
-    if worker.settings.backend == "gcp":
-        from ion.adapters.firestore.backup import restore_firestore
-
-        manifest = restore_firestore(worker.store.client, directory, key=key, force=args.force)
-    else:
-        from ion.adapters.sqlite.backup import restore_sqlite
-
-        worker.store.close()
-        manifest = restore_sqlite(worker.store.path, directory, key=key, force=args.force)
+    manifest = worker.backend.restore(directory, backup_key(worker.settings), args.force)
     _print({"restored": str(directory), "backend": manifest.backend, "counts": manifest.counts})
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ion.bootstrap import resolve_backup_key
-    from ion.services.backup import verify_backup
+    from ion.adapters.backup_format import verify_backup
+    from ion.bootstrap import backup_key
     from ion.settings import Settings
 
-    manifest = verify_backup(Path(args.directory), key=resolve_backup_key(Settings()))
+    manifest = verify_backup(Path(args.directory), key=backup_key(Settings()))
     _print({"ok": True, "backend": manifest.backend, "counts": manifest.counts})
     return 0
 
@@ -65,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from ion.bootstrap import build_worker
 
-    records = build_worker().learning.list_backups(limit=args.limit)
+    records = build_worker().records.list_backups(limit=args.limit)
     _print([r.model_dump(mode="json") for r in records])
     return 0
 

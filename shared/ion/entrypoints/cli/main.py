@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import logging
 import os
 import socket
 import sys
@@ -13,33 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ion.adapters.logging import one_line
+from ion.bootstrap import setup_logging
 from ion.errors import DependencyUnavailable, IonError, LlmError, ValidationFailed
 
 if TYPE_CHECKING:
     from ion.bootstrap import App
     from ion.domain.semantic import HeadArtifact
-
-
-class _OneLineFormatter(logging.Formatter):
-    """Log lines for a terminal: an exception is summarised on its line, no traceback
-    (ION_LOG_LEVEL=DEBUG shows them)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        exc_info, exc_text = record.exc_info, record.exc_text
-        record.exc_info = record.exc_text = None
-        try:
-            text = super().format(record)
-        finally:
-            record.exc_info, record.exc_text = exc_info, exc_text
-        if exc_info and exc_info[1] is not None:
-            text += f" ({_one_line(exc_info[1])})"
-        return text
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    message = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 if TYPE_CHECKING:
@@ -53,17 +32,10 @@ def _configure(args: argparse.Namespace) -> None:
     if getattr(args, "data_dir", None):
         os.environ["ION_DATA_DIR"] = str(args.data_dir)
     level = os.environ.get("ION_LOG_LEVEL", "WARNING" if args.command != "serve" else "INFO")
-    handler = logging.StreamHandler()
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     terse = args.command != "serve" and level.upper() != "DEBUG"
-    handler.setFormatter(_OneLineFormatter(fmt) if terse else logging.Formatter(fmt))
-    logging.basicConfig(level=level, handlers=[handler])
-    from ion.adapters.logging import install_redaction
-
-    # Redacted like every server log: under `ion serve` werkzeug writes an access line per
-    # request, with the query string (tokens) and the decoded path.
-    install_redaction()
-    logging.getLogger("ion").setLevel(level.upper())
+    # The same redacting setup as the functions: under `ion serve` werkzeug writes an
+    # access line per request, with the query string (tokens) and the decoded path.
+    setup_logging(level, "terminal" if terse else "text", root_level=level)
 
 
 # Commands run by a person at a terminal: a store that does not answer fails within this
@@ -86,7 +58,7 @@ def _check_store(app: App) -> None:
         app.store.ping()
     except IonError as exc:
         raise DependencyUnavailable(
-            f"the {app.settings.backend} store cannot be reached: {_one_line(exc)}"
+            f"the {app.settings.backend} store cannot be reached: {one_line(exc)}"
         ) from None
 
 
@@ -103,12 +75,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = build_app()
     set_app(app)
-    if app.settings.backend == "gcp" and os.environ.get("PUBSUB_EMULATOR_HOST"):
-        from ion.adapters.pubsub import PubSubTransport
-
-        topic = PubSubTransport(app.settings.gcp_project or "", app.settings.events_topic)
-        if topic.ensure_topic():
-            print(f"created topic {topic.topic_path} on the Pub/Sub emulator", file=sys.stderr)
     # Bind before printing anything: a busy port is one clear line, not a banner and a token.
     try:
         sock = _listen(args.host, args.port)
@@ -369,12 +335,7 @@ def _corpus_paths(patterns: Sequence[str]) -> list[Path]:
 
 
 def cmd_outbox_drain(args: argparse.Namespace) -> int:
-    from ion.adapters.outbox import ReliablePublisher
-
     app = _cli_app()
-    if not isinstance(app.events, ReliablePublisher):
-        print("ion: this configuration has no outbox", file=sys.stderr)
-        return 2
     _check_store(app)
     result = app.events.drain(limit=args.limit)
     for failure in result.failures:
@@ -400,7 +361,7 @@ def cmd_routing_disagreements(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ValidationFailed("--limit must be at least 1")
     worker = build_worker()
-    rows = worker.learning.list_disagreements(limit=args.limit, now=worker.clock.now())
+    rows = worker.records.list_disagreements(limit=args.limit, now=worker.clock.now())
     for row in rows:
         print(json.dumps(row.model_dump(mode="json"), ensure_ascii=False), flush=True)
     return 0

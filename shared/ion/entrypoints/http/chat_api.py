@@ -13,18 +13,16 @@ one-shot SSE stream (`meta`, one `delta` with the whole reply, `done`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from flask import Request, Response, stream_with_context
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from ion.bootstrap import get_app
 from ion.domain.models import ChatReply, Conversation, Message, Safety
 from ion.domain.text import clean_text
 from ion.entrypoints.http import feedback_api
@@ -40,23 +38,15 @@ from ion.entrypoints.http.api import (
 from ion.entrypoints.http.health import health, ready
 from ion.errors import (
     BadRequest,
-    Conflict,
-    IdempotencyKeyReused,
     IonError,
     LlmError,
     ValidationFailed,
 )
-from ion.ports import Clock, IdempotencyRecord, IdempotencyStore
 from ion.services.chat import PreparedTurn
+from ion.services.idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-IN_FLIGHT_RETRY_AFTER_S = 2
-# A claim's lease is short and renewed every IDEMPOTENCY_HEARTBEAT_S while its request
-# runs; when the instance dies, the key is free again within one lease.
-IDEMPOTENCY_LEASE_S = 20
-IDEMPOTENCY_HEARTBEAT_S = 5.0
 
 log = logging.getLogger("ion.http")
 
@@ -71,6 +61,7 @@ class ChatBody(BaseModel):
 
 def post_chat(call: Call) -> Response:
     user = call.user()
+    call.app.quota.admit(user, "api")  # every authenticated call counts
     body = call.json_body(ChatBody)
     text = clean_text(
         body.message, field_name="message", max_chars=call.app.settings.max_message_chars
@@ -83,7 +74,7 @@ def post_chat(call: Call) -> Response:
         wants_stream = body.stream
     else:
         wants_stream = "text/event-stream" in call.request.headers.get("Accept", "")
-    claim = _Idempotency.start(call, user, text, body.conversation_id)
+    claim = _claim_idempotency(call, user, text, body.conversation_id)
     if claim is not None and claim.replay is not None:
         return _replay(call, claim.replay, wants_stream)
     try:
@@ -113,103 +104,18 @@ def post_chat(call: Call) -> Response:
     return json_response(body_json)
 
 
-class _Idempotency:
-    """One claimed (user, Idempotency-Key) for the request being served."""
-
-    def __init__(
-        self,
-        store: IdempotencyStore,
-        user: str,
-        key: str,
-        replay: dict[str, Any] | None,
-        clock: Clock | None = None,
-    ) -> None:
-        self.store = store
-        self.user = user
-        self.key = key
-        self.replay = replay  # set when the key was already completed: answer with this
-        self._stop = threading.Event()
-        if replay is None and clock is not None:
-            # We own a pending claim: keep its lease alive while the request runs.
-            threading.Thread(
-                target=self._heartbeat, args=(clock,), name="idempotency-lease", daemon=True
-            ).start()
-
-    def _heartbeat(self, clock: Clock) -> None:
-        while not self._stop.wait(IDEMPOTENCY_HEARTBEAT_S):
-            try:
-                until = clock.now() + timedelta(seconds=IDEMPOTENCY_LEASE_S)
-                self.store.renew_idempotency(self.user, self.key, until)
-            except Exception as exc:  # the next beat tries again; the lease bounds the harm
-                log.warning("renewing an Idempotency-Key lease failed: %s", type(exc).__name__)
-
-    @classmethod
-    def start(
-        cls, call: Call, user: str, text: str, conversation_id: str | None
-    ) -> _Idempotency | None:
-        raw = call.request.headers.get(IDEMPOTENCY_HEADER)
-        if raw is None:
-            return None
-        if not _IDEMPOTENCY_KEY.fullmatch(raw):
-            raise BadRequest(
-                f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters (no spaces)"
-            )
-        store = call.app.idempotency
-        if store is None:
-            return None
-        settings = call.app.settings
-        now = call.app.clock.now()
-        request_hash = hashlib.sha256(
-            json.dumps(
-                {"message": text, "conversation_id": conversation_id},
-                ensure_ascii=False,
-                sort_keys=True,
-            ).encode("utf-8")
-        ).hexdigest()
-        # Renewed while the request runs (heartbeat): a claim whose lease ran out was
-        # abandoned (its instance died).
-        lease_s = IDEMPOTENCY_LEASE_S
-        record = IdempotencyRecord(
-            user_id=user,
-            key=raw,
-            request_hash=request_hash,
-            state="pending",
-            created_at=now,
-            expires_at=now + timedelta(seconds=settings.idempotency_ttl_s),
-            locked_until=now + timedelta(seconds=lease_s),
+def _claim_idempotency(
+    call: Call, user: str, text: str, conversation_id: str | None
+) -> IdempotencyClaim | None:
+    """The request's Idempotency-Key claim, when it sent the header (rules: services)."""
+    raw = call.request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(raw):
+        raise BadRequest(
+            f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters (no spaces)"
         )
-        existing = store.claim_idempotency(record, now)
-        if existing is None:
-            return cls(store, user, raw, None, call.app.clock)
-        if existing.request_hash != request_hash:
-            raise IdempotencyKeyReused(
-                f"this {IDEMPOTENCY_HEADER} was already used for a different request; "
-                "use a new key for a new message"
-            )
-        if existing.state != "done" or existing.response is None:
-            raise Conflict(
-                f"a request with this {IDEMPOTENCY_HEADER} is still being answered; retry shortly",
-                retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
-            )
-        stored: dict[str, Any] = json.loads(existing.response)
-        if call.app.store.get_conversation(str(stored.get("conversation_id"))) is None:
-            # The learner erased that conversation since: never replay erased text. The
-            # request runs as if it were new and its reply replaces the stored one.
-            return cls(store, user, raw, None, call.app.clock)
-        return cls(store, user, raw, stored)
-
-    def complete(self, reply: dict[str, Any]) -> None:
-        self._stop.set()
-        self.store.complete_idempotency(
-            self.user,
-            self.key,
-            json.dumps(reply, ensure_ascii=False, separators=(",", ":")),
-            conversation_id=str(reply["conversation_id"]),
-        )
-
-    def release(self) -> None:
-        self._stop.set()
-        self.store.release_idempotency(self.user, self.key)
+    return call.app.idempotency.claim(user, raw, text, conversation_id)
 
 
 def _turn_error(exc: IonError, request_id: str, conversation_id: str) -> Response:
@@ -282,7 +188,9 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _sse_response(call: Call, turn: PreparedTurn, claim: _Idempotency | None = None) -> Response:
+def _sse_response(
+    call: Call, turn: PreparedTurn, claim: IdempotencyClaim | None = None
+) -> Response:
     chat = call.app.chat
     request_id = call.request_id
     completed: list[ChatReply] = []
@@ -373,6 +281,7 @@ def message_json(message: Message) -> dict[str, Any]:
 
 def list_conversations(call: Call) -> Response:
     user = call.user()
+    call.app.quota.admit(user, "api")  # every authenticated call counts
     settings = call.app.settings
     limit = call.query_int("limit", settings.page_size, low=1, high=100)
     cursor = call.request.args.get("cursor") or None
@@ -387,6 +296,7 @@ def list_conversations(call: Call) -> Response:
 
 def get_conversation(call: Call) -> Response:
     user = call.user()
+    call.app.quota.admit(user, "api")  # every authenticated call counts
     conversation, messages = call.app.chat.conversation_messages(
         user, call.path_id("conversation_id")
     )
@@ -397,6 +307,7 @@ def get_conversation(call: Call) -> Response:
 
 def delete_conversation(call: Call) -> Response:
     user = call.user()
+    call.app.quota.admit(user, "api")  # every authenticated call counts
     # Erases the conversation with its feedback, Idempotency-Key records and cached answers.
     call.app.chat.delete_conversation(user, call.path_id("conversation_id"))
     return Response(status=204, headers={"Cache-Control": "no-store"})
@@ -418,4 +329,4 @@ ROUTES = (
 
 
 def handle(request: Request) -> Response:
-    return dispatch(ROUTES, request)
+    return dispatch(ROUTES, request, get_app)

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ion.domain.text import clean_text
 from ion.entrypoints.http.api import Call, json_response
-from ion.errors import ConfigurationError
 from ion.ports import Feedback
 from ion.services.feedback import MAX_COMMENT_CHARS
 
@@ -41,14 +40,12 @@ def feedback_json(feedback: Feedback) -> dict[str, Any]:
 
 def post_feedback(call: Call) -> Response:
     user = call.user()
+    call.app.quota.admit(user, "api")  # every authenticated call counts
     conversation_id = call.path_id("conversation_id")
     message_id = call.path_id("message_id")
     body = call.json_body(FeedbackBody)
     comment = None
     if body.comment is not None:
         comment = clean_text(body.comment, field_name="comment", max_chars=MAX_COMMENT_CHARS)
-    service = call.app.feedback
-    if service is None:
-        raise ConfigurationError("feedback is not configured")
-    result = service.rate(user, conversation_id, message_id, body.rating, comment)
+    result = call.app.feedback.rate(user, conversation_id, message_id, body.rating, comment)
     return json_response(feedback_json(result.feedback), 201 if result.created else 200)

@@ -8,6 +8,7 @@ from flask import Flask, Response, request
 from werkzeug.routing import Rule
 from werkzeug.serving import WSGIRequestHandler
 
+from ion.bootstrap import get_app
 from ion.entrypoints.http import chat_api, route_api
 from ion.entrypoints.http.api import dispatch, install_json_errors
 from ion.entrypoints.http.raw_errors import raw_error
@@ -24,7 +25,7 @@ def create_local_app() -> Flask:
     app = Flask("ion-local")
 
     def everything(path: str = "") -> Response:
-        return dispatch(ROUTES, request)
+        return dispatch(ROUTES, request, get_app)
 
     # Rules without `methods` match every method (Flask's route() would default to GET).
     app.url_map.add(Rule("/", defaults={"path": ""}, endpoint="everything"))

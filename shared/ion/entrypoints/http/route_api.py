@@ -8,6 +8,7 @@ from typing import Any
 from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from ion.bootstrap import get_app
 from ion.domain.judge import without_judge
 from ion.domain.models import Safety
 from ion.domain.routing import RouteResult
@@ -15,8 +16,6 @@ from ion.domain.text import clean_text
 from ion.entrypoints.http.api import Call, dispatch, json_response, route
 from ion.entrypoints.http.chat_api import safety_json
 from ion.entrypoints.http.health import health, ready
-from ion.errors import ConfigurationError
-from ion.services.learning import nudge
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def route_json(result: RouteResult, persona_name: str) -> dict[str, Any]:
 
 
 def post_route(call: Call) -> Response:
-    call.user()
+    call.app.quota.admit(call.user(), "api")  # every authenticated call counts
     body = call.json_body(RouteBody)
     limit = call.app.settings.max_message_chars
     message = clean_text(body.message, field_name="message", max_chars=limit)
@@ -73,7 +72,7 @@ def post_route(call: Call) -> Response:
 
 
 def list_personas(call: Call) -> Response:
-    call.user()
+    call.app.quota.admit(call.user(), "api")  # every authenticated call counts
     return json_response(
         {
             "personas": [
@@ -92,26 +91,13 @@ def list_personas(call: Call) -> Response:
 
 def routing_stats(call: Call) -> Response:
     """The feedback statistics and the nudges they give now (read fresh from the store)."""
-    call.user()
-    app = call.app
-    if app.learning is None:
-        raise ConfigurationError("routing statistics are not configured")
-    bound = app.settings.routing_feedback_bound
-    min_votes = app.settings.routing_feedback_min_votes
-    stats = app.learning.routing_stats()
-    totals: dict[str, dict[str, int]] = {
-        pid: {"turns": 0, "ups": 0, "downs": 0} for pid in app.catalog.ids
-    }
-    for s in stats:
-        total = totals.setdefault(s.persona, {"turns": 0, "ups": 0, "downs": 0})
-        total["turns"] += s.turns
-        total["ups"] += s.ups
-        total["downs"] += s.downs
+    call.app.quota.admit(call.user(), "api")  # every authenticated call counts
+    report = call.app.statistics.report()
     return json_response(
         {
-            "bound": bound,
-            "min_votes": min_votes,
-            "totals": totals,
+            "bound": report.bound,
+            "min_votes": report.min_votes,
+            "totals": report.totals,
             "stats": [
                 {
                     "persona": s.persona,
@@ -119,9 +105,9 @@ def routing_stats(call: Call) -> Response:
                     "turns": s.turns,
                     "ups": s.ups,
                     "downs": s.downs,
-                    "adjustment": round(nudge(s, bound=bound, min_votes=min_votes), 6),
+                    "adjustment": round(adjustment, 6),
                 }
-                for s in stats
+                for s, adjustment in report.rows
             ],
         }
     )
@@ -137,4 +123,4 @@ ROUTES = (
 
 
 def handle(request: Request) -> Response:
-    return dispatch(ROUTES, request)
+    return dispatch(ROUTES, request, get_app)
