@@ -11,13 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
-from ion.adapters.tokens import (
-    AuthError,
-    JwksCache,
-    JwksTokenVerifier,
-    TokenVerifier,
-    check_jwks_url,
-)
+from ion.adapters.tokens import AuthError, JwksCache, JwksTokenVerifier, TokenVerifier
+from ion.domain.token_policy import check_jwks_url
 from ion.errors import DependencyUnavailable
 from tests.fixtures_app import make_settings
 from tests.jwks_server import JwksServer, Signer, serve_jwks

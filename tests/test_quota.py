@@ -17,9 +17,9 @@ import pytest
 from ion.adapters.sqlite.quota import SqliteQuotaStore
 from ion.bootstrap import App, build_app, set_app
 from ion.domain.events import hash_user_id
-from ion.domain.models import Usage
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse, Usage
 from ion.errors import BudgetExhausted, RateLimited
-from ion.ports import LlmChunk, LlmRequest, LlmResponse, QuotaStore
+from ion.ports import QuotaStore
 from ion.services.quota import QuotaGuard, QuotaLimits
 from tests.fixtures_app import function_client, make_settings
 from tests.openapi_check import CheckedClient

@@ -18,11 +18,11 @@ from ion.bootstrap import App, build_app, build_detector, load_embedder, set_app
 from ion.domain import events
 from ion.domain.crisis import load_policy
 from ion.domain.safety import CrisisDetector, load_rules
-from ion.domain.training import SafetyCalibration
 from ion.entrypoints.cli import main as cli
 from ion.errors import ConfigurationError
 from ion.services.chat import CRISIS_TEMPLATE_MODEL
 from ion.services.evaluation import load_safety_set
+from ion.services.training import SafetyCalibration
 from tests.fixtures_app import REPO, function_client, make_settings
 from tests.openapi_check import CheckedClient
 

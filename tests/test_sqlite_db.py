@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ion.adapters.sqlite import database as sqlite_db
 from ion.adapters.sqlite.conversations import SqliteStore
-from ion.adapters.sqlite.conversations import database as sqlite_db
 from ion.adapters.sqlite.database import SqliteDatabase
 from ion.adapters.sqlite.quota import SqliteQuotaStore
 from ion.adapters.sqlite.records import SqliteLearningAndBackupStore

@@ -194,7 +194,7 @@ def build_judged_router(
     if settings.routing_judge == "off":
         return local
     from ion.adapters.gemini_judge import GeminiRoutingJudge
-    from ion.domain.judge import JudgedRouter, judge_instructions
+    from ion.services.judge import JudgedRouter, judge_instructions
 
     judge = GeminiRoutingJudge.from_settings(
         settings,

@@ -12,7 +12,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ion.domain.models import Conversation, Language, Message, ResonanceKey, Role, Usage
+from ion.domain.models import (
+    Conversation,
+    LlmChunk,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    ResonanceKey,
+)
 
 
 class ConversationPage(BaseModel):
@@ -96,45 +103,6 @@ class ConversationStore(Protocol):
     def ping(self) -> None:
         """Raise when the store is not usable (readiness)."""
         ...
-
-
-class LlmTurn(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    role: Role
-    text: str
-
-
-class LlmRequest(BaseModel):
-    """Everything a language model needs for one persona answer."""
-
-    model_config = ConfigDict(frozen=True)
-
-    persona_id: str
-    system_prompt: str
-    history: list[LlmTurn] = Field(default_factory=list)
-    message: str
-    language: Language = "en"
-    temperature: float = 0.7
-    max_output_tokens: int = 1024
-
-
-class LlmResponse(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    text: str
-    model: str
-    usage: Usage
-    finish_reason: str | None = None
-
-
-class LlmChunk(BaseModel):
-    """One piece of a streamed answer; the last chunk carries `final`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    text: str = ""
-    final: LlmResponse | None = None
 
 
 class LanguageModel(Protocol):

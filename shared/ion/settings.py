@@ -256,7 +256,7 @@ class Settings(BaseSettings):
     @classmethod
     def _algorithms_fit_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
         # A field validator (not a model one): its errors never echo other inputs (secrets).
-        from ion.adapters.tokens import check_algorithms, check_jwks_url
+        from ion.domain.token_policy import check_algorithms, check_jwks_url
 
         if value is not None:
             check_jwks_url(value)
@@ -276,7 +276,7 @@ class Settings(BaseSettings):
 
     def effective_jwt_algorithms(self) -> list[str]:
         """The configured algorithms, or the mode's defaults when none are configured."""
-        from ion.adapters.tokens import check_algorithms
+        from ion.domain.token_policy import check_algorithms
 
         return check_algorithms(self.jwt_algorithms, jwks=self.jwks_url is not None)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
-from ion.adapters.tokens import check_secret
+from ion.domain.token_policy import check_secret
 from ion.errors import (
     ConfigurationError,
     DependencyUnavailable,

@@ -33,22 +33,23 @@ from typing import Any
 
 import jwt
 
-from ion.errors import ConfigurationError, DependencyUnavailable, Unauthenticated
+from ion.domain.token_policy import (
+    DEFAULT_JWKS_ALGORITHMS,
+    DEFAULT_SECRET_ALGORITHMS,
+    HMAC_ALGORITHMS,
+    check_algorithms,
+    check_jwks_url,
+    check_secret,
+)
+from ion.errors import DependencyUnavailable, Unauthenticated
 
 log = logging.getLogger(__name__)
 
 # User ids end up in storage keys and logs (hashed); keep them to a safe alphabet.
 USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.@:|+-]{1,128}$")
 
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-PUBLIC_KEY_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
-)
-DEFAULT_SECRET_ALGORITHMS = ("HS256",)
-DEFAULT_JWKS_ALGORITHMS = ("RS256", "ES256")
 _MAX_JWKS_BYTES = 256 * 1024
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits).
-MIN_SECRET_BYTES = 32
 
 
 class AuthError(Unauthenticated):
@@ -57,35 +58,6 @@ class AuthError(Unauthenticated):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def check_algorithms(algorithms: Sequence[str], *, jwks: bool) -> list[str]:
-    """The algorithm list for a mode; ValueError for none, unknown or mixed families."""
-    chosen = list(algorithms) or list(
-        DEFAULT_JWKS_ALGORITHMS if jwks else DEFAULT_SECRET_ALGORITHMS
-    )
-    allowed = PUBLIC_KEY_ALGORITHMS if jwks else HMAC_ALGORITHMS
-    for name in chosen:
-        if name.lower() == "none":
-            raise ValueError("the 'none' algorithm is never accepted")
-        if name not in allowed:
-            mode = "JWKS (public-key) mode" if jwks else "secret (HMAC) mode"
-            raise ValueError(
-                f"algorithm {name!r} is not usable in {mode}; choose from {sorted(allowed)}"
-            )
-    return chosen
-
-
-def check_secret(value: str, where: str) -> str:
-    """`value` when it is a usable HMAC secret; ConfigurationError (never echoing it) else."""
-    size = len(value.strip().encode("utf-8"))
-    if size < MIN_SECRET_BYTES:
-        shown = "empty" if size == 0 else f"{size} byte{'s' if size != 1 else ''}"
-        raise ConfigurationError(
-            f"{where} is too short ({shown}): use at least {MIN_SECRET_BYTES} random bytes,"
-            " e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
-        )
-    return value
 
 
 class _Verifier:
@@ -237,15 +209,6 @@ def fetch_url(url: str, timeout_s: float) -> bytes:
     if len(data) > _MAX_JWKS_BYTES:
         raise ValueError("JWKS document too large")
     return data
-
-
-def check_jwks_url(url: str) -> str:
-    """https only, except http on a loopback host (tests, local identity emulators)."""
-    parsed = urllib.parse.urlsplit(url)
-    loopback = parsed.hostname in {"localhost", "127.0.0.1", "::1"}
-    if parsed.hostname and (parsed.scheme == "https" or (parsed.scheme == "http" and loopback)):
-        return url
-    raise ValueError(f"JWKS URL must be https:// (http only on loopback), got {url!r}")
 
 
 class JwksCache:

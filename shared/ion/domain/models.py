@@ -173,3 +173,45 @@ class ChatReply(_Frozen):
     finish_reason: str | None = None
     cached: bool = False
     safety: Safety = Field(default_factory=Safety)
+
+
+# --- what a language model is asked and answers ---------------------------------------
+
+
+class LlmTurn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    text: str
+
+
+class LlmRequest(BaseModel):
+    """Everything a language model needs for one persona answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    persona_id: str
+    system_prompt: str
+    history: list[LlmTurn] = Field(default_factory=list)
+    message: str
+    language: Language = "en"
+    temperature: float = 0.7
+    max_output_tokens: int = 1024
+
+
+class LlmResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None = None
+
+
+class LlmChunk(BaseModel):
+    """One piece of a streamed answer; the last chunk carries `final`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str = ""
+    final: LlmResponse | None = None

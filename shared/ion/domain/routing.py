@@ -89,7 +89,7 @@ class RouteResult:
 
 class MessageRouter(Protocol):
     """What chat and the route API need from a router (`Router`, `LearnedRouter`,
-    `ion.domain.judge.JudgedRouter`)."""
+    `ion.services.judge.JudgedRouter`)."""
 
     @property
     def catalog(self) -> PersonaCatalog: ...

@@ -44,11 +44,13 @@ from datetime import datetime, timedelta
 
 from ion.domain import events
 from ion.domain.crisis import CrisisPolicy, load_policy
-from ion.domain.judge import without_judge
 from ion.domain.models import (
     ChatReply,
     Conversation,
     Language,
+    LlmChunk,
+    LlmRequest,
+    LlmResponse,
     Message,
     MessageStatus,
     Persona,
@@ -72,11 +74,9 @@ from ion.ports import (
     FeedbackStore,
     IdempotencyStore,
     LanguageModel,
-    LlmChunk,
-    LlmRequest,
-    LlmResponse,
     ResponseCache,
 )
+from ion.services.judge import without_judge
 from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
 
 log = logging.getLogger(__name__)

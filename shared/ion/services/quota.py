@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from ion.domain.events import hash_user_id
-from ion.domain.models import Usage
+from ion.domain.models import LlmRequest, Usage
 from ion.errors import BudgetExhausted, IonError, RateLimited
-from ion.ports import Clock, LlmRequest, QuotaStore
+from ion.ports import Clock, QuotaStore
 
 log = logging.getLogger(__name__)
 

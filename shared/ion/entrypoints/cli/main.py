@@ -271,7 +271,7 @@ DEFAULT_ROUTING_CORPUS = "data/routing/train/*.jsonl"
 def cmd_train_routing(args: argparse.Namespace) -> int:
     from ion.adapters.embeddings import UseEmbedder
     from ion.domain.personas import load_catalog
-    from ion.domain.training import CorpusError, train_routing
+    from ion.services.training import CorpusError, train_routing
 
     paths = _corpus_paths(args.corpus or [DEFAULT_ROUTING_CORPUS])
     try:
@@ -298,7 +298,7 @@ DEFAULT_SAFETY_CORPUS = "data/safety/crisis_*.jsonl"
 def cmd_train_safety(args: argparse.Namespace) -> int:
     from ion.adapters.embeddings import UseEmbedder
     from ion.domain.safety import load_rules
-    from ion.domain.training import CorpusError, train_safety
+    from ion.services.training import CorpusError, train_safety
 
     paths = _corpus_paths(args.corpus or [DEFAULT_SAFETY_CORPUS])
     try:

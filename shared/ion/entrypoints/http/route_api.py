@@ -9,13 +9,13 @@ from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from ion.bootstrap import get_app
-from ion.domain.judge import without_judge
 from ion.domain.models import Safety
 from ion.domain.routing import RouteResult
 from ion.domain.text import clean_text
 from ion.entrypoints.http.api import Call, dispatch, json_response, route
 from ion.entrypoints.http.chat_api import safety_json
 from ion.entrypoints.http.health import health, ready
+from ion.services.judge import without_judge
 
 log = logging.getLogger(__name__)
 
