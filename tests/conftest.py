@@ -123,7 +123,7 @@ def store(request: pytest.FixtureRequest) -> Any:
 
 
 # =====================================================================================
-# Feedback, learned routing and backups (issue 6): the learning stores on both backends
+# Feedback, learned routing and backups: the learning-and-backup stores on both backends
 # (see tests/test_learning_contract.py, tests/test_backup_drill.py)
 # =====================================================================================
 

@@ -30,7 +30,12 @@ from ion.adapters.secrets import (
     resolve_jwt_secret,
     resolve_previous_jwt_secret,
 )
-from ion.adapters.tokens import JwksCache, JwksTokenVerifier, TokenVerifier, issue_token
+from ion.adapters.tokens import (
+    JwksTokenVerifier,
+    TokenVerifier,
+    issue_token,
+    verifier_from_settings,
+)
 from ion.domain.crisis import load_policy
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.routing import MessageRouter, Router
@@ -254,62 +259,6 @@ def build_llm(settings: Settings, secrets: Secrets) -> LanguageModel:
     return OfflineLanguageModel()
 
 
-def build_verifier(
-    settings: Settings, jwt_secret: str | None, previous_secret: str | None = None
-) -> TokenVerifier | JwksTokenVerifier:
-    """JWKS mode when ION_JWKS_URL is set, else secret mode; the algorithms fixed by settings.
-
-    On the gcp backend (production) tokens must name their issuer and audience."""
-    algorithms = settings.effective_jwt_algorithms()
-    if settings.tokens_must_name_audience:
-        missing = [
-            name
-            for name, value in (
-                ("ION_JWT_ISSUER", settings.jwt_issuer),
-                ("ION_JWT_AUDIENCE", settings.jwt_audience),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigurationError(
-                f"ION_BACKEND=gcp needs {' and '.join(missing)}: tokens must name who issued"
-                " them and for whom (e.g. ION_JWT_ISSUER=https://auth.example.com"
-                " ION_JWT_AUDIENCE=ion-mentoring)"
-            )
-    max_lifetime = settings.jwt_max_lifetime_s
-    if jwt_secret is not None and max_lifetime and settings.dev_token_ttl_s > max_lifetime:
-        raise ConfigurationError(
-            f"ION_DEV_TOKEN_TTL_S ({settings.dev_token_ttl_s}) is longer than"
-            f" ION_JWT_MAX_LIFETIME_S ({max_lifetime}): dev tokens would be refused"
-        )
-    if settings.jwks_url:
-        keys = JwksCache(
-            settings.jwks_url,
-            algorithms,
-            ttl_s=settings.jwks_cache_ttl_s,
-            min_refresh_interval_s=settings.jwks_min_refresh_s,
-        )
-        return JwksTokenVerifier(
-            keys,
-            algorithms=algorithms,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway_s=settings.jwt_leeway_s,
-            max_lifetime_s=max_lifetime,
-        )
-    if jwt_secret is None:
-        raise ConfigurationError("secret mode needs a JWT secret")
-    return TokenVerifier(
-        jwt_secret,
-        previous_secret=previous_secret,
-        algorithms=algorithms,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway_s=settings.jwt_leeway_s,
-        max_lifetime_s=max_lifetime,
-    )
-
-
 @dataclass
 class Worker:
     """What the Pub/Sub-triggered functions (persona_events, backup) need: storage only.
@@ -403,7 +352,7 @@ def build_app(settings: Settings | None = None) -> App:
     jwt_secret = None if settings.jwks_url else resolve_jwt_secret(settings, secrets)
     previous_secret = None if settings.jwks_url else resolve_previous_jwt_secret(settings, secrets)
     # Checked before any other client is built: a bad auth setup fails the start at once.
-    verifier = build_verifier(settings, jwt_secret, previous_secret)
+    verifier = verifier_from_settings(settings, jwt_secret, previous_secret)
     backend = storage_backend(settings)
     store, learning = backend.conversations, backend.records
     llm = build_llm(settings, secrets)

@@ -265,7 +265,7 @@ class QuotaStore(Protocol):
         ...
 
 
-# --- feedback, learned routing, backups (issue 6) -------------------------------------
+# --- feedback, learned routing, backups -----------------------------------------------
 
 Rating = Literal["up", "down"]
 

@@ -1,6 +1,6 @@
 """Bearer-token authentication; the JWT `sub` is the user.
 
-Two modes, chosen by settings (see bootstrap.build_verifier):
+Two modes, chosen by settings (`verifier_from_settings`):
 
 - secret mode (`TokenVerifier`): HMAC (HS256 by default) with a secret from the secrets
   port; `ion token` / `ion serve` issue dev tokens in this mode only.
@@ -41,7 +41,8 @@ from ion.domain.token_policy import (
     check_jwks_url,
     check_secret,
 )
-from ion.errors import DependencyUnavailable, Unauthenticated
+from ion.errors import ConfigurationError, DependencyUnavailable, Unauthenticated
+from ion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -360,3 +361,59 @@ def issue_token(
     if audience:
         claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def verifier_from_settings(
+    settings: Settings, jwt_secret: str | None, previous_secret: str | None = None
+) -> TokenVerifier | JwksTokenVerifier:
+    """JWKS mode when ION_JWKS_URL is set, else secret mode; the algorithms fixed by settings.
+
+    On the gcp backend (production) tokens must name their issuer and audience."""
+    algorithms = settings.effective_jwt_algorithms()
+    if settings.tokens_must_name_audience:
+        missing = [
+            name
+            for name, value in (
+                ("ION_JWT_ISSUER", settings.jwt_issuer),
+                ("ION_JWT_AUDIENCE", settings.jwt_audience),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"ION_BACKEND=gcp needs {' and '.join(missing)}: tokens must name who issued"
+                " them and for whom (e.g. ION_JWT_ISSUER=https://auth.example.com"
+                " ION_JWT_AUDIENCE=ion-mentoring)"
+            )
+    max_lifetime = settings.jwt_max_lifetime_s
+    if jwt_secret is not None and max_lifetime and settings.dev_token_ttl_s > max_lifetime:
+        raise ConfigurationError(
+            f"ION_DEV_TOKEN_TTL_S ({settings.dev_token_ttl_s}) is longer than"
+            f" ION_JWT_MAX_LIFETIME_S ({max_lifetime}): dev tokens would be refused"
+        )
+    if settings.jwks_url:
+        keys = JwksCache(
+            settings.jwks_url,
+            algorithms,
+            ttl_s=settings.jwks_cache_ttl_s,
+            min_refresh_interval_s=settings.jwks_min_refresh_s,
+        )
+        return JwksTokenVerifier(
+            keys,
+            algorithms=algorithms,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway_s=settings.jwt_leeway_s,
+            max_lifetime_s=max_lifetime,
+        )
+    if jwt_secret is None:
+        raise ConfigurationError("secret mode needs a JWT secret")
+    return TokenVerifier(
+        jwt_secret,
+        previous_secret=previous_secret,
+        algorithms=algorithms,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+        max_lifetime_s=max_lifetime,
+    )
