@@ -97,6 +97,7 @@ class App:
     """The wired application one function instance serves."""
 
     settings: Settings
+    backend: StorageBackend
     store: ConversationDatabase
     llm: LanguageModel
     secrets: Secrets
@@ -403,6 +404,7 @@ def build_app(settings: Settings | None = None) -> App:
     )
     return App(
         settings=settings,
+        backend=backend,
         store=store,
         llm=llm,
         secrets=secrets,

@@ -31,6 +31,8 @@ class StorageBackend:
     quota: QuotaStore
     # Built on demand: the workers (event consumers, backups) publish nothing.
     open_event_transport: Callable[[], EventTransport]
+    # `ion serve` on a laptop: create what the emulators lack (what was done, for the log).
+    prepare_emulators: Callable[[], list[str]]
     # The backup this backend makes natively (ION_BACKUP_MODE=auto): its mode and target,
     # given the directory local backups go to.
     native_backup_mode: str

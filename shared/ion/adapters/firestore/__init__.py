@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from ion.errors import ConfigurationError
 from ion.ports import BackupTarget, EventTransport
 from ion.settings import Settings
 
-log = logging.getLogger(__name__)
-
 # During a Pub/Sub outage an event goes to the outbox quickly instead of holding the
 # learner's reply.
 PUBLISH_TIMEOUT_S = 2.0
@@ -44,15 +41,17 @@ def backend(settings: Settings) -> StorageBackend:
     client = store.client
 
     def event_transport() -> EventTransport:
-        transport = PubSubTransport(project, settings.events_topic, timeout_s=PUBLISH_TIMEOUT_S)
-        # On a laptop against the emulator nothing else creates the topic.
-        if os.environ.get("PUBSUB_EMULATOR_HOST"):
-            try:
-                if transport.ensure_topic():
-                    log.warning("created topic %s on the Pub/Sub emulator", transport.topic_path)
-            except Exception as exc:  # events still reach the outbox; drain them later
-                log.warning("could not create the topic on the Pub/Sub emulator: %s", exc)
-        return transport
+        return PubSubTransport(project, settings.events_topic, timeout_s=PUBLISH_TIMEOUT_S)
+
+    def prepare_emulators() -> list[str]:
+        # On a laptop against the Pub/Sub emulator nothing else creates the topic (in
+        # production Terraform owns it).
+        if not os.environ.get("PUBSUB_EMULATOR_HOST"):
+            return []
+        topic = PubSubTransport(project, settings.events_topic)
+        if topic.ensure_topic():
+            return [f"created topic {topic.topic_path} on the Pub/Sub emulator"]
+        return []
 
     def managed_export(directory: Path) -> BackupTarget:
         return ManagedExportTarget(
@@ -73,6 +72,7 @@ def backend(settings: Settings) -> StorageBackend:
         records=FirestoreLearningAndBackupStore(client, dedupe_days=settings.event_dedupe_days),
         quota=FirestoreQuotaStore(client),
         open_event_transport=event_transport,
+        prepare_emulators=prepare_emulators,
         native_backup_mode="firestore-export",
         native_backup_target=managed_export,
         export=lambda directory, key: export_firestore(client, directory, key=key),

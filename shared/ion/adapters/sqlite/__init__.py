@@ -35,6 +35,7 @@ def backend(settings: Settings) -> StorageBackend:
         ),
         quota=SqliteQuotaStore(store.database),
         open_event_transport=InProcessTransport,
+        prepare_emulators=list,
         native_backup_mode="sqlite-snapshot",
         native_backup_target=lambda directory: SqliteSnapshotTarget(
             path, directory, settings.backup_retention_days

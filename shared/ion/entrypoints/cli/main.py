@@ -75,6 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = build_app()
     set_app(app)
+    for done in app.backend.prepare_emulators():
+        print(done, file=sys.stderr)
     # Bind before printing anything: a busy port is one clear line, not a banner and a token.
     try:
         sock = _listen(args.host, args.port)
