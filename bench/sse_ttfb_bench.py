@@ -41,7 +41,7 @@ from _common import (  # first: puts shared/ and tests/ on sys.path
 )
 from fake_gemini import FakeGemini
 
-from ion.auth import issue_token
+from ion.adapters.tokens import issue_token
 
 MODEL = "gemini-bench"
 SECRET = "bench-secret-" + "x" * 40

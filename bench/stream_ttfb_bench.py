@@ -21,7 +21,7 @@ from _common import (  # first: puts shared/ and tests/ on sys.path
 from fake_gemini import FakeGemini
 
 from ion.adapters.gemini import GeminiLanguageModel
-from ion.ports import LlmRequest
+from ion.domain.models import LlmRequest
 
 MODEL = "gemini-bench"
 

@@ -23,17 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from ion.adapters.embeddings import UseEmbedder
-from ion.domain.evaluation import LabelledItem, evaluate, load_labelled_set
 from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
 from ion.domain.semantic import SemanticLayer, artifact_path, load_artifact
-from ion.domain.training import LEGACY_PREFIX, fit_softmax
+from ion.services.evaluation import LabelledItem, evaluate, load_labelled_set
+from ion.services.training import LEGACY_PREFIX, fit_softmax
 
 CORPUS = "data/routing/train/*.jsonl"
 CHECK = "data/routing/train/writer_*.jsonl"
 EDGES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0001)
 THRESHOLDS = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
-SCALE = 10.0  # ion.domain.training._SCALE
+SCALE = 10.0  # ion.services.training._SCALE
 
 
 def _targets(items: list[LabelledItem], labels: list[str]) -> np.ndarray:

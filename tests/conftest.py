@@ -24,8 +24,8 @@ from tests.emulators import (
 pytest_plugins = ["tests.fixtures_app", "tests.fixtures_pubsub", "tests.fixtures_gemini"]
 
 if TYPE_CHECKING:
-    from ion.adapters.firestore import FirestoreStore
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.firestore.conversations import FirestoreStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
 
 # =====================================================================================
@@ -95,7 +95,7 @@ def firestore_reset(firestore_emulator: EmulatorProcess) -> None:
 @pytest.fixture
 def firestore_store(firestore_client: Any, firestore_reset: None) -> FirestoreStore:
     """A FirestoreStore on an empty emulator database."""
-    from ion.adapters.firestore import FirestoreStore
+    from ion.adapters.firestore.conversations import FirestoreStore
 
     return FirestoreStore(firestore_client)
 
@@ -103,7 +103,7 @@ def firestore_store(firestore_client: Any, firestore_reset: None) -> FirestoreSt
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
     """A SqliteStore on a fresh file in the test's tmp dir."""
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     store = SqliteStore(tmp_path / "ion.sqlite3")
     yield store
@@ -123,7 +123,7 @@ def store(request: pytest.FixtureRequest) -> Any:
 
 
 # =====================================================================================
-# Feedback, learned routing and backups (issue 6): the learning stores on both backends
+# Feedback, learned routing and backups: the learning-and-backup stores on both backends
 # (see tests/test_learning_contract.py, tests/test_backup_drill.py)
 # =====================================================================================
 
@@ -139,20 +139,20 @@ class LearningBackend:
 
 @pytest.fixture
 def sqlite_learning(sqlite_store: SqliteStore) -> Iterator[LearningBackend]:
-    from ion.adapters.sqlite_learning import SqliteLearningStore
+    from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 
     sqlite_store.ping()  # creates the app schema first (feedback references conversations)
-    learning = SqliteLearningStore(sqlite_store.path)
+    learning = SqliteLearningAndBackupStore(sqlite_store.path)
     yield LearningBackend("sqlite", sqlite_store, learning)
     learning.close()
 
 
 @pytest.fixture
 def firestore_learning(firestore_store: FirestoreStore) -> LearningBackend:
-    from ion.adapters.firestore_learning import FirestoreLearningStore
+    from ion.adapters.firestore.records import FirestoreLearningAndBackupStore
 
     return LearningBackend(
-        "firestore", firestore_store, FirestoreLearningStore(firestore_store.client)
+        "firestore", firestore_store, FirestoreLearningAndBackupStore(firestore_store.client)
     )
 
 

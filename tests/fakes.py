@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ion.models import Conversation, Message
+from ion.domain.models import Conversation, Message
 from ion.ports import ConversationPage, TurnClaim
 
 

@@ -14,12 +14,14 @@ from typing import Any
 import functions_framework
 import pytest
 
-from ion import cli
-from ion.adapters.backup_firestore import GoogleFirestoreAdmin, ManagedExportTarget
-from ion.adapters.backup_sqlite import SqliteSnapshotTarget
-from ion.backup import BackupRunner, backup_id, backup_time, expired_names, verify_backup
+from ion.adapters.backup_format import verify_backup
+from ion.adapters.firestore.backup import GoogleFirestoreAdmin, ManagedExportTarget
+from ion.adapters.sqlite.backup import SqliteSnapshotTarget
 from ion.bootstrap import set_worker
-from ion.models import Conversation, Message
+from ion.domain.backups import backup_id, backup_time, expired_names
+from ion.domain.models import Conversation, Message
+from ion.entrypoints.cli import main as cli
+from ion.services.backup import BackupRunner
 from tests.conftest import LearningBackend
 from tests.fake_firestore_admin import FakeFirestoreAdmin
 from tests.fixtures_app import REPO
@@ -199,7 +201,7 @@ def test_backup_function_takes_a_scheduler_push(
 def test_cli_export_verify_restore_refuses_non_empty(
     clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     # One key for the source and the fresh data dir below (a generated key is per data dir).
     monkeypatch.setenv("ION_BACKUP_HMAC_KEY", BACKUP_KEY.decode())

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ion.backup import Manifest, read_records, record_digest, verify_backup
-from ion.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone, Usage
+from ion.adapters.backup_format import Manifest, read_records, record_digest, verify_backup
+from ion.domain.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone, Usage
 from ion.ports import BackupRecord, Feedback, OutboxEntry, StatsDelta
 from tests.conftest import FIRESTORE_TEST_PROJECT, LearningBackend
 from tests.emulators import EmulatorProcess, http_status
@@ -182,7 +182,7 @@ def _drill(
 
 
 def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) -> None:
-    from ion.adapters.backup_sqlite import (
+    from ion.adapters.sqlite.backup import (
         ensure_app_schema,
         export_sqlite,
         restore_sqlite,
@@ -193,8 +193,8 @@ def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) 
     ensure_app_schema(path)  # every table the app has (quota too), as in production
 
     def wipe() -> None:
-        from ion.adapters.sqlite import SqliteStore
-        from ion.adapters.sqlite_learning import SqliteLearningStore
+        from ion.adapters.sqlite.conversations import SqliteStore
+        from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 
         sqlite_learning.store.close()
         sqlite_learning.learning.close()
@@ -203,7 +203,7 @@ def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) 
         # A new, empty database with the app's schema, as after losing the disk.
         sqlite_learning.store = SqliteStore(path)
         sqlite_learning.store.ping()
-        sqlite_learning.learning = SqliteLearningStore(path)
+        sqlite_learning.learning = SqliteLearningAndBackupStore(path)
 
     _drill(
         sqlite_learning,
@@ -219,7 +219,7 @@ def test_restore_drill_sqlite(sqlite_learning: LearningBackend, tmp_path: Path) 
 def test_restore_drill_firestore(
     firestore_learning: LearningBackend, firestore_emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
-    from ion.adapters.backup_firestore import (
+    from ion.adapters.firestore.backup import (
         export_firestore,
         firestore_document_counts,
         restore_firestore,
@@ -247,8 +247,8 @@ def test_restore_drill_firestore(
 def test_restore_refuses_a_non_empty_store_unless_forced(
     sqlite_learning: LearningBackend, tmp_path: Path
 ) -> None:
-    from ion.adapters.backup_sqlite import export_sqlite, restore_sqlite, sqlite_row_counts
-    from ion.backup import StoreNotEmpty
+    from ion.adapters.backup_format import StoreNotEmpty
+    from ion.adapters.sqlite.backup import export_sqlite, restore_sqlite, sqlite_row_counts
 
     path = sqlite_learning.store.path
     conversation = Conversation(id="only", user_id="u", created_at=T0, updated_at=T0)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ion import cli
-from ion.backup import MANIFEST, BackupInvalid, verify_backup, write_manifest
-from ion.models import Conversation, Message
+from ion.adapters.backup_format import MANIFEST, BackupInvalid, verify_backup, write_manifest
+from ion.domain.models import Conversation, Message
+from ion.entrypoints.cli import main as cli
 from tests.fixtures_backup import BACKUP_KEY
 
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -82,7 +82,7 @@ def _add_file(directory: Path, document: dict[str, Any], collection: str, line: 
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """export(dir) and restore(dir, force) for a populated store of each backend."""
     if request.param == "sqlite":
-        from ion.adapters.backup_sqlite import export_sqlite, restore_sqlite
+        from ion.adapters.sqlite.backup import export_sqlite, restore_sqlite
 
         store = request.getfixturevalue("sqlite_store")
         _populate(store)
@@ -95,7 +95,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
                 tmp_path / "restored.sqlite3", d, key=key
             ),
         }
-    from ion.adapters.backup_firestore import export_firestore, restore_firestore
+    from ion.adapters.firestore.backup import export_firestore, restore_firestore
 
     store = request.getfixturevalue("firestore_store")
     _populate(store)
@@ -125,8 +125,8 @@ def test_export_is_owner_only_whatever_the_umask(
 def test_scheduled_snapshots_and_logical_runs_are_owner_only(
     sqlite_store: Any, tmp_path: Path, umask_022: None
 ) -> None:
-    from ion.adapters.backup_sqlite import SqliteSnapshotTarget, export_sqlite
-    from ion.backup import LogicalExportTarget
+    from ion.adapters.backup_format import LogicalExportTarget
+    from ion.adapters.sqlite.backup import SqliteSnapshotTarget, export_sqlite
 
     _populate(sqlite_store)
     snapshots = tmp_path / "snapshots"
@@ -146,7 +146,7 @@ def test_scheduled_snapshots_and_logical_runs_are_owner_only(
 def test_cli_export_refuses_a_non_empty_folder_and_uses_an_empty_one(
     clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     monkeypatch.setenv("ION_BACKUP_HMAC_KEY", BACKUP_KEY.decode())
     data = str(clean_env / "data")
@@ -199,7 +199,7 @@ def test_a_changed_unsigned_or_foreign_manifest_is_refused(
 def test_cli_verify_reports_a_tampered_manifest_in_one_line(
     clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     monkeypatch.setenv("ION_BACKUP_HMAC_KEY", BACKUP_KEY.decode())
     data = clean_env / "data"
@@ -222,8 +222,8 @@ def test_cli_verify_reports_a_tampered_manifest_in_one_line(
 
 
 def test_restore_never_runs_sql_from_the_manifest(sqlite_store: Any, tmp_path: Path) -> None:
-    from ion.adapters.backup_sqlite import export_sqlite, restore_sqlite
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.backup import export_sqlite, restore_sqlite
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     _populate(sqlite_store)
     out = tmp_path / "export"
@@ -251,7 +251,7 @@ def test_restore_never_runs_sql_from_the_manifest(sqlite_store: Any, tmp_path: P
 def test_restore_refuses_tables_and_columns_the_schema_lacks(
     sqlite_store: Any, tmp_path: Path
 ) -> None:
-    from ion.adapters.backup_sqlite import export_sqlite, restore_sqlite
+    from ion.adapters.sqlite.backup import export_sqlite, restore_sqlite
 
     _populate(sqlite_store)
     out = tmp_path / "export"
@@ -279,7 +279,7 @@ def test_restore_refuses_tables_and_columns_the_schema_lacks(
 def test_firestore_restore_keeps_records_in_their_collection(
     firestore_store: Any, tmp_path: Path
 ) -> None:
-    from ion.adapters.backup_firestore import export_firestore, restore_firestore
+    from ion.adapters.firestore.backup import export_firestore, restore_firestore
 
     _populate(firestore_store)
     client = firestore_store.client

@@ -11,8 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from ion.bootstrap import App
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse
 from ion.errors import LlmError
-from ion.ports import LlmChunk, LlmRequest, LlmResponse
 from tests.fixtures_app import TEST_JWT_SECRET
 from tests.openapi_check import CheckedClient
 

@@ -368,7 +368,7 @@ def test_idempotency_key_in_flight_is_409_with_retry_after(
 ) -> None:
     assert app.idempotency is not None
     now = app.clock.now()
-    app.idempotency.claim_idempotency(
+    app.idempotency.store.claim_idempotency(
         IdempotencyRecord(
             user_id="alice",
             key="busy",
@@ -384,8 +384,8 @@ def test_idempotency_key_in_flight_is_409_with_retry_after(
     response = post(api, auth, "explain generators", headers={"Idempotency-Key": "busy"})
     assert response.status_code == 422
     same_body_hash = _request_hash("explain generators")
-    app.idempotency.release_idempotency("alice", "busy")
-    app.idempotency.claim_idempotency(
+    app.idempotency.store.release_idempotency("alice", "busy")
+    app.idempotency.store.claim_idempotency(
         IdempotencyRecord(
             user_id="alice",
             key="busy",

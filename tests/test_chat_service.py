@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from ion.adapters.offline import OfflineLanguageModel
-from ion.domain.chat import ChatService
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse
 from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
 from ion.errors import LlmBlocked, LlmError, NotFound
-from ion.ports import LlmChunk, LlmRequest, LlmResponse
+from ion.services.chat import ChatService
 from tests.fakes import InMemoryStore, RecordingPublisher, TickingClock
 
 

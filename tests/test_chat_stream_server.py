@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from ion.auth import issue_token
-from ion.models import Message
+from ion.adapters.tokens import issue_token
+from ion.domain.models import Message
 from tests.emulators import free_port
 from tests.fake_gemini import FakeGemini, answer
 from tests.fixtures_app import REPO, TEST_JWT_SECRET
@@ -152,7 +152,7 @@ def _events(response: http.client.HTTPResponse) -> Iterator[tuple[str, dict]]:
 
 
 def stored_messages(server: Server, conversation_id: str) -> list[Message]:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     store = SqliteStore(server.data_dir / "ion.sqlite3")
     try:
@@ -224,7 +224,17 @@ def test_ion_chat_prints_gemini_tokens_as_they_arrive(tmp_path: Path) -> None:
     with FakeGemini() as fake:
         fake.enqueue(MODEL, answer(*pieces, gate=gate, usage=(10, 3, 0)))
         process = subprocess.Popen(
-            [sys.executable, "-m", "ion.cli", "chat", "what", "is", "a", "python", "list?"],
+            [
+                sys.executable,
+                "-m",
+                "ion.entrypoints.cli.main",
+                "chat",
+                "what",
+                "is",
+                "a",
+                "python",
+                "list?",
+            ],
             env=gemini_env(tmp_path / "data", fake),
             cwd=tmp_path,
             stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from ion.cli import main
+from ion.entrypoints.cli.main import main
 
 # As in tests/test_evaluation.py: ION_ROUTING_DEV_SET wins (e.g. from a git worktree).
 DEV_SET = Path(
@@ -73,7 +73,7 @@ def test_chat_one_shot_and_continue(capsys: pytest.CaptureFixture[str], clean_en
 
 def test_chat_interactive(clean_env: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ion.cli", "chat"],
+        [sys.executable, "-m", "ion.entrypoints.cli.main", "chat"],
         input="I'm so nervous about my exam tomorrow\n/new\n다음 주 일정 어떻게 짜야 할지 모르겠어요\n/quit\n",
         capture_output=True,
         text=True,

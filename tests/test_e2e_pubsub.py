@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from ion import events
-from ion.auth import issue_token
-from ion.backup import verify_backup
-from ion.models import Intent, Pace, ResonanceKey, Tone, Usage
+from ion.adapters.backup_format import verify_backup
+from ion.adapters.tokens import issue_token
+from ion.domain import events
+from ion.domain.models import Intent, Pace, ResonanceKey, Tone, Usage
 from tests.conftest import FIRESTORE_TEST_PROJECT
 from tests.emulators import EmulatorProcess, free_port, start_emulator
 from tests.fixtures_app import REPO, TEST_JWT_SECRET
@@ -198,7 +198,7 @@ def _push_body(data: bytes, message_id: str) -> dict[str, Any]:
 def test_chat_feedback_backup_and_dedupe_over_pubsub(functions: Functions) -> None:
     from google.cloud import firestore, pubsub_v1
 
-    from ion.adapters.firestore_learning import FirestoreLearningStore
+    from ion.adapters.firestore.records import FirestoreLearningAndBackupStore
 
     fns = functions
     alice = _auth("alice")
@@ -221,7 +221,7 @@ def test_chat_feedback_backup_and_dedupe_over_pubsub(functions: Functions) -> No
 
     # 2. A scheduler-style message on the backup topic → a backup appears.
     client = firestore.Client(project=fns.project)
-    catalog = FirestoreLearningStore(client)
+    catalog = FirestoreLearningAndBackupStore(client)
     publisher = pubsub_v1.PublisherClient()
     try:
         publisher.publish(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ion.domain.evaluation import LabelledSetError, evaluate, load_labelled_set
 from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
+from ion.services.evaluation import LabelledSetError, evaluate, load_labelled_set
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRA_SET = REPO / "data" / "routing" / "train" / "legacy_extra.jsonl"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ion import events
-from ion.events import (
+from ion.domain import events
+from ion.domain.events import (
     CHAT_TURN_COMPLETED,
     ChatTurnCompletedData,
     MalformedEvent,
@@ -21,7 +21,7 @@ from ion.events import (
     encode_event,
     hash_user_id,
 )
-from ion.models import Intent, Pace, ResonanceKey, Tone, Usage
+from ion.domain.models import Intent, Pace, ResonanceKey, Tone, Usage
 
 KEY = ResonanceKey(tone=Tone.CURIOUS, pace=Pace.FLOWING, intent=Intent.LEARNING)
 WHEN = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=9)))

@@ -112,8 +112,8 @@ def test_deleting_a_conversation_erases_its_feedback(
     reply = _chat(chat_api, auth, "how do python generators work?")
     posted = chat_api.post(_url(reply), json={"rating": "up", "comment": "nice"}, headers=auth)
     assert posted.status_code == 201
-    assert app.learning is not None
-    assert app.learning.get_feedback(reply["conversation_id"], reply["message_id"]) is not None
+    assert app.records is not None
+    assert app.records.get_feedback(reply["conversation_id"], reply["message_id"]) is not None
     deleted = chat_api.delete(f"/v1/conversations/{reply['conversation_id']}", headers=auth)
     assert deleted.status_code == 204
-    assert app.learning.get_feedback(reply["conversation_id"], reply["message_id"]) is None
+    assert app.records.get_feedback(reply["conversation_id"], reply["message_id"]) is None

@@ -16,9 +16,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from ion.auth import issue_token
+from ion.adapters.tokens import issue_token
 from ion.bootstrap import build_app, set_app
-from ion.http.local import create_local_app
+from ion.entrypoints.http.local import create_local_app
 from tests.fixtures_app import REPO, TEST_JWT_SECRET, make_settings
 
 # Bounded so the whole module stays well under a minute on 2 cores.

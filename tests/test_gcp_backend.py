@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ion.bootstrap import App, build_app, set_app
-from ion.events import decode_event, hash_user_id
+from ion.domain.events import decode_event, hash_user_id
 from tests.conftest import FIRESTORE_TEST_PROJECT
 from tests.fixtures_app import function_client, make_settings
 from tests.fixtures_pubsub import PubSubTopic
@@ -99,7 +99,7 @@ def test_deleting_a_conversation_erases_its_feedback_on_firestore(gcp_app: App) 
     feedback_url = f"/v1/conversations/{cid}/messages/{mid}/feedback"
     posted = api.post(feedback_url, json={"rating": "down", "comment": "too vague"}, headers=auth)
     assert posted.status_code == 201
-    assert gcp_app.learning is not None
-    assert gcp_app.learning.get_feedback(cid, mid) is not None
+    assert gcp_app.records is not None
+    assert gcp_app.records.get_feedback(cid, mid) is not None
     assert api.delete(f"/v1/conversations/{cid}", headers=auth).status_code == 204
-    assert gcp_app.learning.get_feedback(cid, mid) is None
+    assert gcp_app.records.get_feedback(cid, mid) is None

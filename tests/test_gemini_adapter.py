@@ -21,9 +21,8 @@ from ion.adapters.gemini import (
     LlmRequestRejected,
     LlmStreamInterrupted,
 )
+from ion.domain.models import LlmChunk, LlmRequest, LlmTurn, Usage
 from ion.errors import LlmBlocked, LlmError
-from ion.models import Usage
-from ion.ports import LlmChunk, LlmRequest, LlmTurn
 from ion.settings import Settings
 from tests.fake_gemini import (
     FakeGemini,

@@ -20,9 +20,9 @@ import jwt
 import pytest
 
 from ion.bootstrap import App, build_app, set_app
-from ion.cli import main
+from ion.entrypoints.cli.main import main
+from ion.entrypoints.http.local import create_local_app
 from ion.errors import ConfigurationError, DependencyUnavailable
-from ion.http.local import create_local_app
 from tests.fixtures_app import REPO, TEST_JWT_SECRET, function_client, make_settings
 
 BIN = Path(sys.executable).parent
@@ -297,7 +297,7 @@ def test_ion_chat_on_an_unreachable_firestore_fails_fast_in_one_line(clean_env: 
 def test_an_answer_that_could_not_be_stored_is_marked_not_saved(
     capsys: pytest.CaptureFixture[str], clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     def down(self: Any, *args: Any, **kwargs: Any) -> None:
         raise DependencyUnavailable("sqlite unavailable: disk I/O error")
@@ -536,7 +536,7 @@ def test_ion_serve_on_a_busy_port_is_one_line_and_no_token(
 
 def test_interactive_commands(clean_env: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ion.cli", "chat"],
+        [sys.executable, "-m", "ion.entrypoints.cli.main", "chat"],
         input="/help\nhow do decorators work?\n/new\n/nope\n/quit\n",
         capture_output=True,
         text=True,

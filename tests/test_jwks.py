@@ -11,7 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
-from ion.auth import AuthError, JwksCache, JwksTokenVerifier, TokenVerifier, check_jwks_url
+from ion.adapters.tokens import AuthError, JwksCache, JwksTokenVerifier, TokenVerifier
+from ion.domain.token_policy import check_jwks_url
 from ion.errors import DependencyUnavailable
 from tests.fixtures_app import make_settings
 from tests.jwks_server import JwksServer, Signer, serve_jwks
@@ -222,7 +223,7 @@ def test_dev_token_commands_fail_clearly_in_jwks_mode(
     capsys: pytest.CaptureFixture[str],
     command: list[str],
 ) -> None:
-    from ion.cli import main
+    from ion.entrypoints.cli.main import main
 
     monkeypatch.setenv("ION_DATA_DIR", str(clean_env / "data"))
     monkeypatch.setenv("ION_JWKS_URL", "https://idp.example/jwks.json")

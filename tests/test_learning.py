@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from ion import events
-from ion.consumers import handle_persona_event
-from ion.domain.learning import LearnedRouter, adjustments_for, deltas_for, nudge
+from ion.domain import events
+from ion.domain.models import Intent, Pace, Persona, ResonanceKey, RoutingTraits, Tone, Usage
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.resonance import analyze
+from ion.entrypoints.events import handle_persona_event
 from ion.errors import DependencyUnavailable
-from ion.models import Intent, Pace, Persona, ResonanceKey, RoutingTraits, Tone, Usage
 from ion.ports import RoutingStat, StatsDelta
+from ion.services.learning import LearnedRouter, adjustments_for, deltas_for, nudge
 
 KEY = ResonanceKey(tone=Tone.CALM, pace=Pace.MEDIUM, intent=Intent.STATEMENT)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

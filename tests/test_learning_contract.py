@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ion.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone
+from ion.domain.models import Conversation, Intent, Message, Pace, ResonanceKey, Tone
 from ion.ports import BackupRecord, Feedback, StatsDelta
 from tests.conftest import LearningBackend
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from ion.adapters.logging import JsonFormatter, RedactingFilter, make_handler, redact
 from ion.bootstrap import App, build_app, set_app
-from ion.events import hash_user_id
-from ion.logs import JsonFormatter, RedactingFilter, make_handler, redact
+from ion.domain.events import hash_user_id
 from tests.fixtures_app import TEST_JWT_SECRET, function_client, make_settings
 
 USER = "learner-7f3a9c-unique@example.com"
@@ -166,7 +166,16 @@ def test_ion_serve_access_log_has_no_token_and_no_raw_control_characters(
     log_path = clean_env / "serve.log"
     with log_path.open("wb") as log_file:
         server = subprocess.Popen(
-            [sys.executable, "-m", "ion.cli", "serve", "--port", str(port), "--user", USER],
+            [
+                sys.executable,
+                "-m",
+                "ion.entrypoints.cli.main",
+                "serve",
+                "--port",
+                str(port),
+                "--user",
+                USER,
+            ],
             stdout=subprocess.PIPE,
             stderr=log_file,
             env=env,
@@ -205,4 +214,4 @@ def test_ion_serve_access_log_has_no_token_and_no_raw_control_characters(
     assert token.split(".")[2].encode() not in logged
     assert b"access_token=[redacted]" in logged
     assert b"\x00" not in logged
-    assert b"GET /v1/conversations/a\\x00b -> 400" in logged  # ion.http's request line
+    assert b"GET /v1/conversations/a\\x00b -> 400" in logged  # ion.entrypoints.http's request line

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ion.adapters.outbox import DrainResult, InProcessTransport, ReliablePublisher
-from ion.events import chat_turn_completed
-from ion.models import Intent, Pace, ResonanceKey, Tone, Usage
+from ion.domain.events import chat_turn_completed
+from ion.domain.models import Intent, Pace, ResonanceKey, Tone, Usage
 from ion.ports import OutboxEntry
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -30,8 +30,8 @@ from types import ModuleType
 import pytest
 import requests
 
-from ion.events import chat_turn_completed, encode_event, event_attributes
-from ion.models import ResonanceKey, Usage
+from ion.domain.events import chat_turn_completed, encode_event, event_attributes
+from ion.domain.models import ResonanceKey, Usage
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "package.py"

@@ -11,8 +11,8 @@ from google.api_core.exceptions import RetryError
 
 from ion.adapters.outbox import ReliablePublisher
 from ion.adapters.pubsub import PubSubTransport
-from ion.events import ChatTurnCompletedData, chat_turn_completed, decode_event
-from ion.models import Intent, Pace, ResonanceKey, Tone, Usage
+from ion.domain.events import ChatTurnCompletedData, chat_turn_completed, decode_event
+from ion.domain.models import Intent, Pace, ResonanceKey, Tone, Usage
 from tests.fixtures_pubsub import PubSubEmulator, PubSubTopic
 from tests.test_outbox import FakeClock, FakeOutbox
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from ion.adapters.sqlite_quota import SqliteQuotaStore
-from ion.bootstrap import App, build_app, build_quota_store, set_app
-from ion.domain.quota import QuotaGuard, QuotaLimits
+from ion.adapters.sqlite.quota import SqliteQuotaStore
+from ion.bootstrap import App, build_app, set_app
+from ion.domain.events import hash_user_id
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse, Usage
 from ion.errors import BudgetExhausted, RateLimited
-from ion.events import hash_user_id
-from ion.models import Usage
-from ion.ports import LlmChunk, LlmRequest, LlmResponse, QuotaStore
+from ion.ports import QuotaStore
+from ion.services.quota import QuotaGuard, QuotaLimits
 from tests.fixtures_app import function_client, make_settings
 from tests.openapi_check import CheckedClient
 
@@ -48,7 +48,7 @@ def sqlite_quota(tmp_path: Path) -> Iterator[SqliteQuotaStore]:
 
 @pytest.fixture
 def firestore_quota(firestore_client: Any, firestore_reset: None) -> QuotaStore:
-    from ion.adapters.firestore_quota import FirestoreQuotaStore
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
 
     return FirestoreQuotaStore(firestore_client)
 
@@ -108,7 +108,7 @@ def _hammer(
     else:
         from google.cloud import firestore
 
-        from ion.adapters.firestore_quota import FirestoreQuotaStore
+        from ion.adapters.firestore.quota import FirestoreQuotaStore
 
         store = FirestoreQuotaStore(firestore.Client(project=where, database="(default)"))
     guard = QuotaGuard(store, FixedClock(), QuotaLimits(chat_per_minute=limit))
@@ -194,7 +194,7 @@ def _reserve_hammer(
     else:
         from google.cloud import firestore
 
-        from ion.adapters.firestore_quota import FirestoreQuotaStore
+        from ion.adapters.firestore.quota import FirestoreQuotaStore
 
         store = FirestoreQuotaStore(firestore.Client(project=where, database="(default)"))
     guard = QuotaGuard(store, FixedClock(), QuotaLimits(daily_tokens=budget))
@@ -268,7 +268,7 @@ def test_two_processes_40_requests_reserve_exactly_the_budget_on_sqlite(
 def test_two_processes_reserve_exactly_the_budget_on_the_firestore_emulator(
     firestore_client: Any, firestore_reset: None
 ) -> None:
-    from ion.adapters.firestore_quota import FirestoreQuotaStore
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
     from tests.conftest import FIRESTORE_TEST_PROJECT
 
     # 2 processes × 5 requests (the emulator serialises writes per document).
@@ -405,7 +405,7 @@ def limited(clean_env: Path) -> Iterator[tuple[App, CountingLlm, FixedClock]]:
     application = build_app(make_settings(clean_env / "data", cache_ttl_s=0))
     clock = FixedClock()
     application.quota = QuotaGuard(
-        build_quota_store(application.settings, application.store),
+        application.quota.store,
         clock,
         QuotaLimits(chat_per_minute=3, api_per_minute=6, daily_tokens=10_000),
     )
@@ -478,7 +478,7 @@ def test_budget_exhausted_is_429_and_spends_nothing(
 ) -> None:
     app, llm, clock = limited
     app.quota = QuotaGuard(
-        build_quota_store(app.settings, app.store),
+        app.quota.store,
         clock,
         QuotaLimits(chat_per_minute=100, api_per_minute=100, daily_tokens=50),
     )
@@ -505,7 +505,7 @@ def test_unreachable_firestore_is_dependency_unavailable(
     """Retries that give up (RetryError) must become 503 dependency_unavailable, not a 500."""
     from google.cloud import firestore
 
-    from ion.adapters.firestore_quota import FirestoreQuotaStore
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
     from ion.errors import DependencyUnavailable
     from tests.emulators import free_port
 

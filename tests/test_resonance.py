@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ion.domain.models import Intent, Pace, Tone
 from ion.domain.resonance import (
     FALSE_FRIENDS,
     FEATURE_NAMES,
@@ -18,7 +19,6 @@ from ion.domain.resonance import (
     normalize,
     spelling_variants,
 )
-from ion.models import Intent, Pace, Tone
 
 
 @pytest.mark.parametrize(

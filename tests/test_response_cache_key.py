@@ -6,9 +6,9 @@ import unicodedata
 
 import pytest
 
-from ion.domain import chat as chat_module
-from ion.domain.chat import normalise_for_cache, response_cache_key
-from ion.models import Intent, Pace, ResonanceKey, Tone
+from ion.domain.models import Intent, Pace, ResonanceKey, Tone
+from ion.services import chat as chat_module
+from ion.services.chat import normalise_for_cache, response_cache_key
 
 KEY = ResonanceKey(tone=Tone.CURIOUS, pace=Pace.MEDIUM, intent=Intent.INQUIRY)
 BASE = {

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ion.domain.evaluation import evaluate, load_labelled_set
+from ion.domain.models import RoutingDecision
 from ion.domain.personas import default_catalog_path, load_catalog
 from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
-from ion.models import RoutingDecision
+from ion.services.evaluation import evaluate, load_labelled_set
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from ion.adapters.gemini_judge import GeminiRoutingJudge
-from ion.domain.judge import JudgedRouter, judge_instructions, judge_key
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.routing import Router
+from ion.services.judge import JudgedRouter, judge_instructions, judge_key
 from ion.settings import Settings
 from tests.conftest import LearningBackend
 from tests.fake_gemini import (
@@ -213,7 +213,7 @@ def test_failure_keeps_the_local_decision_after_one_attempt(
     fake_gemini.enqueue(MODEL, behaviour)
     router = judged_router(fake_gemini, local, judge={"timeout_s": 0.3})
 
-    with caplog.at_level(logging.WARNING, logger="ion.domain.judge"):
+    with caplog.at_level(logging.WARNING, logger="ion.services.judge"):
         decision = router.route(MESSAGE, history=HISTORY).decision
 
     assert decision == expected
@@ -233,7 +233,7 @@ def test_unconfigured_judge_keeps_the_local_decision(
     fake_gemini: FakeGemini, local: Router, caplog: pytest.LogCaptureFixture
 ) -> None:
     router = judged_router(fake_gemini, local, judge={"api_key": None})
-    with caplog.at_level(logging.WARNING, logger="ion.domain.judge"):
+    with caplog.at_level(logging.WARNING, logger="ion.services.judge"):
         decision = router.route(MESSAGE).decision
     assert decision == local.route(MESSAGE).decision
     assert fake_gemini.requests == []
@@ -311,7 +311,7 @@ def test_disagreement_is_stored_and_logged_without_text(
     clock = TickingClock(START)
     router = judged_router(fake_gemini, local, disagreements=store, clock=clock, retention_days=30)
 
-    with caplog.at_level(logging.INFO, logger="ion.domain.judge"):
+    with caplog.at_level(logging.INFO, logger="ion.services.judge"):
         router.route(MESSAGE, history=HISTORY)
         router.route(MESSAGE, history=HISTORY)  # cached: not stored or logged again
 
@@ -369,7 +369,7 @@ def test_a_failing_store_never_fails_routing(
     router = judged_router(
         fake_gemini, local, disagreements=BrokenStore(), clock=TickingClock(START)
     )
-    with caplog.at_level(logging.WARNING, logger="ion.domain.judge"):
+    with caplog.at_level(logging.WARNING, logger="ion.services.judge"):
         decision = router.route(MESSAGE).decision
     assert (decision.primary, decision.judged) == (pick, True)
     assert "routing disagreement not stored (RuntimeError" in caplog.text

@@ -11,8 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from ion.bootstrap import App, build_app, set_app
-from ion.cli import main
-from ion.domain.judge import JudgedRouter, judge_key
+from ion.entrypoints.cli.main import main
+from ion.services.judge import JudgedRouter, judge_key
 from tests.fake_gemini import FakeGemini, http_error, structured
 from tests.fixtures_app import function_client, make_settings
 from tests.openapi_check import CheckedClient

@@ -14,11 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ion import cli, events
 from ion.bootstrap import App, build_app, build_detector, load_embedder, set_app
-from ion.domain.chat import CRISIS_TEMPLATE_MODEL
+from ion.domain import events
 from ion.domain.crisis import load_policy
-from ion.domain.evaluation import load_safety_set
 from ion.domain.safety import (
     MAX_SEGMENTS,
     SEGMENT_ABOVE_CHARS,
@@ -26,8 +24,11 @@ from ion.domain.safety import (
     load_rules,
     segments,
 )
-from ion.domain.training import SafetyCalibration
+from ion.entrypoints.cli import main as cli
 from ion.errors import ConfigurationError
+from ion.services.chat import CRISIS_TEMPLATE_MODEL
+from ion.services.evaluation import load_safety_set
+from ion.services.training import SafetyCalibration
 from tests.fixtures_app import REPO, function_client, make_settings
 from tests.openapi_check import CheckedClient
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ion.bootstrap import App, build_app, set_app
-from ion.domain.chat import CRISIS_TEMPLATE_MODEL
 from ion.domain.crisis import load_policy
+from ion.services.chat import CRISIS_TEMPLATE_MODEL
 from tests.fake_gemini import FakeGemini, answer, finish_blocked, http_error, safety_block
 from tests.fixtures_app import function_client
 from tests.openapi_check import CheckedClient

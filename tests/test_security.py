@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from flask.testing import FlaskClient
 
 from ion.bootstrap import App, build_app, set_app
-from ion.http.local import create_local_app
+from ion.entrypoints.http.local import create_local_app
 from tests.fixtures_app import TEST_JWT_SECRET, function_client, make_settings
 from tests.jwks_server import JwksServer, Signer, serve_jwks
 from tests.openapi_check import CheckedClient

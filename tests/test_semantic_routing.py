@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from ion import cli
 from ion.bootstrap import App, build_app, build_router, load_embedder, set_app
 from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
@@ -20,9 +19,10 @@ from ion.domain.semantic import (
     check_fingerprint,
     load_artifact,
 )
-from ion.domain.training import CorpusError, corpus_sha256, train_routing
+from ion.entrypoints.cli import main as cli
 from ion.errors import ConfigurationError
 from ion.ports import SentenceEmbedder
+from ion.services.training import CorpusError, corpus_sha256, train_routing
 from tests.fixtures_app import REPO, function_client, make_settings
 
 ROUTING_CORPUS = sorted((REPO / "data" / "routing" / "train").glob("*.jsonl"))

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ion.adapters import sqlite_db
-from ion.adapters.sqlite import SqliteStore
-from ion.adapters.sqlite_db import SqliteDatabase
-from ion.adapters.sqlite_learning import SqliteLearningStore
-from ion.adapters.sqlite_quota import SqliteQuotaStore
+from ion.adapters.sqlite import database as sqlite_db
+from ion.adapters.sqlite.conversations import SqliteStore
+from ion.adapters.sqlite.database import SqliteDatabase
+from ion.adapters.sqlite.quota import SqliteQuotaStore
+from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 from ion.errors import DependencyUnavailable
 
 
@@ -63,7 +63,7 @@ def test_wal_switch_gives_up_after_the_busy_timeout(
 
 def test_the_three_stores_share_one_database(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "ion.sqlite3")
-    store, learning, quota = SqliteStore(db), SqliteLearningStore(db), SqliteQuotaStore(db)
+    store, learning, quota = SqliteStore(db), SqliteLearningAndBackupStore(db), SqliteQuotaStore(db)
     later = datetime(2100, 1, 1, tzinfo=UTC)
     assert quota.increment("k", 2, expires_at=later) == 2
     assert learning.routing_stats() == []

@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from ion.adapters import TurnConflict
-from ion.errors import BadRequest, DependencyUnavailable
-from ion.models import (
+from ion.adapters.store_rules import TurnConflict
+from ion.domain.models import (
     Conversation,
     Intent,
     Message,
@@ -30,6 +29,7 @@ from ion.models import (
     Tone,
     Usage,
 )
+from ion.errors import BadRequest, DependencyUnavailable
 from ion.ports import (
     CachedAnswer,
     ConversationStore,
@@ -808,7 +808,7 @@ def test_outbox_rejects_non_json_payload(store: Any) -> None:
 
 
 def test_sqlite_pragmas_and_schema_version(sqlite_store: Any) -> None:
-    from ion.adapters.sqlite import SCHEMA_VERSION
+    from ion.adapters.sqlite.conversations import SCHEMA_VERSION
 
     sqlite_store.ping()
     conn = sqlite_store._connection()
@@ -824,7 +824,7 @@ def test_sqlite_migration_3_attributes_stored_replies_and_drops_shared_cache(
 ) -> None:
     import sqlite3
 
-    from ion.adapters.sqlite import MIGRATIONS, SqliteStore
+    from ion.adapters.sqlite.conversations import MIGRATIONS, SqliteStore
 
     path = tmp_path / "v2.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -868,7 +868,7 @@ def test_sqlite_foreign_key_cascade(sqlite_store: Any) -> None:
 
 
 def test_sqlite_two_instances_share_one_file(tmp_path: Path) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     a, b = SqliteStore(tmp_path / "db.sqlite3"), SqliteStore(tmp_path / "db.sqlite3")
     try:
@@ -885,8 +885,8 @@ _WRITER = """
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from ion.adapters.sqlite import SqliteStore
-from ion.models import Conversation, Message
+from ion.adapters.sqlite.conversations import SqliteStore
+from ion.domain.models import Conversation, Message
 
 store, worker = SqliteStore(Path(sys.argv[1])), sys.argv[2]
 now = datetime.now(UTC)
@@ -901,7 +901,7 @@ for i in range(20):
 
 
 def test_sqlite_several_processes_on_one_file(tmp_path: Path) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     path = tmp_path / "shared.sqlite3"
     procs = [
@@ -921,7 +921,7 @@ def test_sqlite_several_processes_on_one_file(tmp_path: Path) -> None:
 
 
 def test_sqlite_unusable_path_is_dependency_unavailable(tmp_path: Path) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -931,7 +931,7 @@ def test_sqlite_unusable_path_is_dependency_unavailable(tmp_path: Path) -> None:
 
 
 def test_sqlite_corrupt_file_is_dependency_unavailable(tmp_path: Path) -> None:
-    from ion.adapters.sqlite import SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
 
     path = tmp_path / "ion.sqlite3"
     path.write_bytes(b"this is not a sqlite database" * 100)
@@ -996,7 +996,7 @@ def test_firestore_chat_turn_costs_four_rpcs(
 def test_firestore_delete_in_several_batches(
     firestore_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ion.adapters.firestore as fs
+    import ion.adapters.firestore.conversations as fs
 
     monkeypatch.setattr(fs, "BATCH_LIMIT", 7)
     save_history(firestore_store, "c1", 23, per_turn=23)
@@ -1012,7 +1012,7 @@ def test_firestore_delete_in_several_batches(
 def test_firestore_unreachable_is_dependency_unavailable(
     firestore_emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ion.adapters.firestore import FirestoreStore
+    from ion.adapters.firestore.conversations import FirestoreStore
     from tests.emulators import free_port
 
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")

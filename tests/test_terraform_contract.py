@@ -719,7 +719,7 @@ def test_function_outputs_give_the_urls() -> None:
 
 def test_crisis_detections_page_a_human() -> None:
     """The chat function's crisis WARNING feeds a log metric whose alert notifies people."""
-    chat_source = (ROOT / "shared" / "ion" / "domain" / "chat.py").read_text(encoding="utf-8")
+    chat_source = (ROOT / "shared" / "ion" / "services" / "chat.py").read_text(encoding="utf-8")
     assert '"crisis detected: conversation=' in chat_source
     metric = instances("google_logging_metric", "counter")["crisis_detected"]
     assert 'jsonPayload.message=~"^crisis detected:"' in metric["filter"]

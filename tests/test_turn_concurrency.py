@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from ion.bootstrap import App, build_app, set_app
-from ion.domain.quota import QuotaGuard, QuotaLimits, estimate_tokens
-from ion.models import Usage
-from ion.ports import LlmChunk, LlmRequest, LlmResponse
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse, Usage
+from ion.services.quota import QuotaGuard, QuotaLimits, estimate_tokens
 from tests.fixtures_app import function_client, make_settings
 from tests.openapi_check import CheckedClient
 

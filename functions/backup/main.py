@@ -5,9 +5,10 @@ from typing import Any
 
 import functions_framework
 
-from ion import consumers
+from ion import bootstrap
+from ion.entrypoints import events
 
 
 @functions_framework.cloud_event
 def backup(cloud_event: Any) -> None:
-    consumers.scheduled_backup(cloud_event)
+    events.scheduled_backup(cloud_event, bootstrap.get_worker())

@@ -4,7 +4,7 @@ import functions_framework
 from flask import Request, Response
 
 from ion import bootstrap
-from ion.http import api, chat_api
+from ion.entrypoints.http import api, chat_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
 api.install_json_errors()

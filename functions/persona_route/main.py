@@ -8,8 +8,9 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from ion import bootstrap, consumers
-from ion.http import api, route_api
+from ion import bootstrap
+from ion.entrypoints import events
+from ion.entrypoints.http import api, route_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
 api.install_json_errors()
@@ -25,4 +26,4 @@ def persona_route(request: Request) -> Response:
 
 @functions_framework.cloud_event
 def persona_events(cloud_event: Any) -> None:
-    consumers.persona_events(cloud_event)
+    events.persona_events(cloud_event, bootstrap.get_worker())

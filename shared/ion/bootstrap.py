@@ -1,55 +1,68 @@
-"""The composition root: builds the application from settings, lazily, once per instance.
+"""The composition root: the only module that knows which adapters exist.
+
+It picks the storage backend once (`storage_backend`), sets up logging, and builds the
+`App` the HTTP functions and the CLI serve, or the `Worker` the Pub/Sub functions need.
+Entry points (`ion.entrypoints`) are its only callers.
 
 Heavy imports (Google clients, google-genai) happen here only for the backend or provider
-that the settings choose, and only when `get_app()` is first called, not at import time.
+that the settings choose, and only when an app is first built, not at import time.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
-import secrets as pysecrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from ion.auth import JwksCache, JwksTokenVerifier, TokenVerifier, check_secret, issue_token
-from ion.domain.chat import ChatService
+from ion.adapters.backend import StorageBackend
+from ion.adapters.backup_format import LogicalExportTarget
+from ion.adapters.clock import SystemClock
+from ion.adapters.logging import configure_logging, install_redaction
+from ion.adapters.outbox import InProcessTransport, ReliablePublisher
+from ion.adapters.secrets import (
+    gemini_api_key,
+    resolve_backup_key,
+    resolve_jwt_secret,
+    resolve_previous_jwt_secret,
+)
+from ion.adapters.tokens import (
+    JwksTokenVerifier,
+    TokenVerifier,
+    issue_token,
+    verifier_from_settings,
+)
 from ion.domain.crisis import load_policy
-from ion.domain.feedback import FeedbackService
-from ion.domain.learning import LearnedRouter
 from ion.domain.personas import PersonaCatalog, load_catalog
-from ion.domain.quota import QuotaGuard, QuotaLimits
 from ion.domain.routing import MessageRouter, Router
 from ion.domain.safety import CrisisDetector, load_rules
 from ion.domain.semantic import SemanticLayer, artifact_path, load_artifact
-from ion.errors import ConfigurationError, SecretNotFound
-from ion.logs import configure_logging
+from ion.errors import ConfigurationError
 from ion.ports import (
+    BackupTarget,
     Clock,
-    ConversationStore,
+    ConversationDatabase,
     DisagreementStore,
-    EventPublisher,
-    IdempotencyStore,
     LanguageModel,
-    LearningStore,
-    QuotaStore,
+    LearningAndBackupStore,
     Secrets,
     SentenceEmbedder,
 )
+from ion.services.backup import BackupRunner
+from ion.services.chat import ChatService
+from ion.services.feedback import FeedbackService
+from ion.services.idempotency import IdempotencyService
+from ion.services.learning import LearnedRouter, RoutingStatistics, stats_subscriber
+from ion.services.quota import QuotaGuard, QuotaLimits
 from ion.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEV_SECRET_FILE = "dev-jwt-secret"  # noqa: S105 - a file name, not a secret
-BACKUP_KEY_FILE = "backup-hmac-key"
-BACKUP_KEY_MIN_CHARS = 32
 
 
 def require_extra(module: str, extra: str, what: str) -> None:
@@ -66,15 +79,29 @@ def require_extra(module: str, extra: str, what: str) -> None:
         ) from None
 
 
+def storage_backend(settings: Settings) -> StorageBackend:
+    """The one place that asks which backend to use: its stores, transport and backups."""
+    if settings.backend == "gcp":
+        require_extra("google.cloud.firestore", "gcp", "ION_BACKEND=gcp (Firestore)")
+        require_extra("google.cloud.pubsub_v1", "gcp", "ION_BACKEND=gcp (Pub/Sub events)")
+        from ion.adapters import firestore
+
+        return firestore.backend(settings)
+    from ion.adapters import sqlite
+
+    return sqlite.backend(settings)
+
+
 @dataclass
 class App:
     """The wired application one function instance serves."""
 
     settings: Settings
-    store: ConversationStore
+    backend: StorageBackend
+    store: ConversationDatabase
     llm: LanguageModel
     secrets: Secrets
-    events: EventPublisher
+    events: ReliablePublisher  # with its outbox (`ion outbox drain`)
     clock: Clock
     catalog: PersonaCatalog
     router: MessageRouter  # the local router, wrapped by the judge when it is on
@@ -82,20 +109,16 @@ class App:
     verifier: TokenVerifier | JwksTokenVerifier
     quota: QuotaGuard
     jwt_secret: str | None = field(repr=False)  # None in JWKS mode
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Idempotency-Key claims (the conversation store implements it on both backends).
-    idempotency: IdempotencyStore | None = None
-    # Feedback, routing statistics, event dedupe and the backup catalog (issue 6).
-    learning: LearningStore | None = None
-    feedback: FeedbackService | None = None
+    # Idempotency-Key claims (the conversation store implements them on both backends).
+    idempotency: IdempotencyService
+    # Feedback, routing statistics, event dedupe marks and the backup catalog.
+    records: LearningAndBackupStore
+    feedback: FeedbackService
+    statistics: RoutingStatistics
     # Whether routing runs with its learned semantic layer (reported by /ready).
-    routing_status: SemanticStatus = field(
-        default_factory=lambda: SemanticStatus(False, "lexicon router only")
-    )
+    routing_status: SemanticStatus
     # Whether crisis detection runs with its trained head (rules always run).
-    safety_status: SemanticStatus = field(
-        default_factory=lambda: SemanticStatus(False, "crisis rules only")
-    )
+    safety_status: SemanticStatus
 
     def dev_token(self, user_id: str) -> str:
         if self.jwt_secret is None:
@@ -177,7 +200,7 @@ def build_judged_router(
     if settings.routing_judge == "off":
         return local
     from ion.adapters.gemini_judge import GeminiRoutingJudge
-    from ion.domain.judge import JudgedRouter, judge_instructions
+    from ion.services.judge import JudgedRouter, judge_instructions
 
     judge = GeminiRoutingJudge.from_settings(
         settings,
@@ -208,22 +231,6 @@ def build_detector(embedder: SentenceEmbedder | None) -> tuple[CrisisDetector, S
     return CrisisDetector(load_rules(), semantic), status
 
 
-def build_store(settings: Settings) -> Any:
-    if settings.backend == "gcp":
-        require_extra("google.cloud.firestore", "gcp", "ION_BACKEND=gcp (Firestore)")
-        from ion.adapters.firestore import FirestoreStore
-
-        return FirestoreStore.from_settings(
-            project=settings.gcp_project,
-            database=settings.firestore_database,
-            timeout_s=settings.store_timeout_s,
-        )
-    from ion.adapters.sqlite import SqliteStore
-
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return SqliteStore(settings.data_dir / "ion.sqlite3")
-
-
 def build_secrets(settings: Settings) -> Secrets:
     if settings.secrets_backend == "secretmanager":
         require_extra(
@@ -243,103 +250,6 @@ def build_secrets(settings: Settings) -> Secrets:
     return EnvSecrets()
 
 
-def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
-    """The HS256 secret: configured, else (embedded only) a random one kept in the data dir.
-
-    Whatever its source, a secret under 32 bytes is refused (ConfigurationError)."""
-    if settings.jwt_secret is not None:
-        return check_secret(settings.jwt_secret.get_secret_value(), "ION_JWT_SECRET")
-    try:
-        return check_secret(secrets.get("jwt-secret"), _secret_source(settings, "jwt-secret"))
-    except SecretNotFound:
-        # A generated dev secret is fine on a laptop, including against the emulators;
-        # a real deployment must bring its own.
-        on_emulator = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
-        if settings.backend != "embedded" and not on_emulator:
-            raise ConfigurationError(
-                "no JWT secret: set ION_JWT_SECRET or create the Secret Manager secret"
-                f" '{settings.secret_prefix}jwt-secret'"
-            ) from None
-    path = settings.data_dir / DEV_SECRET_FILE
-    return check_secret(_dev_secret(settings.data_dir), f"the dev secret in {path}")
-
-
-def resolve_previous_jwt_secret(settings: Settings, secrets: Secrets) -> str | None:
-    """The secret before the last rotation, when one is configured (checked like the current)."""
-    if settings.jwt_previous_secret is not None:
-        return check_secret(
-            settings.jwt_previous_secret.get_secret_value(), "ION_JWT_PREVIOUS_SECRET"
-        )
-    if settings.secrets_backend != "secretmanager":
-        return None  # the env backend reads ION_JWT_PREVIOUS_SECRET: handled above
-    try:
-        value = secrets.get("jwt-previous-secret")
-    except SecretNotFound:
-        return None
-    return check_secret(value, _secret_source(settings, "jwt-previous-secret"))
-
-
-def _secret_source(settings: Settings, name: str) -> str:
-    if settings.secrets_backend == "secretmanager":
-        return f"the Secret Manager secret '{settings.secret_prefix}{name}'"
-    return "ION_" + name.upper().replace("-", "_")
-
-
-def resolve_backup_key(settings: Settings, secrets: Secrets | None = None) -> bytes:
-    """The key that signs logical backup manifests: ION_BACKUP_HMAC_KEY, else the secret
-    `<prefix>backup-hmac-key`, else (embedded or emulators) one generated in the data dir."""
-    if settings.backup_hmac_key is not None:
-        value = settings.backup_hmac_key.get_secret_value()
-    else:
-        try:
-            value = (secrets or build_secrets(settings)).get("backup-hmac-key")
-        except SecretNotFound:
-            on_emulator = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
-            if settings.backend != "embedded" and not on_emulator:
-                raise ConfigurationError(
-                    "no backup signing key: set ION_BACKUP_HMAC_KEY or create the Secret"
-                    f" Manager secret '{settings.secret_prefix}backup-hmac-key'"
-                ) from None
-            value = _dev_secret(settings.data_dir, BACKUP_KEY_FILE, "backup signing key")
-    if len(value) < BACKUP_KEY_MIN_CHARS:
-        raise ConfigurationError(
-            f"the backup signing key must be at least {BACKUP_KEY_MIN_CHARS} characters"
-        )
-    return value.encode("utf-8")
-
-
-def _dev_secret(
-    data_dir: Path, name: str = DEV_SECRET_FILE, what: str = "development JWT secret"
-) -> str:
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = data_dir / name
-    try:
-        # O_EXCL: of several processes starting at once, exactly one writes the secret.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        value = path.read_text(encoding="ascii").strip()
-        if value:
-            return value
-        raise ConfigurationError(f"{path} is empty: delete it to generate a new {what}") from None
-    value = pysecrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-    log.info("generated a %s in %s", what, path)
-    return value
-
-
-def gemini_api_key(settings: Settings, secrets: Secrets) -> str | None:
-    """The Gemini API key (settings, else the secret); None in Vertex AI mode or when absent."""
-    if settings.gemini_vertex:
-        return None
-    if settings.gemini_api_key is not None:
-        return settings.gemini_api_key.get_secret_value()
-    try:
-        return secrets.get("gemini-api-key")
-    except SecretNotFound:
-        return None  # readiness reports it; chats answer 503, never crash boot
-
-
 def build_llm(settings: Settings, secrets: Secrets) -> LanguageModel:
     if settings.llm_provider == "gemini":
         from ion.adapters.gemini import GeminiLanguageModel
@@ -348,114 +258,6 @@ def build_llm(settings: Settings, secrets: Secrets) -> LanguageModel:
     from ion.adapters.offline import OfflineLanguageModel
 
     return OfflineLanguageModel()
-
-
-def build_events(settings: Settings, store: Any, clock: Clock) -> EventPublisher:
-    from ion.adapters.outbox import InProcessTransport, ReliablePublisher
-
-    transport: Any
-    if settings.backend == "gcp":
-        require_extra("google.cloud.pubsub_v1", "gcp", "ION_BACKEND=gcp (Pub/Sub events)")
-        from ion.adapters.pubsub import PubSubTransport
-
-        if not settings.gcp_project:
-            raise ConfigurationError("ION_BACKEND=gcp needs ION_GCP_PROJECT")
-        # A short timeout: during a Pub/Sub outage the event goes to the outbox quickly
-        # instead of holding the learner's reply.
-        transport = PubSubTransport(settings.gcp_project, settings.events_topic, timeout_s=2.0)
-    else:
-        transport = InProcessTransport()
-    return ReliablePublisher(transport, store, clock)
-
-
-def build_verifier(
-    settings: Settings, jwt_secret: str | None, previous_secret: str | None = None
-) -> TokenVerifier | JwksTokenVerifier:
-    """JWKS mode when ION_JWKS_URL is set, else secret mode; the algorithms fixed by settings.
-
-    On the gcp backend (production) tokens must name their issuer and audience."""
-    algorithms = settings.effective_jwt_algorithms()
-    if settings.backend == "gcp":
-        missing = [
-            name
-            for name, value in (
-                ("ION_JWT_ISSUER", settings.jwt_issuer),
-                ("ION_JWT_AUDIENCE", settings.jwt_audience),
-            )
-            if not value
-        ]
-        if missing:
-            raise ConfigurationError(
-                f"ION_BACKEND=gcp needs {' and '.join(missing)}: tokens must name who issued"
-                " them and for whom (e.g. ION_JWT_ISSUER=https://auth.example.com"
-                " ION_JWT_AUDIENCE=ion-mentoring)"
-            )
-    max_lifetime = settings.jwt_max_lifetime_s
-    if jwt_secret is not None and max_lifetime and settings.dev_token_ttl_s > max_lifetime:
-        raise ConfigurationError(
-            f"ION_DEV_TOKEN_TTL_S ({settings.dev_token_ttl_s}) is longer than"
-            f" ION_JWT_MAX_LIFETIME_S ({max_lifetime}): dev tokens would be refused"
-        )
-    if settings.jwks_url:
-        keys = JwksCache(
-            settings.jwks_url,
-            algorithms,
-            ttl_s=settings.jwks_cache_ttl_s,
-            min_refresh_interval_s=settings.jwks_min_refresh_s,
-        )
-        return JwksTokenVerifier(
-            keys,
-            algorithms=algorithms,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway_s=settings.jwt_leeway_s,
-            max_lifetime_s=max_lifetime,
-        )
-    if jwt_secret is None:
-        raise ConfigurationError("secret mode needs a JWT secret")
-    return TokenVerifier(
-        jwt_secret,
-        previous_secret=previous_secret,
-        algorithms=algorithms,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway_s=settings.jwt_leeway_s,
-        max_lifetime_s=max_lifetime,
-    )
-
-
-def build_quota_store(settings: Settings, store: Any) -> QuotaStore:
-    """Rate-limit and budget counters live next to the conversations (same database)."""
-    if settings.backend == "gcp":
-        from ion.adapters.firestore_quota import FirestoreQuotaStore
-
-        return FirestoreQuotaStore(store.client)
-    from ion.adapters.sqlite_quota import SqliteQuotaStore
-
-    return SqliteQuotaStore(store.database)  # the store's connections, one set per file
-
-
-def build_learning_store(settings: Settings, store: Any) -> LearningStore:
-    """Feedback, routing statistics, event dedupe and the backup catalog, next to the
-    conversations (same SQLite file / Firestore database)."""
-    if settings.backend == "gcp":
-        from ion.adapters.firestore_learning import FirestoreLearningStore
-
-        return FirestoreLearningStore(store.client, dedupe_days=settings.event_dedupe_days)
-    from ion.adapters.sqlite_learning import SqliteLearningStore
-
-    return SqliteLearningStore(store.database, dedupe_days=settings.event_dedupe_days)
-
-
-def subscribe_learning(events: EventPublisher, learning: LearningStore, clock: Clock) -> None:
-    """Embedded backend: the in-process transport feeds the routing statistics directly
-    (on gcp the `persona_events` function consumes the Pub/Sub topic instead)."""
-    from ion.adapters.outbox import InProcessTransport
-    from ion.consumers import subscriber
-
-    transport = getattr(events, "transport", None)
-    if isinstance(transport, InProcessTransport):
-        transport.subscribe(subscriber(learning, clock))
 
 
 @dataclass
@@ -467,19 +269,17 @@ class Worker:
     """
 
     settings: Settings
-    store: Any
-    learning: LearningStore
+    backend: StorageBackend
     clock: Clock
+
+    @property
+    def records(self) -> LearningAndBackupStore:
+        return self.backend.records
 
 
 def build_worker(settings: Settings | None = None) -> Worker:
-    from ion.adapters.clock import SystemClock
-
     settings = settings or Settings()
-    if settings.backend == "gcp" and not settings.gcp_project:
-        raise ConfigurationError("ION_BACKEND=gcp needs ION_GCP_PROJECT")
-    store = build_store(settings)
-    return Worker(settings, store, build_learning_store(settings, store), SystemClock())
+    return Worker(settings, storage_backend(settings), SystemClock())
 
 
 def get_worker() -> Worker:
@@ -491,51 +291,38 @@ def set_worker(worker: Worker | None) -> None:
     _worker.set(worker)
 
 
-def build_backup_runner(worker: Worker) -> Any:
+# Which backend makes each native backup (ION_BACKUP_MODE); "logical" works on both.
+NATIVE_BACKUP_BACKENDS = {"firestore-export": "gcp", "sqlite-snapshot": "embedded"}
+
+
+def build_backup_runner(worker: Worker) -> BackupRunner:
     """The scheduled backup (the `backup` function, `ion backup run`), per ION_BACKUP_MODE."""
-    from ion.backup import BackupRunner, LogicalExportTarget
-
-    settings, store = worker.settings, worker.store
-    mode = settings.backup_mode
+    settings, backend = worker.settings, worker.backend
+    mode: str = settings.backup_mode
     if mode == "auto":
-        mode = "firestore-export" if settings.backend == "gcp" else "sqlite-snapshot"
-    target: Any
-    if mode == "firestore-export":
-        require_extra("google.cloud.firestore_admin_v1", "gcp", "ION_BACKUP_MODE=firestore-export")
-        from ion.adapters.backup_firestore import (
-            GoogleFirestoreAdmin,
-            ManagedExportTarget,
-            root_collections,
-        )
-
-        if settings.backend != "gcp" or not settings.gcp_project:
-            raise ConfigurationError("ION_BACKUP_MODE=firestore-export needs ION_BACKEND=gcp")
-        target = ManagedExportTarget(
-            GoogleFirestoreAdmin(),
-            project=settings.gcp_project,
-            database=settings.firestore_database,
-            bucket=settings.backup_bucket or "",
-            prefix=settings.backup_prefix,
-            list_collections=lambda: root_collections(store.client),
-        )
-    elif mode == "sqlite-snapshot":
-        from ion.adapters.backup_sqlite import SqliteSnapshotTarget
-
-        if settings.backend != "embedded":
-            raise ConfigurationError("ION_BACKUP_MODE=sqlite-snapshot needs ION_BACKEND=embedded")
-        target = SqliteSnapshotTarget(
-            store.path, backup_directory(settings), settings.backup_retention_days
-        )
-    else:
+        mode = backend.native_backup_mode
+    target: BackupTarget
+    if mode == "logical":
+        key = resolve_backup_key(settings, build_secrets(settings))
         target = LogicalExportTarget(
             backup_directory(settings),
-            logical_exporter(settings, store, resolve_backup_key(settings)),
+            lambda directory: backend.export(directory, key),
             settings.backup_retention_days,
         )
+    else:
+        if mode == "firestore-export":
+            require_extra(
+                "google.cloud.firestore_admin_v1", "gcp", "ION_BACKUP_MODE=firestore-export"
+            )
+        if mode != backend.native_backup_mode:
+            raise ConfigurationError(
+                f"ION_BACKUP_MODE={mode} needs ION_BACKEND={NATIVE_BACKUP_BACKENDS[mode]}"
+            )
+        target = backend.native_backup_target(backup_directory(settings))
     return BackupRunner(
         target=target,
-        catalog=worker.learning,
-        dedupe=worker.learning,
+        catalog=worker.records,
+        dedupe=worker.records,
         clock=worker.clock,
         retention_days=settings.backup_retention_days,
     )
@@ -545,16 +332,9 @@ def backup_directory(settings: Settings) -> Path:
     return (settings.backup_dir or settings.data_dir / "backups").expanduser().resolve()
 
 
-def logical_exporter(settings: Settings, store: Any, key: bytes) -> Any:
-    """`export(directory) -> Manifest` for the configured backend (ion backup export),
-    signing the manifest with `key`."""
-    if settings.backend == "gcp":
-        from ion.adapters.backup_firestore import export_firestore
-
-        return lambda directory: export_firestore(store.client, directory, key=key)
-    from ion.adapters.backup_sqlite import export_sqlite
-
-    return lambda directory: export_sqlite(store.path, directory, key=key)
+def backup_key(settings: Settings) -> bytes:
+    """The key that signs and checks logical backups (`ion backup export|restore|verify`)."""
+    return resolve_backup_key(settings, build_secrets(settings))
 
 
 def quota_limits(settings: Settings) -> QuotaLimits:
@@ -566,23 +346,24 @@ def quota_limits(settings: Settings) -> QuotaLimits:
 
 
 def build_app(settings: Settings | None = None) -> App:
-    from ion.adapters.clock import SystemClock
-
     settings = settings or Settings()
-    if settings.backend == "gcp" and not settings.gcp_project:
-        raise ConfigurationError("ION_BACKEND=gcp needs ION_GCP_PROJECT")
     clock = SystemClock()
     secrets = build_secrets(settings)
     # JWKS mode needs no secret (and has none to hand out as dev tokens).
     jwt_secret = None if settings.jwks_url else resolve_jwt_secret(settings, secrets)
     previous_secret = None if settings.jwks_url else resolve_previous_jwt_secret(settings, secrets)
     # Checked before any other client is built: a bad auth setup fails the start at once.
-    verifier = build_verifier(settings, jwt_secret, previous_secret)
-    store = build_store(settings)
+    verifier = verifier_from_settings(settings, jwt_secret, previous_secret)
+    backend = storage_backend(settings)
+    store, learning = backend.conversations, backend.records
     llm = build_llm(settings, secrets)
-    events = build_events(settings, store, clock)
+    transport = backend.open_event_transport()
+    events = ReliablePublisher(transport, store, clock)
+    if isinstance(transport, InProcessTransport):
+        # No Pub/Sub here: the statistics follow the events in process (on gcp the
+        # `persona_events` function consumes the topic instead).
+        transport.subscribe(stats_subscriber(learning, clock))
     catalog = load_catalog()
-    learning = build_learning_store(settings, store)
     embedder, _ = load_embedder()
     semantic, routing_status = load_semantic_layer(embedder, "routing")
     detector, safety_status = build_detector(embedder)
@@ -597,7 +378,6 @@ def build_app(settings: Settings | None = None) -> App:
     router: MessageRouter = build_judged_router(
         settings, secrets, local_router, learning=learning, clock=clock
     )
-    subscribe_learning(events, learning, clock)
     chat = ChatService(
         store=store,
         llm=llm,
@@ -624,6 +404,7 @@ def build_app(settings: Settings | None = None) -> App:
     )
     return App(
         settings=settings,
+        backend=backend,
         store=store,
         llm=llm,
         secrets=secrets,
@@ -633,14 +414,26 @@ def build_app(settings: Settings | None = None) -> App:
         router=router,
         chat=chat,
         verifier=verifier,
-        quota=QuotaGuard(build_quota_store(settings, store), clock, quota_limits(settings)),
+        quota=QuotaGuard(backend.quota, clock, quota_limits(settings)),
         jwt_secret=jwt_secret,
-        idempotency=store,
-        learning=learning,
+        idempotency=IdempotencyService(store, store, clock, ttl_s=settings.idempotency_ttl_s),
+        records=learning,
         feedback=FeedbackService(store=store, feedback=learning, events=events, clock=clock),
+        statistics=RoutingStatistics(
+            learning,
+            catalog,
+            bound=settings.routing_feedback_bound,
+            min_votes=settings.routing_feedback_min_votes,
+        ),
         routing_status=routing_status,
         safety_status=safety_status,
     )
+
+
+def setup_logging(level: str, fmt: str = "text", *, root_level: str | None = None) -> None:
+    """The one logging setup of every entry point (functions, `ion serve`, `ion chat`...):
+    a handler on the root logger, the redaction filter on every handler."""
+    configure_logging(level, fmt, root_level=root_level)
 
 
 class _PerInstance(Generic[T]):
@@ -659,7 +452,7 @@ class _PerInstance(Generic[T]):
                 if value is None:
                     settings = Settings()
                     # The first log line of a cold start already goes through the redaction.
-                    configure_logging(settings.log_level, settings.log_format)
+                    setup_logging(settings.log_level, settings.log_format)
                     value = self._value = self._build(settings)
         return value
 
@@ -680,4 +473,6 @@ def get_app() -> App:
 
 def set_app(app: App | None) -> None:
     """Install (or clear, with None) the instance's app; used by `ion serve` and the tests."""
+    # Whatever set up logging before, every handler redacts from here on.
+    install_redaction()
     _app.set(app)

@@ -12,7 +12,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ion.models import Conversation, Language, Message, ResonanceKey, Role, Usage
+from ion.domain.models import (
+    Conversation,
+    LlmChunk,
+    LlmRequest,
+    LlmResponse,
+    Message,
+    ResonanceKey,
+)
 
 
 class ConversationPage(BaseModel):
@@ -96,45 +103,6 @@ class ConversationStore(Protocol):
     def ping(self) -> None:
         """Raise when the store is not usable (readiness)."""
         ...
-
-
-class LlmTurn(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    role: Role
-    text: str
-
-
-class LlmRequest(BaseModel):
-    """Everything a language model needs for one persona answer."""
-
-    model_config = ConfigDict(frozen=True)
-
-    persona_id: str
-    system_prompt: str
-    history: list[LlmTurn] = Field(default_factory=list)
-    message: str
-    language: Language = "en"
-    temperature: float = 0.7
-    max_output_tokens: int = 1024
-
-
-class LlmResponse(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    text: str
-    model: str
-    usage: Usage
-    finish_reason: str | None = None
-
-
-class LlmChunk(BaseModel):
-    """One piece of a streamed answer; the last chunk carries `final`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    text: str = ""
-    final: LlmResponse | None = None
 
 
 class LanguageModel(Protocol):
@@ -297,7 +265,7 @@ class QuotaStore(Protocol):
         ...
 
 
-# --- feedback, learned routing, backups (issue 6) -------------------------------------
+# --- feedback, learned routing, backups -----------------------------------------------
 
 Rating = Literal["up", "down"]
 
@@ -396,6 +364,22 @@ class BackupRecord(BaseModel):
     operation: str | None = None
     error: str | None = None
     trigger_id: str | None = None
+
+
+class BackupTarget(Protocol):
+    kind: BackupKind
+
+    def start(self, backup_id: str, started_at: datetime) -> BackupRecord:
+        """Make (or start making) one backup; the record is `running` or final."""
+        ...
+
+    def refresh(self, record: BackupRecord, now: datetime) -> BackupRecord:
+        """The record of a `running` backup brought up to date (same record if unchanged)."""
+        ...
+
+    def prune(self, now: datetime) -> list[str]:
+        """Delete backups past the retention that this target manages; their locations."""
+        ...
 
 
 class BackupCatalog(Protocol):
@@ -503,5 +487,23 @@ class DisagreementStore(Protocol):
         ...
 
 
-class LearningStore(FeedbackStore, RoutingStatsStore, BackupCatalog, DisagreementStore, Protocol):
-    """The learning ports, which each backend implements in one adapter."""
+class LearningAndBackupStore(
+    FeedbackStore, RoutingStatsStore, BackupCatalog, DisagreementStore, Protocol
+):
+    """Everything kept beside the conversations: feedback, routing statistics with their
+    event-dedupe marks, routing disagreements and the backup catalog. Each backend
+    implements it in one adapter, in the same database as its conversations."""
+
+
+class ConversationDatabase(
+    ConversationStore, ResponseCache, IdempotencyStore, OutboxStore, Protocol
+):
+    """What one backend's conversation store implements: the conversations with their
+    cached answers, Idempotency-Key records and event outbox, so that erasing a
+    conversation and writing a turn with its outbox entry stay in one database."""
+
+
+class EventTransport(Protocol):
+    """Sends one event envelope somewhere; raises on any failure (no retries of its own)."""
+
+    def send(self, event_type: str, envelope: dict[str, Any]) -> None: ...

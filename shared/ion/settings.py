@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -255,16 +256,27 @@ class Settings(BaseSettings):
     @classmethod
     def _algorithms_fit_mode(cls, value: str | None, info: ValidationInfo) -> str | None:
         # A field validator (not a model one): its errors never echo other inputs (secrets).
-        from ion.auth import check_algorithms, check_jwks_url
+        from ion.domain.token_policy import check_algorithms, check_jwks_url
 
         if value is not None:
             check_jwks_url(value)
         check_algorithms(info.data.get("jwt_algorithms", []), jwks=value is not None)
         return value
 
+    @property
+    def may_generate_secrets(self) -> bool:
+        """Whether a missing secret may be generated into the data dir: on a laptop (the
+        embedded backend) or against the emulators. A real deployment brings its own."""
+        return self.backend == "embedded" or bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+    @property
+    def tokens_must_name_audience(self) -> bool:
+        """Production (the gcp backend): tokens must name who issued them and for whom."""
+        return self.backend == "gcp"
+
     def effective_jwt_algorithms(self) -> list[str]:
         """The configured algorithms, or the mode's defaults when none are configured."""
-        from ion.auth import check_algorithms
+        from ion.domain.token_policy import check_algorithms
 
         return check_algorithms(self.jwt_algorithms, jwks=self.jwks_url is not None)
 

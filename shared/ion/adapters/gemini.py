@@ -32,9 +32,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse, Usage
 from ion.errors import LlmBlocked, LlmError
-from ion.models import Usage
-from ion.ports import LlmChunk, LlmRequest, LlmResponse
 from ion.settings import Settings
 
 if TYPE_CHECKING:

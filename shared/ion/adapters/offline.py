@@ -10,8 +10,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 
-from ion.models import Usage
-from ion.ports import LlmChunk, LlmRequest, LlmResponse
+from ion.domain.models import LlmChunk, LlmRequest, LlmResponse, Usage
 
 MODEL_NAME = "offline"
 

@@ -16,20 +16,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from ion import events
-from ion.ports import Clock, OutboxEntry, OutboxStore
+from ion.domain import events
+from ion.ports import Clock, EventTransport, OutboxEntry, OutboxStore
 
 logger = logging.getLogger("ion.events")
 
 _MAX_ERROR_CHARS = 500
-
-
-class EventTransport(Protocol):
-    """Sends one event envelope somewhere; raises on any failure (no retries of its own)."""
-
-    def send(self, event_type: str, envelope: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ class ReliablePublisher:
     # --- EventPublisher port ----------------------------------------------------------
 
     def publish(self, event_type: str, payload: dict[str, Any]) -> None:
-        """Send `payload`, an envelope built by `ion.events` (e.g. `chat_turn_completed`).
+        """Send `payload`, an envelope built by `ion.domain.events` (e.g. `chat_turn_completed`).
 
         A bare data dict is refused with ValueError (a programming error, not a transport
         failure): only the event builders guarantee the schema and the privacy rules (hashed
@@ -124,7 +118,7 @@ class ReliablePublisher:
         """
         if not events.is_envelope(payload):
             raise ValueError(
-                f"publish({event_type!r}) needs an event envelope from ion.events "
+                f"publish({event_type!r}) needs an event envelope from ion.domain.events "
                 f"(got keys {sorted(payload)}); e.g. events.chat_turn_completed(...)"
             )
         envelope = payload

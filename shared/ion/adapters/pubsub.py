@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ion import events
+from ion.domain import events
 
 
 class PubSubTransport:

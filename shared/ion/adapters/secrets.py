@@ -6,19 +6,27 @@ actually created, so the package stays importable without the `gcp` extra.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import secrets as pysecrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, cast
 
+from ion.domain.token_policy import check_secret
 from ion.errors import (
     ConfigurationError,
     DependencyUnavailable,
     SecretAccessDenied,
     SecretNotFound,
 )
+from ion.ports import Secrets
+from ion.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Secret Manager's own id alphabet; also keeps a name from smuggling `/` into the path.
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
@@ -210,3 +218,107 @@ def crc32c(data: bytes) -> int:
     for byte in data:
         crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
+
+
+# --- resolving the application's secrets ------------------------------------------------
+# A configured value wins, then the secret store; a missing secret may be generated into
+# the data dir only where `Settings.may_generate_secrets` (a laptop, the emulators).
+
+DEV_SECRET_FILE = "dev-jwt-secret"  # noqa: S105 - a file name, not a secret
+BACKUP_KEY_FILE = "backup-hmac-key"
+BACKUP_KEY_MIN_CHARS = 32
+
+
+def resolve_jwt_secret(settings: Settings, secrets: Secrets) -> str:
+    """The HS256 secret: configured, else (embedded only) a random one kept in the data dir.
+
+    Whatever its source, a secret under 32 bytes is refused (ConfigurationError)."""
+    if settings.jwt_secret is not None:
+        return check_secret(settings.jwt_secret.get_secret_value(), "ION_JWT_SECRET")
+    try:
+        return check_secret(secrets.get("jwt-secret"), _secret_source(settings, "jwt-secret"))
+    except SecretNotFound:
+        # A generated dev secret is fine on a laptop, including against the emulators;
+        # a real deployment must bring its own.
+        if not settings.may_generate_secrets:
+            raise ConfigurationError(
+                "no JWT secret: set ION_JWT_SECRET or create the Secret Manager secret"
+                f" '{settings.secret_prefix}jwt-secret'"
+            ) from None
+    path = settings.data_dir / DEV_SECRET_FILE
+    return check_secret(_dev_secret(settings.data_dir), f"the dev secret in {path}")
+
+
+def resolve_previous_jwt_secret(settings: Settings, secrets: Secrets) -> str | None:
+    """The secret before the last rotation, when one is configured (checked like the current)."""
+    if settings.jwt_previous_secret is not None:
+        return check_secret(
+            settings.jwt_previous_secret.get_secret_value(), "ION_JWT_PREVIOUS_SECRET"
+        )
+    if settings.secrets_backend != "secretmanager":
+        return None  # the env backend reads ION_JWT_PREVIOUS_SECRET: handled above
+    try:
+        value = secrets.get("jwt-previous-secret")
+    except SecretNotFound:
+        return None
+    return check_secret(value, _secret_source(settings, "jwt-previous-secret"))
+
+
+def _secret_source(settings: Settings, name: str) -> str:
+    if settings.secrets_backend == "secretmanager":
+        return f"the Secret Manager secret '{settings.secret_prefix}{name}'"
+    return "ION_" + name.upper().replace("-", "_")
+
+
+def resolve_backup_key(settings: Settings, secrets: Secrets) -> bytes:
+    """The key that signs logical backup manifests: ION_BACKUP_HMAC_KEY, else the secret
+    `<prefix>backup-hmac-key`, else (embedded or emulators) one generated in the data dir."""
+    if settings.backup_hmac_key is not None:
+        value = settings.backup_hmac_key.get_secret_value()
+    else:
+        try:
+            value = secrets.get("backup-hmac-key")
+        except SecretNotFound:
+            if not settings.may_generate_secrets:
+                raise ConfigurationError(
+                    "no backup signing key: set ION_BACKUP_HMAC_KEY or create the Secret"
+                    f" Manager secret '{settings.secret_prefix}backup-hmac-key'"
+                ) from None
+            value = _dev_secret(settings.data_dir, BACKUP_KEY_FILE, "backup signing key")
+    if len(value) < BACKUP_KEY_MIN_CHARS:
+        raise ConfigurationError(
+            f"the backup signing key must be at least {BACKUP_KEY_MIN_CHARS} characters"
+        )
+    return value.encode("utf-8")
+
+
+def _dev_secret(
+    data_dir: Path, name: str = DEV_SECRET_FILE, what: str = "development JWT secret"
+) -> str:
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = data_dir / name
+    try:
+        # O_EXCL: of several processes starting at once, exactly one writes the secret.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text(encoding="ascii").strip()
+        if value:
+            return value
+        raise ConfigurationError(f"{path} is empty: delete it to generate a new {what}") from None
+    value = pysecrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    log.info("generated a %s in %s", what, path)
+    return value
+
+
+def gemini_api_key(settings: Settings, secrets: Secrets) -> str | None:
+    """The Gemini API key (settings, else the secret); None in Vertex AI mode or when absent."""
+    if settings.gemini_vertex:
+        return None
+    if settings.gemini_api_key is not None:
+        return settings.gemini_api_key.get_secret_value()
+    try:
+        return secrets.get("gemini-api-key")
+    except SecretNotFound:
+        return None  # readiness reports it; chats answer 503, never crash boot

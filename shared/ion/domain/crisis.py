@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ion.domain.models import CrisisResource, Language, LlmRequest, Message, RoutingDecision
 from ion.domain.prompts import history_turns
 from ion.errors import ConfigurationError
-from ion.models import CrisisResource, Language, Message, RoutingDecision
-from ion.ports import LlmRequest
 
 __all__ = ["CrisisPolicy", "load_policy"]
 

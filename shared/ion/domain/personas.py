@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ion.domain.models import Intent, Language, Persona, RoutingTraits, Tone
 from ion.domain.resonance import FEATURE_NAMES
 from ion.errors import ConfigurationError, NotFound
-from ion.models import Intent, Language, Persona, RoutingTraits, Tone
 
 __all__ = ["CatalogError", "PersonaCatalog", "default_catalog_path", "load_catalog"]
 

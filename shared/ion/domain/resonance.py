@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ion.models import Intent, Language, Pace, ResonanceAnalysis, ResonanceKey, Tone
+from ion.domain.models import Intent, Language, Pace, ResonanceAnalysis, ResonanceKey, Tone
 
 __all__ = [
     "FALSE_FRIENDS",

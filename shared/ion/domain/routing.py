@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ion.domain.models import Persona, ResonanceAnalysis, RoutingDecision
 from ion.domain.personas import PersonaCatalog
 from ion.domain.resonance import (
     FALSE_FRIENDS,
@@ -38,7 +39,6 @@ from ion.domain.resonance import (
     suppress_contained,
 )
 from ion.domain.semantic import SemanticLayer
-from ion.models import Persona, ResonanceAnalysis, RoutingDecision
 
 __all__ = ["ADJUSTMENT_BOUND", "LexiconReading", "MessageRouter", "RouteResult", "Router"]
 
@@ -89,7 +89,7 @@ class RouteResult:
 
 class MessageRouter(Protocol):
     """What chat and the route API need from a router (`Router`, `LearnedRouter`,
-    `ion.domain.judge.JudgedRouter`)."""
+    `ion.services.judge.JudgedRouter`)."""
 
     @property
     def catalog(self) -> PersonaCatalog: ...

@@ -1,7 +1,7 @@
 """The learned semantic layer: sentence embeddings → a small linear head per task.
 
 Pure domain code over the `SentenceEmbedder` port. The heads are trained by
-`ion train routing` / `ion train safety` (see `ion.domain.training`) and shipped as small
+`ion train routing` / `ion train safety` (see `ion.services.training`) and shipped as small
 versioned JSON artifacts next to this module (`data/*.json`), so an instance loads them with
 the package and never downloads anything.
 

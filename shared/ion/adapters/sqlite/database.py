@@ -1,0 +1,261 @@
+"""One SQLite database file, shared by the embedded stores (`SqliteStore`,
+`SqliteLearningAndBackupStore`, `SqliteQuotaStore`): connections, pragmas, schemas, transactions.
+
+Safe for a multi-threaded server and for several processes on the same file:
+
+- one connection per thread, reopened in a child process after a fork (gunicorn --preload);
+- a busy timeout, so writers queue for the write lock instead of failing;
+- WAL journal (readers never block the writer). Switching a file to WAL needs an exclusive
+  lock, and SQLite reports SQLITE_BUSY for it at once, WITHOUT its busy handler, when another
+  connection holds a lock (the switch upgrades a read into a write). So the switch is made
+  once per database object, under a process-wide lock, and retried for up to the busy
+  timeout while another process holds the file; later connections find WAL in the header;
+- every write in a `BEGIN IMMEDIATE` transaction: the write lock is taken up front, waiting
+  through the busy handler. A deferred transaction that reads and then writes would instead
+  fail at once with SQLITE_BUSY(_SNAPSHOT) when another connection wrote meanwhile;
+- each store registers its schema (`add_schema`); a pending schema is applied once, in one
+  `BEGIN IMMEDIATE` transaction, before the database is used again.
+
+`sqlite3.OperationalError` (locked past the busy timeout, disk I/O error, ...) surfaces as
+`DependencyUnavailable`; constraint errors (`IntegrityError`) pass through to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from time import monotonic, sleep
+from typing import Any
+
+from ion.errors import DependencyUnavailable
+
+log = logging.getLogger(__name__)
+
+#: DDL run inside the schema transaction: idempotent statements, or a function of the
+#: connection (e.g. versioned migrations keyed on PRAGMA user_version).
+Schema = Sequence[str] | Callable[[sqlite3.Connection], None]
+
+# Serialises journal-mode switches within the process (rare: once per database object).
+_WAL_LOCK = threading.Lock()
+
+
+def _reset_wal_lock() -> None:
+    # A lock held by another thread at fork time would stay locked forever in the child.
+    global _WAL_LOCK
+    _WAL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_wal_lock)
+
+
+def connect(
+    path: Path, busy_timeout_ms: int, *, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """A connection in autocommit mode (callers issue BEGIN/COMMIT) with a busy timeout.
+
+    Raises `sqlite3.Error` / `OSError`; callers map them."""
+    return sqlite3.connect(
+        path,
+        timeout=busy_timeout_ms / 1000,
+        isolation_level=None,
+        check_same_thread=check_same_thread,
+    )
+
+
+@contextmanager
+def unavailable(what: str) -> Iterator[None]:
+    """`sqlite3.OperationalError` → `DependencyUnavailable`: not the caller's bug."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise DependencyUnavailable(f"{what} unavailable: {exc}") from exc
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
+def _is_transient_at_open(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_IOERR,
+    }
+
+
+class SqliteDatabase:
+    """Connections to one SQLite file: one per thread, with the pragmas, schemas and
+    transactions described in the module docstring."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self._path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._wal_ready = False
+        self._schemas: dict[str, Schema] = {}
+        self._pending: list[str] = []
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def add_schema(self, name: str, schema: Schema) -> None:
+        """Apply `schema` before this database is next used (once; a known name is a no-op)."""
+        with self._lock:
+            if name not in self._schemas:
+                self._schemas[name] = schema
+                self._pending.append(name)
+
+    # --- connections -----------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, with every registered schema applied."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        # A connection must never cross a fork: reopen in the child.
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = self._open()
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        if self._pending:
+            self._apply_schemas(conn)
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Learners' conversations: owner-only from the first byte (SQLite gives the
+            # -wal/-shm files the same mode as the database file).
+            if not self._path.exists():
+                os.close(os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600))
+            # check_same_thread=False only so close() can run from another thread; each
+            # connection serves one thread.
+            conn = connect(self._path, self._busy_timeout_ms, check_same_thread=False)
+        except (sqlite3.Error, OSError) as exc:
+            raise DependencyUnavailable(f"sqlite database {self._path} unavailable: {exc}") from exc
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            # Deleted rows are overwritten with zeros, not left readable in free pages:
+            # erasing a conversation must erase its text from the file too.
+            conn.execute("PRAGMA secure_delete = ON")
+            # NORMAL is durable across application crashes in WAL mode (not power loss).
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._enable_wal(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise DependencyUnavailable(f"sqlite database {self._path} unavailable: {exc}") from exc
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        if self._wal_ready:
+            return  # the file is in WAL mode: every new connection reads it from the header
+        with _WAL_LOCK:
+            if self._wal_ready:
+                return
+            deadline = monotonic() + self._busy_timeout_ms / 1000
+            delay = 0.001
+            while True:
+                try:
+                    # Reading the mode first: once any process switched the file, nobody
+                    # needs the exclusive lock again.
+                    (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+                    if str(mode).lower() != "wal":
+                        conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Another process is switching or using the fresh file: SQLite did not
+                    # wait (BUSY), or saw its half-made -wal/-shm files (IOERR). Both pass.
+                    if not _is_transient_at_open(exc) or monotonic() >= deadline:
+                        raise
+                    sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            self._wal_ready = True
+
+    def _apply_schemas(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for name in self._pending:
+                        schema = self._schemas[name]
+                        if callable(schema):
+                            schema(conn)
+                        else:
+                            for statement in schema:
+                                conn.execute(statement)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise DependencyUnavailable(
+                    f"sqlite database {self._path} unavailable: {exc}"
+                ) from exc
+            self._pending.clear()
+
+    def purge_wal(self) -> None:
+        """Copy the WAL into the database file and truncate it (after an erasure), so the
+        erased rows' old page images do not linger in the -wal file. Best effort: while
+        another connection reads an older snapshot the WAL cannot be reset yet; the next
+        erasure or SQLite's automatic checkpoints overwrite it later."""
+        with self.errors():
+            row = self.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if row is not None and row[0]:
+            log.warning("sqlite: WAL still in use after an erasure; it is reset later")
+
+    def close(self) -> None:
+        """Close every connection opened so far (tests, graceful shutdown); the next use
+        opens new ones."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    # --- transactions ----------------------------------------------------------------
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        with unavailable("sqlite database"):
+            yield
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: committed on exit, rolled back on any error."""
+        with self.errors():
+            conn = self.connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one statement (autocommit: its own consistent read, never a write)."""
+        with self.errors():
+            return self.connection().execute(sql, params).fetchall()
+
+    def read_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        with self.errors():
+            row: tuple[Any, ...] | None = self.connection().execute(sql, params).fetchone()
+            return row
+
+
+def as_database(where: SqliteDatabase | Path | str, busy_timeout_ms: int) -> SqliteDatabase:
+    """A store's database: the shared one it was given, or its own on a path."""
+    if isinstance(where, SqliteDatabase):
+        return where
+    return SqliteDatabase(where, busy_timeout_ms=busy_timeout_ms)

@@ -1,0 +1,1 @@
+"""The `ion` command."""
