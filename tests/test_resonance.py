@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from ion.domain.resonance import (
@@ -299,3 +305,66 @@ def test_acronyms_in_korean_prose_are_not_shouting() -> None:
     calm = analyze("AWS SAA 공부 중인데 VPC랑 NAT 게이트웨이가 어떻게 연결돼요?")
     assert calm.key.tone != Tone.URGENT
     assert analyze("PROD IS DOWN AND NOBODY ANSWERS").key.tone == Tone.URGENT
+
+
+# --- the reading of every routing message, as recorded ----------------------------------------
+
+_REPO = Path(__file__).resolve().parents[1]
+_ROUTING_DATA = (_REPO / "data" / "routing" / "train", _REPO / "data" / "routing" / "heldout")
+_RECORDED_READINGS = Path(__file__).with_name("resonance_readings.json")
+
+
+def _routing_messages() -> dict[str, str]:
+    """Every learner message of the routing data, keyed `folder/file/id` (`#turn` for dialogues)."""
+    messages: dict[str, str] = {}
+    for path in sorted(p for folder in _ROUTING_DATA for p in folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            key = f"{path.parent.name}/{path.stem}/{record['id']}"
+            if "turns" in record:
+                messages.update({f"{key}#{i}": turn for i, turn in enumerate(record["turns"])})
+            else:
+                messages[key] = record["text"]
+    return messages
+
+
+def _reading(text: str) -> list[Any]:
+    """Everything `analyze_detailed` returns, compactly: key, language, intensity, evidence,
+    feature values (in `FEATURE_NAMES` order), word count and a digest of the normalised text."""
+    analysis, features = analyze_detailed(text)
+    assert features.evidence == analysis.evidence
+    assert sorted(features.values) == sorted(FEATURE_NAMES)
+    return [
+        analysis.key.as_string(),
+        analysis.language,
+        analysis.emotion_intensity,
+        list(analysis.evidence),
+        [features.values[name] for name in FEATURE_NAMES],
+        features.words,
+        hashlib.sha256(features.text.encode()).hexdigest()[:16],
+    ]
+
+
+def _record_readings() -> None:
+    readings = {key: _reading(text) for key, text in _routing_messages().items()}
+    lines = [
+        f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+        for k, v in readings.items()
+    ]
+    _RECORDED_READINGS.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+
+
+def test_every_routing_message_reads_as_recorded() -> None:
+    # Recorded from the code before the reading was split into modules; a deliberate change
+    # of the reading re-records it with `python tests/test_resonance.py --record`.
+    recorded = json.loads(_RECORDED_READINGS.read_text(encoding="utf-8"))
+    messages = _routing_messages()
+    assert sorted(messages) == sorted(recorded), "the routing data changed: re-record"
+    changed = [key for key, text in messages.items() if _reading(text) != recorded[key]]
+    assert changed == [], f"{len(changed)} message(s) read differently, e.g. {changed[:5]}"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
+    _record_readings()
