@@ -191,13 +191,17 @@ class Lexicon:
                 )
         self.terms = tuple(terms)
         self.owner = owner
-        self._matcher = LexiconSet([self])
+        # Built on the first `scan`: most lexicons are only ever scanned inside a bigger
+        # LexiconSet, so building their own matcher up front would only slow the cold start.
+        self._matcher: LexiconSet | None = None
 
     def __len__(self) -> int:
         return len(self.terms)
 
     def scan(self, text: str) -> list[Hit]:
         """All boundary-respecting occurrences in an already normalised `text`."""
+        if self._matcher is None:
+            self._matcher = LexiconSet([self])
         return self._matcher.scan(text)
 
 
