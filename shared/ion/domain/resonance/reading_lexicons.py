@@ -82,7 +82,9 @@ def _build(data: Any) -> ReadingLexicons:
     unknown = [str(k) for k in data if k not in _SECTIONS]
     missing = [k for k in _SECTIONS if k not in data]
     if unknown or missing:
-        raise ValueError(f"unknown section(s) {unknown}, missing section(s) {missing}")
+        problems = [f"unknown section(s) {unknown}"] if unknown else []
+        problems += [f"missing section(s) {missing}"] if missing else []
+        raise ValueError(f"{'; '.join(problems)}; expected {list(_SECTIONS)}")
     if data["version"] != _VERSION:
         raise ValueError(f"version {data['version']!r} is not supported (only {_VERSION})")
     tone = {
