@@ -70,6 +70,7 @@ def _sum_unique(hits: Iterable[Hit]) -> tuple[float, list[str]]:
 
 
 def _reading_hits(norm: str) -> _HitsByOwner:
+    """The reading lexicons' cues in `norm`, in context, grouped by lexicon."""
     by_owner: dict[str, list[Hit]] = {}
     for h in contextualize(norm, drop_false_friends(_LEXICONS.matcher.scan(norm))):
         by_owner.setdefault(h.owner, []).append(h)
@@ -99,6 +100,8 @@ def _read_emotion(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[float, list[st
 
 
 def _read_tone(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[Tone, str]:
+    """The tone with the most cue weight (marks count too); calm, or curious for a question,
+    when no tone reaches 0.5."""
     tone_scores: dict[Tone, float] = {}
     tone_terms: dict[Tone, list[str]] = {}
     for tone, lex in _LEXICONS.tone.items():
@@ -119,6 +122,8 @@ def _read_tone(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[Tone, str]:
 
 
 def _read_pace(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[Pace, str]:
+    """Burst for short excited bursts, contemplative for long reflective or many-sentence
+    texts, flowing for long run-on texts, medium otherwise."""
     reflective, _ = _sum_unique(hits.get(_LEXICONS.reflective.owner, ()))
     words, chars, sentences = cues.words, cues.chars, cues.sentences
     if chars == 0:
@@ -140,6 +145,8 @@ def _read_pace(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[Pace, str]:
 
 
 def _read_intent(cues: SurfaceCues, hits: _HitsByOwner, intensity: float) -> tuple[Intent, str]:
+    """The intent with the most cue weight (at least 1.0); else inquiry for a question,
+    expressive for an emotional statement, statement otherwise."""
     intent_scores: dict[Intent, float] = {}
     intent_terms: dict[Intent, list[str]] = {}
     for intent, lex in _LEXICONS.intent.items():
