@@ -69,6 +69,13 @@ def _sum_unique(hits: Iterable[Hit]) -> tuple[float, list[str]]:
     return sum(seen.values()), list(seen)
 
 
+def _cue_score(hits: Sequence[Hit]) -> tuple[float, list[str]]:
+    """`_sum_unique` of the hits not inside a longer hit (a phrase overrides its stem)."""
+    if not hits:  # most lexicons find nothing in a message: skip the sort
+        return 0.0, []
+    return _sum_unique(suppress_contained(hits))
+
+
 def _reading_hits(norm: str) -> _HitsByOwner:
     """The reading lexicons' cues in `norm`, in context, grouped by lexicon."""
     by_owner: dict[str, list[Hit]] = {}
@@ -79,7 +86,7 @@ def _reading_hits(norm: str) -> _HitsByOwner:
 
 def _read_emotion(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[float, list[str]]:
     """Emotional intensity in [0, 1): feeling words, crying, exclamations, shouting."""
-    emo_sum, emo_terms = _sum_unique(suppress_contained(hits.get(_LEXICONS.emotion.owner, ())))
+    emo_sum, emo_terms = _cue_score(hits.get(_LEXICONS.emotion.owner, ()))
     emo_raw = (
         emo_sum
         + 0.25 * min(cues.cries, 2)
@@ -105,9 +112,7 @@ def _read_tone(cues: SurfaceCues, hits: _HitsByOwner) -> tuple[Tone, str]:
     tone_scores: dict[Tone, float] = {}
     tone_terms: dict[Tone, list[str]] = {}
     for tone, lex in _LEXICONS.tone.items():
-        tone_scores[tone], tone_terms[tone] = _sum_unique(
-            suppress_contained(hits.get(lex.owner, ()))
-        )
+        tone_scores[tone], tone_terms[tone] = _cue_score(hits.get(lex.owner, ()))
     tone_scores[Tone.PLAYFUL] += 0.8 * min(cues.laughs, 2)
     tone_scores[Tone.ANALYTICAL] += 0.7 * min(cues.metrics, 3) + cues.number_comparison
     tone_scores[Tone.URGENT] += 0.5 * min(cues.exclaim_runs, 2) + 0.3 * min(cues.shouted_words, 2)
@@ -150,9 +155,7 @@ def _read_intent(cues: SurfaceCues, hits: _HitsByOwner, intensity: float) -> tup
     intent_scores: dict[Intent, float] = {}
     intent_terms: dict[Intent, list[str]] = {}
     for intent, lex in _LEXICONS.intent.items():
-        intent_scores[intent], intent_terms[intent] = _sum_unique(
-            suppress_contained(hits.get(lex.owner, ()))
-        )
+        intent_scores[intent], intent_terms[intent] = _cue_score(hits.get(lex.owner, ()))
     intent_scores[Intent.PLANNING] += 0.5 * cues.timeframe
     intent_scores[Intent.EXPRESSIVE] += 2.0 * intensity + 0.4 * min(cues.laughs + cues.cries, 2)
     if cues.is_question:

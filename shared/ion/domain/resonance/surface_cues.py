@@ -154,7 +154,7 @@ def read_surface_cues(raw: str, norm: str) -> SurfaceCues:
         language=language,
         words=len(norm.split()),
         chars=len(norm) - norm.count(" "),
-        sentences=sum(1 for s in _SENTENCE_RE.split(norm) if s and s.strip()),
+        sentences=len([s for s in _SENTENCE_RE.split(norm) if s and s.strip()]),
         commas=norm.count(","),
         ellipses=norm.count("..") + norm.count("…"),
         laughs=len(_LAUGH_RE.findall(norm)) if _has_any(norm, _LAUGH_HINTS) else 0,
