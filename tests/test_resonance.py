@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 
 from ion.domain.models import Intent, Pace, Tone
 from ion.domain.resonance import (
@@ -19,6 +28,13 @@ from ion.domain.resonance import (
     normalize,
     spelling_variants,
 )
+from ion.domain.resonance.reading_lexicons import (
+    LexiconFileError,
+    default_lexicons_path,
+    load_reading_lexicons,
+    reading_lexicons_from_yaml,
+)
+from ion.errors import ConfigurationError
 
 
 @pytest.mark.parametrize(
@@ -299,3 +315,136 @@ def test_acronyms_in_korean_prose_are_not_shouting() -> None:
     calm = analyze("AWS SAA 공부 중인데 VPC랑 NAT 게이트웨이가 어떻게 연결돼요?")
     assert calm.key.tone != Tone.URGENT
     assert analyze("PROD IS DOWN AND NOBODY ANSWERS").key.tone == Tone.URGENT
+
+
+# --- the reading lexicons file ----------------------------------------------------------------
+
+
+def test_reading_lexicons_load_once_per_process() -> None:
+    before = load_reading_lexicons.cache_info()
+    lexicons = load_reading_lexicons()
+    assert load_reading_lexicons() is lexicons
+    assert FALSE_FRIENDS is lexicons.false_friends  # what the analysis and the router use
+    for text in ("I'm so anxious ㅠㅠ", "계획 좀 세워주세요", "p95 is 1.2s"):
+        analyze(text)
+    after = load_reading_lexicons.cache_info()
+    assert after.misses == before.misses  # analysing never parses the file again
+    assert list(lexicons.tone) == [t for t in Tone if t != Tone.CALM]
+
+
+def _lexicon_yaml(edit: Callable[[dict[str, Any]], object]) -> str:
+    data = yaml.safe_load(default_lexicons_path().read_text(encoding="utf-8"))
+    edit(data)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(tones=d.pop("tone")), r"unknown section\(s\) \['tones'\]"),
+        (lambda d: d.pop("reflective"), r"missing section\(s\) \['reflective'\]"),
+        (lambda d: d.update(version=2), "version 2 is not supported"),
+        (lambda d: d["tone"].update(angry={"grr": 1.0}), r"tone: unknown tone\(s\) \['angry'\]"),
+        (lambda d: d["tone"].pop("playful"), r"the reading needs cues for \['playful'\]"),
+        (lambda d: d["intent"].pop("planning"), r"needs cues for \['planning'\]"),
+        (lambda d: d["emotion"].update(sad="a lot"), "emotion: weight of 'sad' is not a number"),
+        (lambda d: d["emotion"].update(sad=11), "weight of 'sad' must be finite and within"),
+        (lambda d: d["emotion"].update({True: 1.0}), "term True is not a string"),
+        (lambda d: d["reflective"].update(Maybe=1.0), "reflective: 'Maybe' repeats 'maybe'"),
+        (lambda d: d["tone"]["urgent"].update({"^asap now": 1.0}), "only for Hangul terms"),
+        (lambda d: d.update(false_friends=[]), "false_friends: expected a non-empty list"),
+        (lambda d: d.update(emotion={}), "emotion: expected a non-empty mapping"),
+    ],
+)
+def test_invalid_reading_lexicons_name_the_file_and_the_entry(
+    edit: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    with pytest.raises(LexiconFileError, match=message) as info:
+        reading_lexicons_from_yaml(_lexicon_yaml(edit), source="lexicons.yaml")
+    assert str(info.value).startswith("lexicons.yaml: invalid reading lexicons: ")
+    assert isinstance(info.value, ConfigurationError)
+
+
+def test_reading_lexicons_reject_bad_yaml_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(LexiconFileError, match=r"x\.yaml: invalid YAML"):
+        reading_lexicons_from_yaml("tone: [", source="x.yaml")
+    with pytest.raises(LexiconFileError, match="duplicate key 'sad'"):
+        reading_lexicons_from_yaml("emotion:\n  sad: 1.0\n  sad: 0.5\n", source="x.yaml")
+    with pytest.raises(LexiconFileError, match="expected a mapping with the sections"):
+        reading_lexicons_from_yaml("- tone\n", source="x.yaml")
+    missing = tmp_path / "absent.yaml"
+    with pytest.raises(
+        LexiconFileError, match=re.escape(f"cannot read reading lexicons {missing}")
+    ):
+        load_reading_lexicons(missing)
+
+
+def test_a_valid_lexicon_file_loads_from_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "lexicons.yaml"
+    path.write_text(_lexicon_yaml(lambda d: d["emotion"].update(grumpy=0.5)), encoding="utf-8")
+    lexicons = load_reading_lexicons(path)
+    assert "grumpy" in {t.display for t in lexicons.emotion.terms}
+    assert load_reading_lexicons(path) is lexicons
+
+
+# --- the reading of every routing message, as recorded ----------------------------------------
+
+_REPO = Path(__file__).resolve().parents[1]
+_ROUTING_DATA = (_REPO / "data" / "routing" / "train", _REPO / "data" / "routing" / "heldout")
+_RECORDED_READINGS = Path(__file__).with_name("resonance_readings.json")
+
+
+def _routing_messages() -> dict[str, str]:
+    """Every learner message of the routing data, keyed `folder/file/id` (`#turn` for dialogues)."""
+    messages: dict[str, str] = {}
+    for path in sorted(p for folder in _ROUTING_DATA for p in folder.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            key = f"{path.parent.name}/{path.stem}/{record['id']}"
+            if "turns" in record:
+                messages.update({f"{key}#{i}": turn for i, turn in enumerate(record["turns"])})
+            else:
+                messages[key] = record["text"]
+    return messages
+
+
+def _reading(text: str) -> list[Any]:
+    """Everything `analyze_detailed` returns, compactly: key, language, intensity, evidence,
+    feature values (in `FEATURE_NAMES` order), word count and a digest of the normalised text."""
+    analysis, features = analyze_detailed(text)
+    assert features.evidence == analysis.evidence
+    assert sorted(features.values) == sorted(FEATURE_NAMES)
+    return [
+        analysis.key.as_string(),
+        analysis.language,
+        analysis.emotion_intensity,
+        list(analysis.evidence),
+        [features.values[name] for name in FEATURE_NAMES],
+        features.words,
+        hashlib.sha256(features.text.encode()).hexdigest()[:16],
+    ]
+
+
+def _record_readings() -> None:
+    readings = {key: _reading(text) for key, text in _routing_messages().items()}
+    lines = [
+        f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+        for k, v in readings.items()
+    ]
+    _RECORDED_READINGS.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
+
+
+def test_every_routing_message_reads_as_recorded() -> None:
+    # Recorded from the code before the reading was split into modules; a deliberate change
+    # of the reading re-records it with `python tests/test_resonance.py --record`.
+    recorded = json.loads(_RECORDED_READINGS.read_text(encoding="utf-8"))
+    messages = _routing_messages()
+    assert sorted(messages) == sorted(recorded), "the routing data changed: re-record"
+    changed = [key for key, text in messages.items() if _reading(text) != recorded[key]]
+    assert changed == [], f"{len(changed)} message(s) read differently, e.g. {changed[:5]}"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
+    _record_readings()

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Hashable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ion.domain.models import Intent, Language, Persona, RoutingTraits, Tone
 from ion.domain.resonance import FEATURE_NAMES
+from ion.domain.yaml_data import parse_yaml
 from ion.errors import ConfigurationError, NotFound
 
 __all__ = ["CatalogError", "PersonaCatalog", "default_catalog_path", "load_catalog"]
@@ -179,42 +177,6 @@ class _CatalogSpec(_Strict):
     personas: list[_PersonaSpec] = Field(min_length=1)
 
 
-# --- YAML loading -----------------------------------------------------------------------
-
-
-# libyaml's C parser when present: the catalog loads on every cold start, ~10x faster.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, Hashable):
-            raise yaml.constructor.ConstructorError(
-                None, None, "unhashable mapping key", key_node.start_mark
-            )
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_unique_mapping,
-)
-
-
 class PersonaCatalog:
     """An ordered, validated set of personas. Order = file order (used to break exact ties)."""
 
@@ -235,10 +197,7 @@ class PersonaCatalog:
 
     @classmethod
     def from_yaml_text(cls, text: str, *, source: str = "<string>") -> PersonaCatalog:
-        try:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise CatalogError(f"{source}: invalid YAML: {exc}") from exc
+        data = parse_yaml(text, source=source, error=CatalogError)
         if not isinstance(data, dict):
             raise CatalogError(f"{source}: expected a mapping with a 'personas' list")
         try:

@@ -1,0 +1,144 @@
+"""Literal pre-checks for regexes: `GatedRegex` only runs a pattern when it can match.
+
+`re.search` tries every position of the text, so a rare pattern costs as much as a common
+one; most cue regexes need a literal ("people", "남", a digit) that most messages do not
+contain. `str.__contains__` answers that far faster, and a regex whose required literals are
+all absent cannot match, so skipping it changes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["GatedRegex"]
+
+_DIGIT_RE = re.compile(r"\d")
+
+
+@dataclass(frozen=True, slots=True)
+class _Needles:
+    """Every match contains one of `strings`, or a Unicode digit if `digit`."""
+
+    strings: frozenset[str]
+    digit: bool
+
+    def quality(self) -> tuple[int, int]:
+        # Longer needles are rarer, so are fewer alternatives; digits are common in these
+        # messages, so a digit alternative ranks below any literal.
+        shortest = min((len(s) for s in self.strings), default=99)
+        return (0 if self.digit else shortest, -len(self.strings))
+
+
+def _required_needles(items: Any) -> _Needles | None:
+    """Needles for a parsed regex sequence (`re._parser` data), or None if none are known.
+
+    Conservative by construction: anything not understood (anchors, lookarounds, optional
+    or negated parts, classes with ranges) contributes no requirement.
+    """
+    best: _Needles | None = None
+    run: list[str] = []  # consecutive literal characters form one needle
+
+    def consider(n: _Needles | None) -> None:
+        nonlocal best
+        if n is not None and (best is None or n.quality() > best.quality()):
+            best = n
+
+    def flush() -> None:
+        if run:
+            consider(_Needles(frozenset({"".join(run)}), False))
+            run.clear()
+
+    for op, arg in items:
+        name = str(op)  # opcodes by name: no second private module (re._constants) needed
+        if name == "LITERAL":
+            run.append(chr(arg))
+            continue
+        flush()
+        if name == "IN":
+            consider(_class_needles(arg))
+        elif name == "BRANCH":
+            alts = [_required_needles(alt) for alt in arg[1]]
+            if all(a is not None for a in alts):
+                consider(
+                    _Needles(
+                        frozenset().union(*(a.strings for a in alts if a is not None)),
+                        any(a.digit for a in alts if a is not None),
+                    )
+                )
+        elif name == "SUBPATTERN":
+            _group, add_flags, _del_flags, sub = arg
+            if not add_flags & re.IGNORECASE:
+                consider(_required_needles(sub))
+        elif name == "ATOMIC_GROUP":
+            consider(_required_needles(arg))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, _high, sub = arg
+            if low >= 1:
+                consider(_required_needles(sub))
+    flush()
+    return best
+
+
+def _class_needles(items: Any) -> _Needles | None:
+    """Needles for a character class: its literal members and/or a digit, nothing else."""
+    chars: set[str] = set()
+    digit = False
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            chars.add(chr(arg))
+        elif name == "CATEGORY" and str(arg) in ("CATEGORY_DIGIT", "CATEGORY_UNI_DIGIT"):
+            digit = True
+        else:
+            return None  # ranges, negation, other categories: no cheap requirement
+    return _Needles(frozenset(chars), digit) if chars or digit else None
+
+
+def _needles_for(rx: re.Pattern[str]) -> _Needles | None:
+    if rx.flags & (re.IGNORECASE | re.LOCALE):
+        return None  # case folding would need folded needles; not worth the risk
+    try:
+        # The stdlib's own regex parser (private, hence the guarded import): any change in its
+        # shape only disables the pre-check, never a match.
+        parser = importlib.import_module("re._parser")
+        return _required_needles(parser.parse(rx.pattern, rx.flags).data)
+    except Exception:  # an optimisation must never break routing: fall back to searching
+        return None
+
+
+class GatedRegex:
+    """A compiled regex that is only run when its required literals occur in the text.
+
+    The needles are derived on first use (not at import or construction time).
+    """
+
+    __slots__ = ("_digit", "_ready", "_strings", "pattern")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self._ready = False
+        self._strings: tuple[str, ...] | None = None
+        self._digit = False
+
+    def may_match(self, text: str) -> bool:
+        """False only when `pattern` cannot match anywhere in `text` (or any substring of it)."""
+        if not self._ready:
+            needles = _needles_for(self.pattern)
+            if needles is not None:
+                self._strings = tuple(sorted(needles.strings))
+                self._digit = needles.digit
+            self._ready = True
+        strings = self._strings
+        if strings is None:
+            return True
+        for s in strings:
+            if s in text:
+                return True
+        return self._digit and _DIGIT_RE.search(text) is not None
+
+    def search(self, text: str) -> re.Match[str] | None:
+        """Same result as `pattern.search(text)`."""
+        return self.pattern.search(text) if self.may_match(text) else None
