@@ -321,3 +321,22 @@ def test_unchanged_code_deploys_no_candidate(cloud: FakeCloud) -> None:
     assert "no new revision" in ok(cloud.run("candidate"))
     ok(cloud.run("canary", "10"))
     assert cloud.traffic("ion-chat") == {"chat-1": 100}
+
+
+def test_pre_commit_runs_the_same_checks_as_make() -> None:
+    """.pre-commit-config.yaml runs exactly the commands of `make lint`, `make typecheck`
+    and `make tf-fmt`."""
+    with (ROOT / ".pre-commit-config.yaml").open(encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+
+    def recipe(target: str) -> list[str]:
+        body = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        lines = [line.strip() for line in body.splitlines()[1:] if line.startswith("\t")]
+        return [line.replace("$(BIN)", ".venv/bin") for line in lines if "command -v" not in line]
+
+    expected = recipe("lint") + recipe("typecheck") + recipe("tf-fmt")
+    entries = [hook["entry"].removeprefix("env ") for hook in hooks.values()]
+    assert entries == expected
+    assert all(hook["pass_filenames"] is False for hook in hooks.values())
