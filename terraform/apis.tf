@@ -2,10 +2,13 @@
 # project may rely on them.
 resource "google_project_service" "apis" {
   for_each = toset([
+    "aiplatform.googleapis.com",
     "artifactregistry.googleapis.com",
+    "billingbudgets.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
     "firestore.googleapis.com",
     "generativelanguage.googleapis.com",
     "iam.googleapis.com",

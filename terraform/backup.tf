@@ -25,7 +25,7 @@ resource "google_cloud_scheduler_job" "backup" {
 }
 
 resource "google_storage_bucket" "backups" {
-  #checkov:skip=CKV_GCP_62:Access logs would need a second bucket to operate; Cloud Audit Logs already record admin and data access on this bucket.
+  #checkov:skip=CKV_GCP_62:Storage usage logs would need a second bucket; Data Access audit logs for storage.googleapis.com (iam.tf, data_access) record every read and write of these objects, with the caller's identity.
   name                        = local.backup_bucket
   location                    = var.backup_location
   storage_class               = "STANDARD"
@@ -56,5 +56,61 @@ resource "google_storage_bucket" "backups" {
     action {
       type = "Delete"
     }
+  }
+}
+
+# Firestore's native backups, next to the exports: daily, kept firestore_backup_retention_days,
+# restored into a new database in one command. Exports stay for what backups cannot do:
+# another project, a subset of collections, longer retention (docs/operations.md).
+resource "google_firestore_backup_schedule" "daily" {
+  project   = var.project_id
+  database  = google_firestore_database.main.name
+  retention = "${var.firestore_backup_retention_days * 86400}s"
+
+  daily_recurrence {}
+}
+
+# The backup function's line when it finds an export finished well: BackupRunner logs
+# "backup <id> is now succeeded" on the run after the export (shared/ion/backup.py).
+resource "google_logging_metric" "backup_succeeded" {
+  name        = "ion/backup_succeeded"
+  description = "Managed exports the backup function confirmed as succeeded."
+  filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_names.backup}\" AND jsonPayload.message=~\"^backup [^ ]+ is now succeeded$\""
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+}
+
+# No confirmed export for 26 hours. Metric-absence conditions stop at 23.5 h and alerting
+# alignment at 25 h, so: fewer than one success over the last 25 h, for one more hour.
+# Missing data counts as violating: a metric that never reported alerts too.
+resource "google_monitoring_alert_policy" "backup_missing" {
+  display_name          = "ION: no successful backup for 26 h"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "No export confirmed succeeded in 26 h"
+    condition_threshold {
+      filter                  = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.backup_succeeded.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison              = "COMPARISON_LT"
+      threshold_value         = 1
+      duration                = "3600s"
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_ACTIVE"
+
+      aggregations {
+        alignment_period     = "90000s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "No Firestore export was confirmed succeeded for 26 hours. docs/troubleshooting.md, \"No successful backup\"; Firestore's own daily backups (gcloud firestore backups list) still cover the gap."
   }
 }

@@ -1,7 +1,7 @@
 # The four gen2 Cloud Functions (modules/function) and the bucket of their source archives.
 
 resource "google_storage_bucket" "sources" {
-  #checkov:skip=CKV_GCP_62:Holds build inputs only (content-addressed archives); Cloud Audit Logs cover access.
+  #checkov:skip=CKV_GCP_62:Holds build inputs only (content-addressed archives); Data Access audit logs for storage.googleapis.com (iam.tf, data_access) record who read or wrote them.
   name                        = "${var.project_id}-ion-sources"
   location                    = var.region
   uniform_bucket_level_access = true
@@ -34,8 +34,9 @@ locals {
   }
 
   # Settings every function gets. Secrets are not here: they arrive as secret environment
-  # variables (ION_SECRETS_BACKEND=env), resolved by the platform when an instance starts,
-  # so no Secret Manager call sits on a request and no client library is shipped.
+  # variables (ION_SECRETS_BACKEND=env) at pinned versions, resolved by the platform when an
+  # instance starts, so no Secret Manager call sits on a request and no client library is
+  # shipped.
   common_env = {
     ION_BACKEND            = "gcp"
     ION_GCP_PROJECT        = var.project_id
@@ -46,6 +47,23 @@ locals {
     ION_LOG_LEVEL          = var.log_level
     ION_LOG_FORMAT         = "json"
   }
+
+  # Gemini credentials of the functions that call it (chat, and the routing judge in both):
+  # Vertex AI with the function's own service account (roles/aiplatform.user, iam.tf) and no
+  # key at all, or the API key from Secret Manager.
+  gemini_environment = var.gemini_auth == "vertex" ? { ION_GEMINI_VERTEX = "true" } : { ION_GEMINI_VERTEX = "false" }
+  gemini_secrets = var.gemini_auth == "api_key" ? {
+    ION_GEMINI_API_KEY = { secret = google_secret_manager_secret.gemini_api_key.secret_id, version = tostring(var.gemini_api_key_version) }
+  } : {}
+
+  # The HS256 secret at two pinned versions of the same secret: the current one signs and
+  # verifies, the one before it still verifies during the rotation window (docs/operations.md).
+  jwt_secrets = merge(
+    { ION_JWT_SECRET = { secret = google_secret_manager_secret.jwt.secret_id, version = tostring(var.jwt_secret_version) } },
+    var.jwt_secret_version > 1 ? {
+      ION_JWT_PREVIOUS_SECRET = { secret = google_secret_manager_secret.jwt.secret_id, version = tostring(var.jwt_secret_version - 1) }
+    } : {},
+  )
 
   # The public APIs, keyed by entry point. `environment` is what a function adds to (or
   # overrides in) common_env and var.extra_environment; `archive` is its dist/<archive>.zip.
@@ -110,28 +128,37 @@ locals {
   }
 }
 
-# Browsers and apps call these directly: public, and the app authenticates every /v1 call
-# with its own JWTs. Both verify learner tokens and call Gemini, so both get both secrets.
+locals {
+  # One instance of each public API per region of var.http_regions, keyed
+  # "<entry point>-<region>": the load balancer (edge.tf) sends each caller to the nearest
+  # healthy region. Firestore and Pub/Sub are global, so every region serves the same data.
+  http_deployments = {
+    for pair in setproduct(keys(local.http_functions), var.http_regions) :
+    "${pair[0]}-${pair[1]}" => merge(local.http_functions[pair[0]], { entry_point = pair[0], region = pair[1] })
+  }
+}
+
+# Browsers and apps reach these only through the load balancer (ingress
+# internal-and-cloud-load-balancing, edge.tf); the app authenticates every /v1 call with its
+# own JWTs. Both verify learner tokens and call Gemini, so both get the same credentials.
 module "http_function" {
   source   = "./modules/function"
-  for_each = local.http_functions
+  for_each = local.http_deployments
 
   project               = var.project_id
-  region                = var.region
-  name                  = local.function_names[each.key]
+  region                = each.value.region
+  name                  = local.function_names[each.value.entry_point]
   description           = each.value.description
   source_bucket         = google_storage_bucket.sources.name
   source_zip            = "${path.root}/${var.dist_dir}/${each.value.archive}.zip"
-  entry_point           = each.key
-  service_account_email = google_service_account.function[each.key].email
+  entry_point           = each.value.entry_point
+  service_account_email = google_service_account.function[each.value.entry_point].email
   build_service_account = google_service_account.build.id
   labels                = var.labels
 
-  environment = merge(local.common_env, var.extra_environment, each.value.environment)
-  secret_environment = {
-    ION_JWT_SECRET     = google_secret_manager_secret.jwt.secret_id
-    ION_GEMINI_API_KEY = google_secret_manager_secret.gemini_api_key.secret_id
-  }
+  # Vertex AI is called in the function's own region (ION_GCP_LOCATION).
+  environment        = merge(local.common_env, var.extra_environment, each.value.environment, local.gemini_environment, { ION_GCP_LOCATION = each.value.region })
+  secret_environment = merge(local.jwt_secrets, local.gemini_secrets)
 
   min_instances   = each.value.min_instances
   max_instances   = each.value.max_instances
@@ -139,12 +166,12 @@ module "http_function" {
   cpu             = "1"
   memory          = each.value.memory
   timeout_seconds = each.value.timeout_seconds
-  ingress         = "ALLOW_ALL"
+  ingress         = "ALLOW_INTERNAL_AND_GCLB"
   public          = true
 
   all_traffic_on_latest_revision = var.all_traffic_on_latest_revision
 
-  depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_sources, google_secret_manager_secret_iam_member.jwt_accessors]
+  depends_on = [google_project_iam_member.build, google_storage_bucket_iam_member.build_sources, google_secret_manager_secret_iam_member.jwt_accessors, google_project_iam_member.vertex_users]
 }
 
 # Workers fed by Pub/Sub push: no secrets, and only Pub/Sub push (same project) reaches

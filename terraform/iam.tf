@@ -10,6 +10,14 @@ locals {
   # Google-managed identities that act on our behalf (created when the APIs are enabled).
   pubsub_agent    = "serviceAccount:service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   firestore_agent = "serviceAccount:service-${local.project_number}@gcp-sa-firestore.iam.gserviceaccount.com"
+  # Created on first use, or by `gcloud beta services identity create` (docs/deploy.md).
+  secretmanager_agent = "serviceAccount:service-${local.project_number}@gcp-sa-secretmanager.iam.gserviceaccount.com"
+
+  # The functions that call Gemini (answers, the routing judge), by key.
+  gemini_callers = {
+    chat          = google_service_account.function["chat"].email
+    persona_route = google_service_account.function["persona_route"].email
+  }
 
   # Firestore IAM limited to our database (IAM condition on the database resource).
   firestore_condition = "resource.name == \"projects/${var.project_id}/databases/${var.firestore_database}\""
@@ -110,16 +118,30 @@ resource "google_secret_manager_secret_iam_member" "jwt_accessors" {
 }
 
 # chat (answers and the routing judge) and persona_route (the routing judge) call Gemini,
-# so only they read the API key.
+# so only they read the API key, and only in API-key mode.
 resource "google_secret_manager_secret_iam_member" "gemini_accessor" {
-  for_each = {
-    chat          = google_service_account.function["chat"].email
-    persona_route = google_service_account.function["persona_route"].email
-  }
+  for_each = var.gemini_auth == "api_key" ? local.gemini_callers : {}
 
   secret_id = google_secret_manager_secret.gemini_api_key.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${each.value}"
+}
+
+# Vertex AI mode: the same two call Gemini as themselves. roles/aiplatform.user is the
+# narrowest predefined role holding aiplatform.endpoints.predict; no key exists to leak.
+resource "google_project_iam_member" "vertex_users" {
+  for_each = var.gemini_auth == "vertex" ? local.gemini_callers : {}
+
+  project = var.project_id
+  role    = "roles/aiplatform.user"
+  member  = "serviceAccount:${each.value}"
+}
+
+# Secret Manager publishes the JWT secret's rotation reminders (secrets.tf) to this topic.
+resource "google_pubsub_topic_iam_member" "rotation_publisher" {
+  topic  = google_pubsub_topic.secret_rotation.id
+  role   = "roles/pubsub.publisher"
+  member = local.secretmanager_agent
 }
 
 # Pub/Sub mints the push OIDC tokens as ion-pubsub-push.
@@ -166,4 +188,28 @@ resource "google_storage_bucket_iam_member" "build_sources" {
   bucket = google_storage_bucket.sources.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Data Access audit logs, off by default: who read or wrote learners' data (Firestore), who
+# read a secret (Secret Manager), and who read or wrote an object in our buckets (backups,
+# function sources).
+resource "google_project_iam_audit_config" "data_access" {
+  for_each = toset([
+    "datastore.googleapis.com",
+    "secretmanager.googleapis.com",
+    "storage.googleapis.com",
+  ])
+
+  project = var.project_id
+  service = each.value
+
+  audit_log_config {
+    log_type = "ADMIN_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_WRITE"
+  }
 }

@@ -1,4 +1,5 @@
-# Monitoring: log-based metrics, alert policies (to alert_emails) and the dashboard.
+# Monitoring: notification channels, log-based metrics and alert policies (SLOs and
+# uptime checks: slo.tf; the dashboard: dashboard.tf).
 
 resource "google_monitoring_notification_channel" "email" {
   count = length(var.alert_emails)
@@ -10,9 +11,26 @@ resource "google_monitoring_notification_channel" "email" {
   }
 }
 
+# Optional: every alert also goes to a webhook (the URL is sensitive: it usually holds the
+# token, and lands in the state bucket only).
+resource "google_monitoring_notification_channel" "webhook" {
+  count = var.alert_webhook_url == "" ? 0 : 1
+
+  display_name = "ION alerts (webhook)"
+  type         = "webhook_tokenauth"
+  labels = {
+    url = var.alert_webhook_url
+  }
+}
+
 locals {
-  notification_channels = google_monitoring_notification_channel.email[*].id
-  http_services         = "resource.labels.service_name = one_of(\"${local.function_names.chat}\", \"${local.function_names.persona_route}\")"
+  # Email, the optional webhook, and channels made outside Terraform (Slack).
+  notification_channels = concat(
+    google_monitoring_notification_channel.email[*].id,
+    google_monitoring_notification_channel.webhook[*].id,
+    var.alert_extra_channels,
+  )
+  http_services = "resource.labels.service_name = one_of(\"${local.function_names.chat}\", \"${local.function_names.persona_route}\")"
 
   # Log-based metrics that count matching log lines, by metric name (ion/<key>).
   log_counters = {
@@ -23,7 +41,7 @@ locals {
       filter      = <<-EOT
         resource.type="cloud_run_revision"
         resource.labels.service_name="${local.function_names.chat}"
-        (jsonPayload.message=~"^gemini \\S+ (unusable|attempt [0-9]+ failed)" OR jsonPayload.code="llm_unavailable" OR textPayload=~"gemini \\S+ (unusable|attempt [0-9]+ failed)")
+        (jsonPayload.message=~"^gemini [^ ]+ (unusable|attempt [0-9]+ failed)" OR jsonPayload.code="llm_unavailable" OR textPayload=~"gemini [^ ]+ (unusable|attempt [0-9]+ failed)")
       EOT
     }
     # A backup that failed: an error logged by the backup function, or a scheduler run that
@@ -40,7 +58,7 @@ locals {
       description = "Domain events lost after publishing and the outbox both failed."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        (jsonPayload.message=~"^event \\S+ LOST" OR textPayload=~"event \\S+ LOST")
+        (jsonPayload.message=~"^event [^ ]+ LOST" OR textPayload=~"event [^ ]+ LOST")
       EOT
     }
     # A learner message the crisis detector fired on (the chat function logs one WARNING per
@@ -57,7 +75,7 @@ locals {
 }
 
 resource "google_logging_metric" "counter" {
-  for_each = local.log_counters
+  for_each = merge(local.log_counters, local.slo_counters)
 
   name        = "ion/${each.key}"
   description = each.value.description
@@ -284,102 +302,4 @@ resource "google_monitoring_alert_policy" "log_metric" {
     mime_type = "text/markdown"
     content   = each.value.documentation
   }
-}
-
-resource "google_monitoring_dashboard" "ion" {
-  dashboard_json = jsonencode({
-    displayName = "ION Mentoring"
-    mosaicLayout = {
-      columns = 12
-      tiles = [
-        for index, widget in [
-          {
-            title = "Requests per function (per second)"
-            xyChart = { dataSets = [{
-              plotType = "LINE"
-              timeSeriesQuery = { timeSeriesFilter = {
-                filter      = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\""
-                aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_RATE", crossSeriesReducer = "REDUCE_SUM", groupByFields = ["resource.label.service_name"] }
-              } }
-            }] }
-          },
-          {
-            title = "5xx responses per function (per second)"
-            xyChart = { dataSets = [{
-              plotType = "LINE"
-              timeSeriesQuery = { timeSeriesFilter = {
-                filter      = "metric.type=\"run.googleapis.com/request_count\" AND resource.type=\"cloud_run_revision\" AND metric.labels.response_code_class=\"5xx\""
-                aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_RATE", crossSeriesReducer = "REDUCE_SUM", groupByFields = ["resource.label.service_name"] }
-              } }
-            }] }
-          },
-          {
-            title = "p95 latency per function (ms)"
-            xyChart = { dataSets = [{
-              plotType = "LINE"
-              timeSeriesQuery = { timeSeriesFilter = {
-                filter      = "metric.type=\"run.googleapis.com/request_latencies\" AND resource.type=\"cloud_run_revision\""
-                aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_PERCENTILE_95", groupByFields = ["resource.label.service_name"] }
-              } }
-            }] }
-          },
-          {
-            title = "Gemini failures"
-            xyChart = { dataSets = [{
-              plotType = "STACKED_BAR"
-              timeSeriesQuery = { timeSeriesFilter = {
-                filter      = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.counter["llm_failures"].name}\" AND resource.type=\"cloud_run_revision\""
-                aggregation = { alignmentPeriod = "300s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_SUM" }
-              } }
-            }] }
-          },
-          {
-            title = "Rate-limited requests (429)"
-            xyChart = { dataSets = [{
-              plotType = "STACKED_BAR"
-              timeSeriesQuery = { timeSeriesFilter = {
-                filter      = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.rate_limited.name}\" AND resource.type=\"cloud_run_revision\""
-                aggregation = { alignmentPeriod = "300s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_SUM", groupByFields = ["metric.label.service"] }
-              } }
-            }] }
-          },
-          {
-            title = "Backup failures and dead letters"
-            xyChart = { dataSets = [
-              {
-                plotType = "STACKED_BAR"
-                timeSeriesQuery = { timeSeriesFilter = {
-                  filter      = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.counter["backup_failures"].name}\""
-                  aggregation = { alignmentPeriod = "3600s", perSeriesAligner = "ALIGN_DELTA", crossSeriesReducer = "REDUCE_SUM" }
-                } }
-              },
-              {
-                plotType = "LINE"
-                timeSeriesQuery = { timeSeriesFilter = {
-                  filter      = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\""
-                  aggregation = { alignmentPeriod = "300s", perSeriesAligner = "ALIGN_MAX", crossSeriesReducer = "REDUCE_MAX", groupByFields = ["resource.label.subscription_id"] }
-                } }
-              },
-            ] }
-          },
-          {
-            title = "Instances per function"
-            xyChart = { dataSets = [{
-              plotType = "LINE"
-              timeSeriesQuery = { timeSeriesFilter = {
-                filter      = "metric.type=\"run.googleapis.com/container/instance_count\" AND resource.type=\"cloud_run_revision\""
-                aggregation = { alignmentPeriod = "60s", perSeriesAligner = "ALIGN_MAX", crossSeriesReducer = "REDUCE_SUM", groupByFields = ["resource.label.service_name"] }
-              } }
-            }] }
-          },
-          ] : {
-          xPos   = (index % 2) * 6
-          yPos   = floor(index / 2) * 4
-          width  = 6
-          height = 4
-          widget = widget
-        }
-      ]
-    }
-  })
 }

@@ -2,7 +2,19 @@
 # as for_each: these blocks make Terraform move the existing objects in the state instead
 # of destroying and recreating them. Remove them once every deployment has applied them.
 
-# Functions (functions.tf).
+# Functions (functions.tf). The public APIs then gained a region key: the instances
+# deployed before multi-region are those of the default primary region, us-central1 (with
+# another region, `terraform state mv` them by hand, docs/deploy.md).
+moved {
+  from = module.http_function["chat"]
+  to   = module.http_function["chat-us-central1"]
+}
+
+moved {
+  from = module.http_function["persona_route"]
+  to   = module.http_function["persona_route-us-central1"]
+}
+
 moved {
   from = module.chat
   to   = module.http_function["chat"]

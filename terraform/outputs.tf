@@ -1,11 +1,16 @@
-output "chat_url" {
-  description = "HTTPS URL of the chat function (POST /v1/chat, /v1/conversations)."
-  value       = module.http_function["chat"].url
+output "api_url" {
+  description = "Public base URL of both APIs, through the load balancer (chat: /v1/chat, /v1/conversations; persona_route: /v1/route, /v1/personas, /v1/routing/stats)."
+  value       = "https://${var.edge_domains[0]}"
 }
 
-output "persona_route_url" {
-  description = "HTTPS URL of the persona_route function (POST /v1/route, GET /v1/personas)."
-  value       = module.http_function["persona_route"].url
+output "edge_ip" {
+  description = "Address of the load balancer: point the A records of edge_domains at it (the managed certificate is issued once they do)."
+  value       = google_compute_global_address.edge.address
+}
+
+output "http_function_urls" {
+  description = "run.app URL of each public API per region (<entry point>-<region>); reachable only from inside Google Cloud (ingress internal-and-cloud-load-balancing)."
+  value       = { for key, function in module.http_function : key => function.url }
 }
 
 output "persona_events_url" {
@@ -19,8 +24,13 @@ output "backup_url" {
 }
 
 output "services" {
-  description = "Cloud Run service of each function, for traffic management (gcloud run services update-traffic)."
+  description = "Cloud Run service of each function (public APIs: one per region, keyed <entry point>-<region>), for traffic management (gcloud run services update-traffic)."
   value       = { for key, function in merge(module.http_function, module.event_function) : key => function.service }
+}
+
+output "http_regions" {
+  description = "Regions the public APIs run in (cloudbuild.yaml rolls out each in turn)."
+  value       = var.http_regions
 }
 
 output "events_topic" {
@@ -34,6 +44,6 @@ output "backup_bucket" {
 }
 
 output "secrets_to_fill" {
-  description = "Secret Manager secrets whose values must be added outside Terraform (docs/deploy.md)."
-  value       = [google_secret_manager_secret.jwt.secret_id, google_secret_manager_secret.gemini_api_key.secret_id]
+  description = "Secret Manager secrets whose values must be added outside Terraform (docs/deploy.md); the Gemini key only in api_key mode."
+  value       = var.gemini_auth == "api_key" ? [google_secret_manager_secret.jwt.secret_id, google_secret_manager_secret.gemini_api_key.secret_id] : [google_secret_manager_secret.jwt.secret_id]
 }

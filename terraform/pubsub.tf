@@ -94,3 +94,23 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
     ttl = ""
   }
 }
+
+# Rotation reminders of the JWT secret (secrets.tf). Held by a pull subscription that
+# nobody consumes: the undelivered message is what the rotation alert watches, and it is
+# acknowledged by hand once the rotation is done (docs/operations.md).
+resource "google_pubsub_topic" "secret_rotation" {
+  #checkov:skip=CKV_GCP_83:Carries only Secret Manager's rotation notice (secret name and event type), never a secret value.
+  name = "ion-secret-rotation"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_pubsub_subscription" "secret_rotation_hold" {
+  name                       = "ion-secret-rotation-hold"
+  topic                      = google_pubsub_topic.secret_rotation.id
+  message_retention_duration = "604800s"
+  ack_deadline_seconds       = 60
+  expiration_policy {
+    ttl = ""
+  }
+}

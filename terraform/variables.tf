@@ -5,10 +5,32 @@ variable "project_id" {
   description = "Google Cloud project id to deploy into."
 }
 
+variable "environment" {
+  type        = string
+  description = "Which deployment this is (dev, staging or prod): one Google Cloud project each, one state prefix each (environments/<name>.backend.hcl)."
+  default     = "prod"
+
+  validation {
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be dev, staging or prod."
+  }
+}
+
 variable "region" {
   type        = string
-  description = "Region of the functions, the scheduler job and the Pub/Sub push endpoints."
+  description = "Primary region: the event functions (persona_events, backup), the scheduler job and the Pub/Sub push endpoints. Keep it in http_regions."
   default     = "us-central1"
+}
+
+variable "http_regions" {
+  type        = list(string)
+  description = "Regions the public APIs (chat, persona_route) run in, all behind the one load balancer (edge.tf). Two or more survive the loss of a region (docs/operations.md)."
+  default     = ["us-central1", "us-east4"]
+
+  validation {
+    condition     = length(var.http_regions) >= 1 && length(var.http_regions) == length(distinct(var.http_regions))
+    error_message = "http_regions must list at least one region, each once."
+  }
 }
 
 variable "firestore_location" {
@@ -47,6 +69,45 @@ variable "gemini_model" {
   type        = string
   description = "Primary Gemini model of the chat function (ION_GEMINI_MODEL)."
   default     = "gemini-2.5-flash"
+}
+
+variable "gemini_auth" {
+  type        = string
+  description = "How the functions authenticate to Gemini: vertex (Vertex AI as the function's service account with roles/aiplatform.user, no key) or api_key (the <prefix>gemini-api-key secret, pinned at gemini_api_key_version)."
+  default     = "vertex"
+
+  validation {
+    condition     = contains(["vertex", "api_key"], var.gemini_auth)
+    error_message = "gemini_auth must be vertex or api_key."
+  }
+}
+
+variable "gemini_api_key_version" {
+  type        = number
+  description = "Version of the <prefix>gemini-api-key secret the functions read in api_key mode (pinned: a new key is a new version and a deploy)."
+  default     = 1
+}
+
+variable "jwt_secret_version" {
+  type        = number
+  description = "Version of the <prefix>jwt-secret secret that signs and verifies (ION_JWT_SECRET); the version before it still verifies (ION_JWT_PREVIOUS_SECRET). Raise it by one to rotate (docs/operations.md)."
+  default     = 1
+
+  validation {
+    condition     = var.jwt_secret_version >= 1 && floor(var.jwt_secret_version) == var.jwt_secret_version
+    error_message = "jwt_secret_version must be a whole number of at least 1."
+  }
+}
+
+variable "jwt_rotation_days" {
+  type        = number
+  description = "Days between the JWT secret's rotation reminders (Secret Manager publishes to ion-secret-rotation; an alert asks for the rotation)."
+  default     = 90
+
+  validation {
+    condition     = var.jwt_rotation_days >= 1
+    error_message = "jwt_rotation_days must be at least 1."
+  }
 }
 
 variable "secret_prefix" {
@@ -110,6 +171,85 @@ variable "all_traffic_on_latest_revision" {
   default     = false
 }
 
+# --- edge (edge.tf) ---
+
+variable "edge_domains" {
+  type        = list(string)
+  description = "Domains the load balancer serves and its managed certificate covers (their DNS A records point at the edge_ip output)."
+
+  validation {
+    condition     = length(var.edge_domains) >= 1
+    error_message = "edge_domains needs at least one domain."
+  }
+}
+
+variable "armor_waf_sensitivity" {
+  type        = number
+  description = "Sensitivity (paranoia level) of the OWASP CRS rules, 1-4: 1 evaluates only the signatures with the fewest false positives; each level adds stricter ones."
+  default     = 1
+
+  validation {
+    condition     = contains([1, 2, 3, 4], var.armor_waf_sensitivity)
+    error_message = "armor_waf_sensitivity must be 1, 2, 3 or 4."
+  }
+}
+
+variable "armor_enforced_rules" {
+  type        = list(string)
+  description = "Cloud Armor rules that could refuse a real learner and are enforced rather than previewed: any of rate_ban, geo, sqli, xss, lfi, rfi, rce, scannerdetection, protocolattack, sessionfixation. Empty = all of them in preview (docs/operations.md says when to enforce each)."
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.armor_enforced_rules : contains(["rate_ban", "geo", "sqli", "xss", "lfi", "rfi", "rce", "scannerdetection", "protocolattack", "sessionfixation"], name)])
+    error_message = "armor_enforced_rules may only name rate_ban, geo, sqli, xss, lfi, rfi, rce, scannerdetection, protocolattack or sessionfixation."
+  }
+}
+
+variable "armor_trusted_ip_ranges" {
+  type        = list(string)
+  description = "CIDR ranges allowed before every other rule (e.g. your office or a load-test runner); empty = no allow-list rule."
+  default     = []
+
+  validation {
+    condition     = length(var.armor_trusted_ip_ranges) <= 10
+    error_message = "A Cloud Armor rule takes at most 10 ranges."
+  }
+}
+
+variable "armor_allowed_regions" {
+  type        = list(string)
+  description = "ISO 3166-1 alpha-2 codes (e.g. KR, US): callers from elsewhere are refused. Empty = no geo rule. Uptime checks come from several continents: keep them in armor_trusted_ip_ranges or their regions here."
+  default     = []
+
+  validation {
+    condition     = length(var.armor_allowed_regions) <= 5 && alltrue([for code in var.armor_allowed_regions : can(regex("^[A-Z]{2}$", code))])
+    error_message = "armor_allowed_regions takes at most 5 two-letter upper-case codes (a rule has at most five subexpressions)."
+  }
+}
+
+variable "armor_rate_limit_per_minute" {
+  type        = number
+  description = "Requests per minute one IP address may send; beyond it the edge answers 429, and an address still sending five times that over ten minutes is banned for armor_ban_seconds."
+  default     = 300
+}
+
+variable "armor_ban_seconds" {
+  type        = number
+  description = "How long an address over the rate-ban threshold is refused."
+  default     = 600
+}
+
+variable "armor_max_body_digits" {
+  type        = number
+  description = "The edge refuses bodies whose Content-Length has more than this many digits (5 = 100000 bytes or more); the app's own limit, ION_MAX_BODY_BYTES, is lower."
+  default     = 5
+
+  validation {
+    condition     = var.armor_max_body_digits >= 4 && var.armor_max_body_digits <= 9
+    error_message = "armor_max_body_digits must be between 4 and 9."
+  }
+}
+
 # --- backups ---
 
 variable "backup_bucket_name" {
@@ -141,6 +281,17 @@ variable "backup_retention_days" {
   }
 }
 
+variable "firestore_backup_retention_days" {
+  type        = number
+  description = "Days each of Firestore's native daily backups is kept (google_firestore_backup_schedule; at most 98 = 14 weeks)."
+  default     = 14
+
+  validation {
+    condition     = var.firestore_backup_retention_days >= 1 && var.firestore_backup_retention_days <= 98
+    error_message = "firestore_backup_retention_days must be between 1 and 98."
+  }
+}
+
 variable "backup_schedule" {
   type        = string
   description = "Cron schedule of the daily backup (Cloud Scheduler syntax)."
@@ -159,6 +310,61 @@ variable "alert_emails" {
   type        = list(string)
   description = "Email addresses notified by the alert policies (none = alerts only show in the console)."
   default     = []
+}
+
+variable "alert_webhook_url" {
+  type        = string
+  description = "Optional webhook (token-auth URL) that receives every alert as well; empty = none. The URL usually holds a token: pass it with TF_VAR_alert_webhook_url, not in a tfvars file."
+  default     = ""
+  sensitive   = true
+}
+
+variable "alert_extra_channels" {
+  type        = list(string)
+  description = "Ids (projects/P/notificationChannels/N) of channels made outside Terraform that receive every alert too, e.g. Slack, whose OAuth grant is only made in the console."
+  default     = []
+}
+
+variable "slo_availability_goal" {
+  type        = number
+  description = "Share of chat requests answered without a 5xx of our own (Gemini's 503 llm_unavailable is counted by its own SLO), over 28 days."
+  default     = 0.999
+}
+
+variable "slo_latency_goal" {
+  type        = number
+  description = "Share of chat turns whose first SSE event (`meta`) leaves within slo_latency_threshold_ms, over 28 days."
+  default     = 0.99
+}
+
+variable "slo_latency_threshold_ms" {
+  type        = number
+  description = "Time-to-meta threshold of the latency SLO, in milliseconds."
+  default     = 1000
+}
+
+variable "slo_llm_goal" {
+  type        = number
+  description = "Share of chat requests not answered 503 llm_unavailable (Gemini unreachable after retries and fallback), over 28 days."
+  default     = 0.99
+}
+
+variable "billing_account" {
+  type        = string
+  description = "Billing account id (XXXXXX-XXXXXX-XXXXXX) the budget is set on; empty = no budget."
+  default     = ""
+}
+
+variable "budget_amount" {
+  type        = number
+  description = "Monthly budget of the project, in budget_currency; alerts at 50, 90 and 100 % of actual spend and at 100 % of forecast spend (Gemini is most of it)."
+  default     = 200
+}
+
+variable "budget_currency" {
+  type        = string
+  description = "Currency of budget_amount; must be the billing account's currency."
+  default     = "USD"
 }
 
 variable "alert_5xx_ratio" {
@@ -195,4 +401,36 @@ variable "safety_reviewers" {
   type        = list(string)
   description = "IAM members (e.g. group:ion-safety@example.com) who follow up crisis alerts: the only people granted read access to learners' conversations (roles/datastore.viewer). See docs/operations.md."
   default     = []
+}
+
+# --- delivery (cicd.tf) ---
+
+variable "github_owner" {
+  type        = string
+  description = "GitHub owner of the repository Cloud Build deploys from (the Cloud Build GitHub app must be installed); empty = no deploy trigger."
+  default     = ""
+}
+
+variable "github_repo" {
+  type        = string
+  description = "GitHub repository name Cloud Build deploys from."
+  default     = "ion-mentoring"
+}
+
+variable "deploy_branch" {
+  type        = string
+  description = "Branch (regular expression) whose pushes, i.e. merges, start a deploy of this environment."
+  default     = "^main$"
+}
+
+variable "deploy_requires_approval" {
+  type        = bool
+  description = "Hold each deploy build until someone with roles/cloudbuild.builds.approver approves it (prod)."
+  default     = true
+}
+
+variable "deploy_service_account" {
+  type        = string
+  description = "Email of the service account deploy builds run as (it applies this Terraform); empty = the project's Cloud Build default."
+  default     = ""
 }

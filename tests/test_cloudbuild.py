@@ -74,7 +74,17 @@ def test_each_step_waits_for_the_one_before_it() -> None:
 def test_substitutions_and_their_defaults() -> None:
     subs = build()["substitutions"]
     assert subs["_CANARY_PERCENT"] == "10"
-    assert {"_REGION", "_CANARY_BAKE_SECONDS", "_TF_STATE_BUCKET", "_TF_VARS_FILE"} <= set(subs)
+    assert {
+        "_ENV",
+        "_REGIONS",
+        "_REGION",
+        "_CANARY_BAKE_SECONDS",
+        "_TF_STATE_BUCKET",
+        "_TF_VARS_FILE",
+    } <= set(subs)
+    # Every substitution the deploy triggers set exists here (terraform/cicd.tf).
+    cicd = (ROOT / "terraform" / "cicd.tf").read_text(encoding="utf-8")
+    assert set(re.findall(r"^\s+(_[A-Z0-9_]+)\s+=", cicd, re.M)) <= set(subs)
     assert all(re.fullmatch(r"_[A-Z0-9_]+", key) for key in subs)
     assert build()["options"]["automapSubstitutions"] is True
 
@@ -88,11 +98,33 @@ def test_steps_do_what_their_names_say() -> None:
     assert "terraform plan" in command_of(s["terraform-plan"])
     assert "-out=tfplan" in command_of(s["terraform-plan"])
     assert command_of(s["terraform-apply"]).split()[-3:] == ["apply", "-input=false", "tfplan"]
-    assert "rollout.sh candidate" in command_of(s["deploy-no-traffic"])
-    assert "rollout.sh smoke" in command_of(s["smoke-test"])
-    assert 'rollout.sh canary "$_CANARY_PERCENT"' in command_of(s["canary"])
-    assert "rollout.sh promote" in command_of(s["promote"])
-    assert "rollout.sh pin" in command_of(s["pin-traffic"])
+    assert "each-region.sh candidate" in command_of(s["deploy-no-traffic"])
+    assert "each-region.sh smoke" in command_of(s["smoke-test"])
+    assert 'each-region.sh canary "$_CANARY_PERCENT"' in command_of(s["canary"])
+    assert "each-region.sh promote" in command_of(s["promote"])
+    assert "each-region.sh pin" in command_of(s["pin-traffic"])
+
+
+def test_plan_uses_the_environment_tfvars_and_state_prefix() -> None:
+    plan = command_of(steps()["terraform-plan"])
+    assert '-backend-config="$backend"' in plan
+    assert 'backend="environments/$_ENV.backend.hcl"' in plan
+    assert '-var-file="${_TF_VARS_FILE:-environments/$_ENV.tfvars}"' in plan
+    for env in ("dev", "staging", "prod"):
+        assert (ROOT / "terraform" / "environments" / f"{env}.tfvars").is_file()
+        assert (ROOT / "terraform" / "environments" / f"{env}.backend.hcl").is_file()
+
+
+def test_rollout_runs_in_every_region_with_its_own_state() -> None:
+    pin = command_of(steps()["pin-traffic"])
+    helper = pin.split("<<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    assert "for region in $_REGIONS; do" in helper
+    assert (
+        'REGION="$region" ROLLOUT_STATE="/workspace/rollout/$region" bash scripts/rollout.sh "$@"'
+        in helper
+    )
+    # One failed region fails the step.
+    assert 'wait "$pid" || status=1' in helper and 'exit "$status"' in helper
 
 
 def test_documented_rollback_is_the_command_the_script_runs() -> None:
@@ -289,3 +321,22 @@ def test_unchanged_code_deploys_no_candidate(cloud: FakeCloud) -> None:
     assert "no new revision" in ok(cloud.run("candidate"))
     ok(cloud.run("canary", "10"))
     assert cloud.traffic("ion-chat") == {"chat-1": 100}
+
+
+def test_pre_commit_runs_the_same_checks_as_make() -> None:
+    """.pre-commit-config.yaml runs exactly the commands of `make lint`, `make typecheck`
+    and `make tf-fmt`."""
+    with (ROOT / ".pre-commit-config.yaml").open(encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+
+    def recipe(target: str) -> list[str]:
+        body = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        lines = [line.strip() for line in body.splitlines()[1:] if line.startswith("\t")]
+        return [line.replace("$(BIN)", ".venv/bin") for line in lines if "command -v" not in line]
+
+    expected = recipe("lint") + recipe("typecheck") + recipe("tf-fmt")
+    entries = [hook["entry"].removeprefix("env ") for hook in hooks.values()]
+    assert entries == expected
+    assert all(hook["pass_filenames"] is False for hook in hooks.values())

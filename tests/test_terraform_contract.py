@@ -159,13 +159,58 @@ def for_each_of(body: Mapping[str, Any]) -> dict[str, Any]:
     expr = body["for_each"]
     if isinstance(expr, dict):
         return expr
+    merged = re.fullmatch(r"\$\{merge\((local\.\w+(?:, local\.\w+)*)\)\}", expr)
+    if merged:  # merge() of literal locals
+        return {
+            key: value
+            for name in merged.group(1).split(", ")
+            for key, value in for_each_of({"for_each": f"${{{name}}}"}).items()
+        }
     ref = references(expr)
+    if ref in EXPANDED_LOCALS:
+        return EXPANDED_LOCALS[ref]()
     if ref.startswith("local."):
         found = locals_()[ref.removeprefix("local.")]
         assert isinstance(found, dict), ref
         return found
     kind, name = ref.split(".")
     return {key: f'${{{ref}["{key}"]}}' for key in for_each_of(resources(kind)[name])}
+
+
+# Locals written as `for` expressions, which python-hcl2 leaves as text: each is pinned to
+# its exact text here and expanded the way Terraform would, from the variables' defaults.
+HTTP_DEPLOYMENTS = (
+    "${{for pair in setproduct(keys(local.http_functions), var.http_regions) : "
+    '"${pair[0]}-${pair[1]}" => merge(local.http_functions[pair[0]], '
+    "{entry_point = pair[0], region = pair[1]})}}"
+)
+HEALTH_PATHS = '${{for key in keys(local.http_functions) : key => "/_health/${key}"}}'
+
+
+def http_regions() -> list[str]:
+    regions = variables()["http_regions"]["default"]
+    assert isinstance(regions, list)
+    return [str(region) for region in regions]
+
+
+def _http_deployments() -> dict[str, Any]:
+    assert locals_()["http_deployments"] == HTTP_DEPLOYMENTS
+    return {
+        f"{entry_point}-{region}": {**spec, "entry_point": entry_point, "region": region}
+        for entry_point, spec in locals_()["http_functions"].items()
+        for region in http_regions()
+    }
+
+
+def _health_paths() -> dict[str, Any]:
+    assert locals_()["health_paths"] == HEALTH_PATHS
+    return {key: f"/_health/{key}" for key in locals_()["http_functions"]}
+
+
+EXPANDED_LOCALS = {
+    "local.http_deployments": _http_deployments,
+    "local.health_paths": _health_paths,
+}
 
 
 _EACH = re.compile(r"\$\{each\.(?:(key)|value\.(\w+)((?:\.\w+)*))\}")
@@ -196,7 +241,19 @@ def instantiate(expr: Any, key: str, value: Any) -> Any:
     whole = _EACH.fullmatch(expr)
     if whole:
         return substitute(whole)
+    if expr == "${each.value}" and not isinstance(value, dict):
+        return value
     expr = expr.replace("[each.key]", f'["{key}"]')
+    if isinstance(value, dict):  # x[each.value.attr] with a literal attribute
+        expr = re.sub(
+            r"\[each\.value\.(\w+)\]",
+            lambda match: (
+                f'["{value[match.group(1)]}"]'
+                if isinstance(value.get(match.group(1)), str)
+                else match.group(0)
+            ),
+            expr,
+        )
     return _EACH.sub(lambda match: str(substitute(match)), expr)
 
 
@@ -228,9 +285,58 @@ ENTRY_POINTS = [
 ]
 
 
-# How every function module block builds the function's environment: the common settings,
-# the deployer's extra_environment, then the function's own (each.value.environment).
+# How the function module blocks build the function's environment: the common settings,
+# the deployer's extra_environment, then the function's own (each.value.environment); the
+# public APIs then add the Gemini mode and their own region.
 MERGED_ENVIRONMENT = "${merge(local.common_env, var.extra_environment, each.value.environment)}"
+HTTP_ENVIRONMENT = (
+    "${merge(local.common_env, var.extra_environment, each.value.environment, "
+    "local.gemini_environment, {ION_GCP_LOCATION = each.value.region})}"
+)
+GEMINI_ENVIRONMENT = (
+    '${var.gemini_auth == "vertex" ? {ION_GEMINI_VERTEX = "true"} : {ION_GEMINI_VERTEX = "false"}}'
+)
+# The secrets of the public APIs: the JWT secret at two pinned versions, the Gemini key in
+# API-key mode only.
+HTTP_SECRETS = "${merge(local.jwt_secrets, local.gemini_secrets)}"
+JWT_SECRET_REF = "${google_secret_manager_secret.jwt.secret_id}"
+GEMINI_SECRET_REF = "${google_secret_manager_secret.gemini_api_key.secret_id}"
+JWT_SECRETS = (
+    "${merge({ION_JWT_SECRET = {secret = google_secret_manager_secret.jwt.secret_id, "
+    "version = tostring(var.jwt_secret_version)}}, var.jwt_secret_version > 1 ? "
+    "{ION_JWT_PREVIOUS_SECRET = {secret = google_secret_manager_secret.jwt.secret_id, "
+    "version = tostring(var.jwt_secret_version - 1)}} : {})}"
+)
+GEMINI_SECRETS = (
+    '${var.gemini_auth == "api_key" ? {ION_GEMINI_API_KEY = {secret = '
+    "google_secret_manager_secret.gemini_api_key.secret_id, "
+    "version = tostring(var.gemini_api_key_version)}} : {}}"
+)
+
+
+def gemini_auth() -> str:
+    return str(variables()["gemini_auth"]["default"])
+
+
+def secrets_of(
+    module: Mapping[str, Any], *, auth: str | None = None, jwt_version: int | None = None
+) -> dict[str, dict[str, str]]:
+    """A module instance's secret environment: name -> {secret, version}, as Terraform
+    computes it for a Gemini mode and a JWT secret version (default: the variables')."""
+    given = module.get("secret_environment", {})
+    if given != HTTP_SECRETS:
+        return dict(given)
+    assert locals_()["jwt_secrets"] == JWT_SECRETS
+    assert locals_()["gemini_secrets"] == GEMINI_SECRETS
+    auth = auth or gemini_auth()
+    version = jwt_version or int(variables()["jwt_secret_version"]["default"])
+    found = {"ION_JWT_SECRET": {"secret": JWT_SECRET_REF, "version": str(version)}}
+    if version > 1:
+        found["ION_JWT_PREVIOUS_SECRET"] = {"secret": JWT_SECRET_REF, "version": str(version - 1)}
+    if auth == "api_key":
+        key_version = str(variables()["gemini_api_key_version"]["default"])
+        found["ION_GEMINI_API_KEY"] = {"secret": GEMINI_SECRET_REF, "version": key_version}
+    return found
 
 
 def function_instances() -> dict[tuple[str, str], dict[str, Any]]:
@@ -243,12 +349,25 @@ def function_instances() -> dict[tuple[str, str], dict[str, Any]]:
     return found
 
 
+def _without_region(instance: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in instance.items()
+        if key not in {"region", "each.value"} and "each.value.region" not in str(value)
+    }
+
+
 def deployed() -> dict[str, dict[str, Any]]:
-    """Module instances by entry point."""
+    """Module instances by entry point: the primary region's, for the public APIs, which
+    are deployed alike in every region (checked here)."""
     found: dict[str, dict[str, Any]] = {}
     for instance in function_instances().values():
-        assert instance["entry_point"] not in found, instance["entry_point"]
-        found[instance["entry_point"]] = instance
+        entry_point = instance["entry_point"]
+        if entry_point in found:
+            assert _without_region(instance) == _without_region(found[entry_point])
+            if instance["each.value"].get("region") != http_regions()[0]:
+                continue
+        found[entry_point] = instance
     return found
 
 
@@ -268,12 +387,17 @@ def zip_of(module: Mapping[str, Any]) -> str:
 def environment(entry_point: str) -> dict[str, Any]:
     """The function's env map as Terraform writes it: common env, then its own."""
     module = deployed()[entry_point]
-    assert module["environment"] == MERGED_ENVIRONMENT, entry_point
-    return {**locals_()["common_env"], **module["each.value"]["environment"]}
+    own = {**locals_()["common_env"], **module["each.value"]["environment"]}
+    if module["environment"] == MERGED_ENVIRONMENT:
+        return own
+    assert module["environment"] == HTTP_ENVIRONMENT, entry_point
+    assert locals_()["gemini_environment"] == GEMINI_ENVIRONMENT
+    vertex = "true" if gemini_auth() == "vertex" else "false"
+    return {**own, "ION_GEMINI_VERTEX": vertex, "ION_GCP_LOCATION": module["each.value"]["region"]}
 
 
 def provided(entry_point: str) -> dict[str, Any]:
-    return {**environment(entry_point), **deployed()[entry_point].get("secret_environment", {})}
+    return {**environment(entry_point), **secrets_of(deployed()[entry_point])}
 
 
 def setting_names() -> set[str]:
@@ -286,8 +410,9 @@ def iter_env_keys() -> Iterator[tuple[str, str]]:
     for entry_point, module in deployed().items():
         for key in module["each.value"]["environment"]:
             yield f"function {entry_point} environment", key
-        for key in module.get("secret_environment", {}):
+        for key in secrets_of(module, auth="api_key", jwt_version=2):
             yield f"module {entry_point} secret_environment", key
+    yield "local.gemini_environment", "ION_GEMINI_VERTEX"
     for path in sorted((TF / "examples").glob("*.tfvars")):
         with path.open(encoding="utf-8") as handle:
             tfvars = _unquote(hcl2.load(handle))
@@ -300,10 +425,18 @@ def iter_env_keys() -> Iterator[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------
 
 
-def test_every_entry_point_is_deployed_once_from_its_own_archive() -> None:
-    deployments = [(zip_of(body), body["entry_point"]) for body in function_instances().values()]
-    expected = [(function, entry_point) for function, entry_point, _ in ENTRY_POINTS]
+def test_every_entry_point_is_deployed_once_per_region_from_its_own_archive() -> None:
+    deployments = [
+        (zip_of(body), body["entry_point"], body["region"])
+        for body in function_instances().values()
+    ]
+    expected = [
+        (function, entry_point, region)
+        for function, entry_point, _ in ENTRY_POINTS
+        for region in (http_regions() if entry_point in PUBLIC_HTTP else ["${var.region}"])
+    ]
     assert sorted(deployments) == sorted(expected)
+    assert len(http_regions()) >= 2
 
 
 @pytest.mark.parametrize(("function", "entry_point", "signature"), ENTRY_POINTS)
@@ -348,15 +481,58 @@ def test_required_settings_are_provided(entry_point: str) -> None:
 @pytest.mark.parametrize("entry_point", sorted(VERIFIES_TOKENS))
 def test_token_verifiers_get_a_jwt_secret_or_a_jwks_url(entry_point: str) -> None:
     given = provided(entry_point)
-    secret = references(given.get("ION_JWT_SECRET", ""))
-    assert secret == "google_secret_manager_secret.jwt.secret_id" or "ION_JWKS_URL" in given
+    secret = given.get("ION_JWT_SECRET", {})
+    assert secret.get("secret") == JWT_SECRET_REF or "ION_JWKS_URL" in given
 
 
-def test_chat_gets_the_gemini_key_as_a_secret() -> None:
-    secrets = deployed()["chat"]["secret_environment"]
-    assert references(secrets["ION_GEMINI_API_KEY"]) == (
-        "google_secret_manager_secret.gemini_api_key.secret_id"
-    )
+@pytest.mark.parametrize("entry_point", sorted(VERIFIES_TOKENS))
+def test_jwt_secret_is_pinned_with_the_previous_version_verifying(entry_point: str) -> None:
+    """The two-secret window: version N signs and verifies, N-1 still verifies."""
+    module = deployed()[entry_point]
+    assert secrets_of(module, jwt_version=1) == {
+        "ION_JWT_SECRET": {"secret": JWT_SECRET_REF, "version": "1"}
+    }
+    rotated = secrets_of(module, jwt_version=5)
+    assert rotated["ION_JWT_SECRET"] == {"secret": JWT_SECRET_REF, "version": "5"}
+    assert rotated["ION_JWT_PREVIOUS_SECRET"] == {"secret": JWT_SECRET_REF, "version": "4"}
+    # The names the settings read.
+    assert {"jwt_secret", "jwt_previous_secret"} <= set(Settings.model_fields)
+
+
+def test_secret_versions_are_pinned_never_latest() -> None:
+    main = (MODULE / "main.tf").read_text(encoding="utf-8")
+    assert '"latest"' not in main
+    (block,) = [b for b in load_dir(MODULE)["resource"] if "google_cloudfunctions2_function" in b]
+    service = block["google_cloudfunctions2_function"]["this"]["service_config"][0]
+    secret = service["dynamic"][0]["secret_environment_variables"]["content"][0]
+    assert secret["version"] == "${secret_environment_variables.value.version}"
+    validation = variables(MODULE)["secret_environment"]["validation"][0]
+    assert "[1-9][0-9]*" in validation["condition"]
+
+
+def test_vertex_ai_is_the_default_and_the_api_key_an_option() -> None:
+    assert gemini_auth() == "vertex"
+    assert "vertex" in variables()["gemini_auth"]["validation"][0]["condition"]
+    assert Settings.model_fields["gemini_vertex"].annotation is bool
+    for entry_point in ("chat", "persona_route"):
+        assert resolve(environment(entry_point)["ION_GEMINI_VERTEX"]) == "true"
+        assert "ION_GEMINI_API_KEY" not in secrets_of(deployed()[entry_point])
+        key = secrets_of(deployed()[entry_point], auth="api_key")["ION_GEMINI_API_KEY"]
+        assert key["secret"] == GEMINI_SECRET_REF
+
+
+def test_vertex_callers_get_aiplatform_user_and_key_readers_only_in_api_key_mode() -> None:
+    vertex = resources("google_project_iam_member")["vertex_users"]
+    assert vertex["role"] == "roles/aiplatform.user"
+    assert vertex["for_each"] == '${var.gemini_auth == "vertex" ? local.gemini_callers : {}}'
+    assert vertex["member"] == "serviceAccount:${each.value}"
+    readers = resources("google_secret_manager_secret_iam_member")["gemini_accessor"]
+    assert readers["for_each"] == '${var.gemini_auth == "api_key" ? local.gemini_callers : {}}'
+    callers = locals_()["gemini_callers"]
+    assert set(callers) == {"chat", "persona_route"}
+    for key, email in callers.items():
+        assert email == f'${{google_service_account.function["{key}"].email}}'
+    assert "aiplatform.googleapis.com" in resources("google_project_service")["apis"]["for_each"]
 
 
 def test_secret_ids_match_the_secrets_port_names() -> None:
@@ -422,15 +598,9 @@ def test_no_archive_ships_the_gemini_sdk_unless_a_function_from_it_uses_gemini()
 
 
 @pytest.mark.parametrize("entry_point", ["chat", "persona_route"])
-def test_the_routing_judge_is_on_with_the_gemini_key(entry_point: str) -> None:
+def test_the_routing_judge_is_on_with_gemini_credentials(entry_point: str) -> None:
     assert resolve(environment(entry_point)["ION_ROUTING_JUDGE"]) == "gemini"
-    secrets = deployed()[entry_point]["secret_environment"]
-    assert references(secrets["ION_GEMINI_API_KEY"]) == (
-        "google_secret_manager_secret.gemini_api_key.secret_id"
-    )
-    grants = resources("google_secret_manager_secret_iam_member")["gemini_accessor"]
-    account = f'${{google_service_account.function["{entry_point}"].email}}'
-    assert account in grants["for_each"].values()
+    assert entry_point in locals_()["gemini_callers"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -529,7 +699,8 @@ def test_every_push_subscription_has_a_dead_letter_topic_and_a_retry_policy() ->
 def test_only_the_public_apis_are_reachable_from_the_internet(entry_point: str) -> None:
     module = deployed()[entry_point]
     if entry_point in PUBLIC_HTTP:
-        assert (module["ingress"], module.get("public")) == ("ALLOW_ALL", True)
+        # Public only through the load balancer (edge.tf): run.app refuses the internet.
+        assert (module["ingress"], module.get("public")) == ("ALLOW_INTERNAL_AND_GCLB", True)
     else:
         assert (module["ingress"], module.get("public", False)) == ("ALLOW_INTERNAL_ONLY", False)
 
@@ -649,10 +820,12 @@ def test_file_layout(directory: Path) -> None:
 def test_root_has_one_file_per_concern() -> None:
     files = sorted(TF.glob("*.tf"))
     assert "main.tf" not in {path.name for path in files}
+    # variables.tf is the whole interface, one concern however long it grows.
     long = {
         path.name: lines
         for path in files
-        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > ROOT_MAX_LINES
+        if path.name != "variables.tf"
+        and (lines := len(path.read_text(encoding="utf-8").splitlines())) > ROOT_MAX_LINES
     }
     assert long == {}
 
@@ -663,19 +836,35 @@ def _address_keys(address: str) -> tuple[str, str, str | None]:
     return found.group(1), found.group(2), found.group(3)
 
 
+def _declared(address: str) -> bool:
+    kind, name, key = _address_keys(address)
+    blocks = modules() if kind == "module" else resources(kind)
+    body = blocks.get(name)
+    if key is None:
+        return body is not None and "for_each" not in body
+    return body is not None and key in for_each_of(body)
+
+
 def test_moved_blocks_lead_from_gone_addresses_to_declared_ones() -> None:
     moves = load_dir(TF).get("moved", [])
     assert moves
+    sources = {move["from"] for move in moves}
     for move in moves:
-        for end, must_exist in ((move["from"], False), (move["to"], True)):
-            kind, name, key = _address_keys(end)
-            blocks = modules() if kind == "module" else resources(kind)
-            body = blocks.get(name)
-            if key is None:
-                exists = body is not None and "for_each" not in body
-            else:
-                exists = body is not None and key in for_each_of(body)
-            assert exists == must_exist, end
+        assert not _declared(move["from"]), move["from"]
+        # A chain of moves (a -> b, b -> c) is followed to its end.
+        target, seen = move["to"], set()
+        while not _declared(target):
+            assert target in sources and target not in seen, move["to"]
+            seen.add(target)
+            (target,) = [m["to"] for m in moves if m["from"] == target]
+
+
+def test_every_public_api_moved_to_its_primary_region_instance() -> None:
+    moves = {m["from"]: m["to"] for m in load_dir(TF).get("moved", [])}
+    assert http_regions()[0] == variables()["region"]["default"]
+    for entry_point in PUBLIC_HTTP:
+        old = f'${{module.http_function["{entry_point}"]}}'
+        assert moves[old] == f'${{module.http_function["{entry_point}-{http_regions()[0]}"]}}'
 
 
 @pytest.mark.parametrize("directory", [TF, MODULE], ids=["root", "modules/function"])
@@ -713,8 +902,9 @@ def test_root_and_module_pin_the_same_provider_version() -> None:
 
 def test_function_outputs_give_the_urls() -> None:
     outputs = {n: b for block in load_dir(TF).get("output", []) for n, b in block.items()}
-    for name in ("chat", "persona_route"):
-        assert module_instance(outputs[f"{name}_url"]["value"])["entry_point"] == name
+    assert outputs["api_url"]["value"] == "https://${var.edge_domains[0]}"
+    assert outputs["edge_ip"]["value"] == "${google_compute_global_address.edge.address}"
+    assert "module.http_function" in outputs["http_function_urls"]["value"]
 
 
 def test_crisis_detections_page_a_human() -> None:

@@ -8,3 +8,6 @@ extra_environment = {
   ION_JWT_ISSUER   = "https://auth.example.com/"
   ION_JWT_AUDIENCE = "ion-mentoring"
 }
+
+# The public domain of the APIs: point its A record at the `edge_ip` output.
+edge_domains = ["api.example.com"]

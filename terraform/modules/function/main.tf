@@ -13,7 +13,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "this" {
-  #checkov:skip=CKV_GCP_124:ingress is this module's input. Only the public APIs (chat, persona_route) pass ALLOW_ALL: browsers and apps call them directly and every /v1 call is JWT-authenticated by the app; event functions are ALLOW_INTERNAL_ONLY (tests/test_terraform_contract.py holds it to that).
+  #checkov:skip=CKV_GCP_124:ingress is this module's input, never ALLOW_ALL here: the public APIs pass ALLOW_INTERNAL_AND_GCLB (reachable only through the load balancer and its Cloud Armor policy, edge.tf) and event functions ALLOW_INTERNAL_ONLY; tests/test_terraform_contract.py holds them to that.
   project     = var.project
   location    = var.region
   name        = var.name
@@ -50,10 +50,10 @@ resource "google_cloudfunctions2_function" "this" {
       content {
         key        = secret_environment_variables.key
         project_id = var.project
-        secret     = secret_environment_variables.value
-        # Resolved when an instance starts: a rotated secret reaches new instances (deploy a
-        # new revision to roll it out everywhere, docs/deploy.md).
-        version = "latest"
+        secret     = secret_environment_variables.value.secret
+        # A pinned version (never `latest`): a rotation is a reviewed Terraform change that
+        # rolls out as a new revision, and every instance of a revision holds the same value.
+        version = secret_environment_variables.value.version
       }
     }
   }

@@ -52,9 +52,17 @@ variable "environment" {
 }
 
 variable "secret_environment" {
-  type        = map(string)
-  description = "Secret environment variables: variable name -> Secret Manager secret id (version `latest`, resolved when an instance starts)."
+  type = map(object({
+    secret  = string
+    version = string
+  }))
+  description = "Secret environment variables: variable name -> Secret Manager secret id and pinned version number (resolved when an instance starts)."
   default     = {}
+
+  validation {
+    condition     = alltrue([for item in values(var.secret_environment) : can(regex("^[1-9][0-9]*$", item.version))])
+    error_message = "Pin secret versions by number: `latest` would let instances of one revision hold different values."
+  }
 }
 
 variable "service_account_email" {
@@ -106,12 +114,12 @@ variable "timeout_seconds" {
 
 variable "ingress" {
   type        = string
-  description = "Who may reach the function: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  description = "Who may reach the function: ALLOW_INTERNAL_ONLY (Pub/Sub push and other internal callers) or ALLOW_INTERNAL_AND_GCLB (also the external load balancer). ALLOW_ALL is refused: it would bypass the load balancer's Cloud Armor policy."
   default     = "ALLOW_INTERNAL_ONLY"
 
   validation {
-    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.ingress)
-    error_message = "ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+    condition     = contains(["ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.ingress)
+    error_message = "ingress must be ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
   }
 }
 
@@ -123,7 +131,7 @@ variable "all_traffic_on_latest_revision" {
 
 variable "public" {
   type        = bool
-  description = "Grant roles/run.invoker to allUsers (the app authenticates callers with its own JWTs)."
+  description = "Grant roles/run.invoker to allUsers: the load balancer's serverless NEG calls without an identity, ingress keeps everyone else out, and the app authenticates callers with its own JWTs."
   default     = false
 }
 

@@ -1,0 +1,2 @@
+bucket = "ion-dev-tfstate"
+prefix = "ion/dev"

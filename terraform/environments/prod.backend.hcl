@@ -1,0 +1,2 @@
+bucket = "ion-prod-tfstate"
+prefix = "ion/prod"

@@ -1,0 +1,2 @@
+bucket = "ion-staging-tfstate"
+prefix = "ion/staging"
