@@ -71,7 +71,7 @@ resource "google_firestore_backup_schedule" "daily" {
 }
 
 # The backup function's line when it finds an export finished well: BackupRunner logs
-# "backup <id> is now succeeded" on the run after the export (shared/ion/backup.py).
+# "backup <id> is now succeeded" on the run after the export (shared/ion/services/backup.py).
 resource "google_logging_metric" "backup_succeeded" {
   name        = "ion/backup_succeeded"
   description = "Managed exports the backup function confirmed as succeeded."

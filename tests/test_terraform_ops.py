@@ -118,7 +118,9 @@ def test_url_map_sends_every_api_path_to_the_function_that_serves_it() -> None:
     assert routed == _openapi_paths()
     # Each function's own routes, as its code declares them.
     for api, source in (("chat", "chat_api.py"), ("persona_route", "route_api.py")):
-        code = (ROOT / "shared" / "ion" / "http" / source).read_text(encoding="utf-8")
+        code = (ROOT / "shared" / "ion" / "entrypoints" / "http" / source).read_text(
+            encoding="utf-8"
+        )
         for path in re.findall(r'route\("\w+", "(/v1/[^"]*)"', code):
             assert any(
                 path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in paths[api]
@@ -325,10 +327,10 @@ def test_dashboard_has_slo_and_error_budget_panels() -> None:
 
 
 def test_backup_absence_alert_matches_the_line_the_backup_writes_on_success() -> None:
-    source = (ROOT / "shared" / "ion" / "backup.py").read_text(encoding="utf-8")
+    source = (ROOT / "shared" / "ion" / "services" / "backup.py").read_text(encoding="utf-8")
     assert 'log.info("backup %s is now %s", updated.id, updated.status)' in source
     assert '"succeeded"' in (
-        ROOT / "shared" / "ion" / "adapters" / "backup_firestore.py"
+        ROOT / "shared" / "ion" / "adapters" / "firestore" / "backup.py"
     ).read_text(encoding="utf-8")
     metric = resources("google_logging_metric")["backup_succeeded"]
     found = re.search(r'jsonPayload\.message=~"(.*)"$', unescape(metric["filter"]))
