@@ -381,3 +381,28 @@ def test_laughter_makes_a_signal_weak_unless_the_learner_means_it() -> None:
     assert signal is None and weak == "ko_explicit (laughing)"
     assert rules.read("죽고 싶다 ㅋㅋ 근데 장난 아님")[0] == "ko_explicit"
     assert rules.read("i want to die lol. not joking this time")[0] == "en_explicit"
+
+
+def test_an_optional_korean_syllable_stays_optional() -> None:
+    # Decomposed, "목을?" would make only the last jamo of 을 optional; the loader groups
+    # the syllable first, so both spellings match.
+    rules = load_rules()
+    for text in ["목숨을 끊고 싶다", "목숨 끊고 싶다", "어젯밤엔 목맬 곳을 찾고 있었어요"]:
+        assert rules.read(text)[0] == "ko_explicit", text
+
+
+def test_too_short_messages_never_fire_on_the_model_alone() -> None:
+    # "again" or "one more" can score high on an embedding; with no signal, no distress.
+    sure = CrisisDetector(load_rules(), thresholds=(0.5, 0.3, 0.15, 0.5, 0.8))
+    short = sure.rules.read("one more")
+    assert short[2] == "short"
+    assert not sure.verdict(short, [], [0.99]).crisis
+    assert sure.verdict(short, [(None, None, None)], [0.9, 0.99]).crisis  # after distress
+
+
+def test_a_hangul_syllable_reads_as_two_letters() -> None:
+    # Six syllables say as much as a dozen Latin letters: long enough for the model.
+    rules = load_rules()
+    assert rules.read("그냥 안 깼으면")[2] is None
+    assert rules.read("잘 있어")[2] == "short"
+    assert rules.read("again")[2] == "short"

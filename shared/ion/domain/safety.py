@@ -44,9 +44,11 @@ DEFAULT_DISTRESS_THRESHOLD = 0.5
 DEFAULT_GUARDED_THRESHOLD = 1.01
 #: Earlier learner turns looked at for distress.
 CONTEXT_TURNS = 4
-#: The model alone never fires on a text shorter than this (non-space characters): a
-#: greeting or an "ok" has no meaning to read, and short crisis statements are phrases the
-#: signals know. After earlier distress, short messages count (see `verdict`).
+#: The model alone never fires on a text shorter than this (non-space characters, a Hangul
+#: syllable counting as two): a greeting or an "ok" has no meaning to read, and short
+#: crisis statements are phrases the signals know. After earlier distress, short messages
+#: count (see `verdict`). A Hangul syllable carries about as much as two Latin letters:
+#: "그냥 안 깼으면" (6 syllables) says as much as "just never wake" (13 letters).
 MIN_MODEL_CHARS = 12
 #: A message longer than this is also read sentence by sentence, and its most worrying
 #: sentence counts: one risky sentence inside a long study question is diluted in the
@@ -101,6 +103,11 @@ def _decompose(text: str) -> str:
     return unicodedata.normalize("NFD", unicodedata.normalize("NFC", text))
 
 
+def _reading_length(text: str) -> int:
+    """Non-space characters, a Hangul syllable counting twice (see MIN_MODEL_CHARS)."""
+    return sum(2 if "\uac00" <= ch <= "\ud7a3" else 1 for ch in text if not ch.isspace())
+
+
 def _fold(text: str) -> str:
     return _decompose(text.casefold())
 
@@ -142,9 +149,18 @@ class CrisisRules:
         ):
             signal, weak = None, weak or f"{signal} (laughing)"
         guard = self._first(self.guards, folded)
-        if guard is None and len("".join(text.split())) < MIN_MODEL_CHARS:
+        if guard is None and _reading_length(text) < MIN_MODEL_CHARS:
             guard = "short"
         return signal, weak, guard
+
+
+#: A Hangul syllable under a quantifier ("목을?"): decomposed, the quantifier would apply
+#: to its last jamo only, so the syllable is grouped first.
+_QUANTIFIED_SYLLABLE = re.compile(r"([\uac00-\ud7a3])(?=[?*+{])")
+
+
+def _decompose_pattern(source: str) -> str:
+    return _decompose(_QUANTIFIED_SYLLABLE.sub(r"(?:\1)", source))
 
 
 def _compile(groups: object, where: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
@@ -157,7 +173,7 @@ def _compile(groups: object, where: str) -> tuple[tuple[str, re.Pattern[str]], .
         for source in patterns:
             try:
                 # Only decomposed, never case-folded: folding would turn \S into \s.
-                out.append((str(family), re.compile(_decompose(source), re.IGNORECASE)))
+                out.append((str(family), re.compile(_decompose_pattern(source), re.IGNORECASE)))
             except re.error as exc:
                 raise ConfigurationError(f"safety rules: {where}.{family}: {exc}") from exc
     return tuple(out)
@@ -273,7 +289,12 @@ class CrisisDetector:
             reasons.append(f"signal:{signal}")
         if weak is not None and (distress or p >= self.weak_threshold):
             reasons.append(f"weak:{weak}" + (" after distress" if distress else ""))
-        if p >= (self.threshold if guard is None else self.guarded_threshold):
+        # Too short to read ("again", "one more"): the model alone never fires, however sure.
+        if guard is None:
+            alone = self.threshold
+        else:
+            alone = math.inf if guard == "short" else self.guarded_threshold
+        if p >= alone:
             reasons.append("model")
         if distress and p >= self.context_threshold:
             reasons.append("model after distress")

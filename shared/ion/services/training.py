@@ -376,6 +376,7 @@ class SafetyCalibration:
     signal: np.ndarray
     weak: np.ndarray
     guard: np.ndarray
+    short: np.ndarray
     p: np.ndarray
     history_signal: np.ndarray
     history_unguarded_max: np.ndarray
@@ -395,6 +396,7 @@ class SafetyCalibration:
             signal=np.asarray([r[0] is not None for r in reads]),
             weak=np.asarray([r[1] is not None for r in reads]),
             guard=np.asarray([r[2] is not None for r in reads]),
+            short=np.asarray([r[2] == "short" for r in reads]),
             p=np.asarray([probs[-1] for probs in probabilities]),
             history_signal=np.asarray(
                 [any(h[0] is not None for h in hist) for hist in history_reads]
@@ -409,7 +411,7 @@ class SafetyCalibration:
         return (
             self.signal
             | (self.weak & (distress | (self.p >= weak)))
-            | (self.p >= np.where(self.guard, guarded, threshold))
+            | (~self.short & (self.p >= np.where(self.guard, guarded, threshold)))
             | (distress & (self.p >= context))
         )
 
