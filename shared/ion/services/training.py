@@ -11,6 +11,7 @@ writers it has never read), and those cross-writer figures are stored in the art
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ion.domain.ngrams import ngram_counts
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import Router
 from ion.domain.safety import (
@@ -41,6 +43,7 @@ from ion.services.evaluation import (
     load_labelled_set,
     load_safety_set,
 )
+from ion.services.ngram_training import fit_ngram_head
 
 __all__ = [
     "FORBIDDEN_TRAINING_FILES",
@@ -352,18 +355,29 @@ _DISTRESS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _GUARDED_THRESHOLDS = (0.8, 0.9, 0.95, 1.01)
 
 
-def fit_sigmoid(margins: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
-    """1-D logistic regression (deterministic gradient descent): P(crisis | margin)."""
-    x = np.asarray(margins, dtype=np.float64)
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def fit_sigmoid(
+    margins: np.ndarray, ngram_scores: np.ndarray, gold: np.ndarray
+) -> tuple[float, float, float]:
+    """P(crisis | margin, n-gram score): logistic regression (deterministic gradient descent).
+
+    Returns (slope on the margin, weight of the n-gram score, offset).
+    """
+    x = np.stack([np.asarray(margins), np.asarray(ngram_scores)], axis=1).astype(np.float64)
     y = np.asarray(gold, dtype=np.float64)
-    scale = float(x.std()) or 1.0
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
     z = x / scale
-    a, b = 0.0, 0.0
+    a, b = np.zeros(2), 0.0
     for _ in range(2000):
-        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
-        a -= 0.5 * float(((p - y) * z).mean())
+        p = 1.0 / (1.0 + np.exp(-(z @ a + b)))
+        a -= 0.5 * (z * (p - y)[:, None]).mean(axis=0)
         b -= 0.5 * float((p - y).mean())
-    return a / scale, b
+    slope, weight = a / scale
+    return float(slope), float(weight), b
 
 
 @dataclass(frozen=True)
@@ -422,6 +436,7 @@ class _SafetyChoice:
     combo: tuple[float, float, float, float, float]
     k: int
     slope: float
+    ngram_weight: float
     offset: float
     probabilities: list[list[float]]
 
@@ -508,26 +523,46 @@ def train_safety(
             _GUARDED_THRESHOLDS,
         )
     )
+    # The n-gram reader, out of fold: fitted on whole messages of the other writers, it
+    # scores the held-out writer's segments (what the detector will read).
+    message_texts = [part for parts in message_parts for part in parts]
+    history_texts = [part for parts in history_parts for part in parts]
+    counts = [ngram_counts(i.text) for i in items]
+    s_msg = np.zeros(len(message_texts))
+    s_hist = np.zeros(len(history_texts))
+    for _group, train, test in grouped_folds(groups):
+        reader = fit_ngram_head([counts[r] for r in train], gold[train])
+        rows = np.flatnonzero(np.isin(segment_owner, test))
+        s_msg[rows] = reader.scores([message_texts[r] for r in rows])
+        rows = np.flatnonzero(np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test))))
+        if len(rows):
+            s_hist[rows] = reader.scores([history_texts[r] for r in rows])
+    whole = np.searchsorted(segment_owner, np.arange(len(items)))
+
     best: _SafetyChoice | None = None
     for k in _PROTOTYPE_KS:
-        # Out-of-fold margins for each message and for its earlier turns: the examples of
-        # the held-out writer are never among the prototypes that read them.
-        m_msg = np.full(len(items), -np.inf)
-        m_hist = np.full(len(flat), -np.inf)
+        # Out-of-fold margins for each segment of each message and of its earlier turns:
+        # the examples of the held-out writer are never among the prototypes that read them.
+        m_msg = np.zeros(len(message_texts))
+        m_hist = np.zeros(len(history_texts))
         for _group, train, test in grouped_folds(groups):
             head = prototypes(train, k)
-            rows = np.isin(segment_owner, test)
-            np.maximum.at(m_msg, segment_owner[rows], head.margins(message_segments[rows]))
-            rows = np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test)))
-            if rows.any():
-                np.maximum.at(
-                    m_hist, history_segment_owner[rows], head.margins(history_segments[rows])
-                )
-        slope, offset = fit_sigmoid(m_msg, gold)
-        p_msg = 1.0 / (1.0 + np.exp(-(slope * m_msg + offset)))
-        p_hist = 1.0 / (1.0 + np.exp(-(slope * m_hist + offset)))
+            held = np.isin(segment_owner, test)
+            m_msg[held] = head.margins(message_segments[held])
+            held = np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test)))
+            if held.any():
+                m_hist[held] = head.margins(history_segments[held])
+        # Stacked on whole messages; a message's probability is its most worrying segment's.
+        slope, weight, offset = fit_sigmoid(m_msg[whole], s_msg[whole], gold)
+        p_msg = np.zeros(len(items))
+        np.maximum.at(p_msg, segment_owner, _sigmoid(slope * m_msg + weight * s_msg + offset))
+        p_turn = np.zeros(len(flat))
+        if len(flat):
+            np.maximum.at(
+                p_turn, history_segment_owner, _sigmoid(slope * m_hist + weight * s_hist + offset)
+            )
         probabilities = [
-            [*p_hist[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
+            [*p_turn[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
         ]
         fast = SafetyCalibration.build(reads, history_reads, probabilities)
         for combo in grid:
@@ -543,7 +578,7 @@ def train_safety(
             score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
             key = (score, -fpr - everyday_fpr)
             if best is None or key > best.key:
-                best = _SafetyChoice(key, combo, k, slope, offset, probabilities)
+                best = _SafetyChoice(key, combo, k, slope, weight, offset, probabilities)
     if best is None:
         raise CorpusError("no threshold combination to choose from")
     probabilities = best.probabilities
@@ -569,7 +604,8 @@ def train_safety(
     lines = [
         f"corpus: {hard} crisis-set items from {len(set(groups[:hard]))} writers,"
         f" {len(items) - hard} everyday messages",
-        f"chosen: k={best.k} nearest examples; thresholds model={threshold}"
+        f"chosen: k={best.k} nearest examples, n-gram weight {best.ngram_weight:.3f};"
+        f" thresholds model={threshold}"
         f" after-distress={context_threshold}"
         f" weak-signal={weak_threshold} distress={distress_threshold} through-a-guard={guarded}",
         "cross-writer on the crisis set (each writer held out):",
@@ -581,7 +617,11 @@ def train_safety(
         f"false alarms on everyday messages (each writer held out):"
         f" {everyday_report.fpr:.4f} of {everyday_report.n}",
     ]
-    head = prototypes(np.arange(len(items)), best.k, best.slope, best.offset)
+    head = dataclasses.replace(
+        prototypes(np.arange(len(items)), best.k, best.slope, best.offset),
+        ngrams=fit_ngram_head(counts, gold),
+        ngram_weight=best.ngram_weight,
+    )
     artifact = HeadArtifact(
         task="safety",
         embedder=embedder.name,
