@@ -26,7 +26,7 @@ import pytest
 
 from ion.adapters.cloud_logging import ERROR_EVENT_TYPE, StructuredHandler
 from ion.adapters.tokens import issue_token
-from ion.bootstrap import App
+from ion.bootstrap import App, setup_logging
 from ion.domain.events import hash_user_id
 from ion.errors import LlmError
 from tests.fixtures_app import REPO, TEST_JWT_SECRET, function_client
@@ -336,3 +336,17 @@ def test_llm_unavailable_answer_is_the_code_the_slo_excludes(
     # terraform/slo.tf: jsonPayload.status=503 AND jsonPayload.code="llm_unavailable"
     assert (request_line["status"], request_line["code"]) == (503, "llm_unavailable")
     assert SECRET_TEXT not in json_log.getvalue()
+
+
+def test_json_setup_replaces_plain_std_handlers_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """functions-framework may have put a plain stderr handler on the root logger: its
+    lines would reach Cloud Logging unstructured, so the structured handler replaces it;
+    set up again (the second function of an instance), nothing is added twice."""
+    root = logging.getLogger()
+    plain = logging.StreamHandler(sys.stderr)
+    elsewhere = logging.StreamHandler(io.StringIO())
+    monkeypatch.setattr(root, "handlers", [plain, elsewhere])
+    setup_logging("INFO", "json", project=PROJECT)
+    setup_logging("INFO", "json", project=PROJECT)
+    assert plain not in root.handlers and elsewhere in root.handlers
+    assert len([h for h in root.handlers if isinstance(h, StructuredHandler)]) == 1

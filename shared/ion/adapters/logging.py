@@ -183,13 +183,16 @@ def configure_logging(
                 sys.stderr,
             ):
                 root.removeHandler(handler)
-        handler = structured()
-        handler._ion_handler = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+        added: logging.Handler | None = structured()
     elif not root.handlers:
-        root.addHandler(make_handler(fmt))
-    if not ours and root_level is None and root.level > logging.INFO:
-        root.setLevel(logging.INFO)
+        added = make_handler(fmt)
+    else:
+        added = None
+    if added is not None:
+        added._ion_handler = True  # type: ignore[attr-defined]
+        root.addHandler(added)
+        if root_level is None and root.level > logging.INFO:
+            root.setLevel(logging.INFO)
     if root_level is not None:
         root.setLevel(root_level.upper())
     install_redaction()
