@@ -10,13 +10,14 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,19 +65,23 @@ class Served:
         text = self.log_path.read_text(encoding="utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def request_line(self, request_id: str) -> dict[str, Any]:
+    def wait_for(self, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The lines `wanted` picks, once there is one: a stream's line is written when
+        the server finishes the stream, maybe after the client read its end."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            found = [
-                line
-                for line in self.lines()
-                if line.get("request_id") == request_id and line.get("httpRequest")
-            ]
+            found = [line for line in self.lines() if wanted(line)]
             if found:
-                assert len(found) == 1
-                return found[0]
+                return found
             time.sleep(0.05)
-        raise AssertionError(f"no request line for {request_id}")
+        raise AssertionError("no such log line")
+
+    def request_line(self, request_id: str) -> dict[str, Any]:
+        found = self.wait_for(
+            lambda line: line.get("request_id") == request_id and bool(line.get("httpRequest"))
+        )
+        assert len(found) == 1
+        return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +204,10 @@ def test_streamed_turn_logs_time_to_meta_under_the_cloud_trace_header(served: Se
         len(json.dumps({"message": f"{SECRET_TEXT} how do I start?", "stream": True}))
     )
     assert "responseSize" not in request_line["httpRequest"]  # a stream: unknown up front
+    streams = served.wait_for(
+        lambda line: line.get("request_id") == "req-stream-0001" and "time_to_meta_ms" in line
+    )
     lines = [line for line in served.lines() if line.get("request_id") == "req-stream-0001"]
-    streams = [line for line in lines if "time_to_meta_ms" in line]
     assert len(streams) == 1
     stream = streams[0]
     assert stream["severity"] == "INFO"
@@ -250,6 +257,30 @@ def test_every_stdout_line_is_json_with_a_severity(served: Served) -> None:
     lines = served.lines()
     assert lines
     assert all(line["severity"] in {"DEBUG", "INFO", "WARNING", "ERROR"} for line in lines)
+
+
+def test_every_field_the_terraform_log_metrics_read_is_written(served: Served) -> None:
+    """The log-based metrics and SLOs (terraform/*.tf) filter on jsonPayload fields: each
+    one they name appears in what the served function writes for a streamed turn and an
+    error answer."""
+    status, _ = served.call(
+        "POST",
+        "/v1/chat",
+        headers={"Authorization": f"Bearer {_token()}"},
+        body={"message": "hello", "stream": True},
+    )
+    assert status == 200
+    assert served.call("GET", "/v1/conversations", headers={})[0] == 401
+    served.wait_for(lambda line: "time_to_meta_ms" in line)
+    served.wait_for(lambda line: bool(line.get("code")))
+    named = {
+        name
+        for path in (REPO / "terraform").glob("*.tf")
+        for name in re.findall(r"jsonPayload\.(\w+)", path.read_text(encoding="utf-8"))
+    }
+    assert named >= {"status", "code", "time_to_meta_ms", "message"}
+    written = {key for line in served.lines() for key in line}
+    assert named - written == set()
 
 
 # --- in process, through functions-framework's test client ------------------------------
