@@ -7,6 +7,7 @@ rollback logic is exercised for real; only Google's API is replaced.
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
 import os
@@ -14,11 +15,21 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.test_terraform_contract import (
+    PUBLIC_HTTP,
+    http_regions,
+    instances,
+    locals_,
+    resources,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLLOUT = ROOT / "scripts" / "rollout.sh"
@@ -236,7 +247,7 @@ class FakeCloud:
         svc = self.load()["services"][service]
         return {t["revisionName"]: t["percent"] for t in svc["traffic"]}
 
-    def run(self, *args: str, errors: int = 0) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, errors: int = 0, **more_env: str) -> subprocess.CompletedProcess[str]:
         state = self.load()
         state["errors"] = errors
         self.save(state)
@@ -246,6 +257,7 @@ class FakeCloud:
             "REGION": "us-central1",
             "SERVICES": "ion-chat",
             "ROLLOUT_STATE": str(self.rollout_dir),
+            **more_env,
         }
         return subprocess.run(
             ["bash", str(ROLLOUT), *args],
@@ -321,6 +333,170 @@ def test_unchanged_code_deploys_no_candidate(cloud: FakeCloud) -> None:
     assert "no new revision" in ok(cloud.run("candidate"))
     ok(cloud.run("canary", "10"))
     assert cloud.traffic("ion-chat") == {"chat-1": 100}
+
+
+# ------------------------------------------------------------------------------------------
+# The smoke test reaches the candidate through the load balancer
+# ------------------------------------------------------------------------------------------
+
+
+class StubEdge:
+    """Stands in for the load balancer: answers the candidate routes of terraform/edge.tf
+    (/_candidate/<region>/<entry point>/<path>) with what a healthy function answers, and
+    records every request."""
+
+    def __init__(self, answers: dict[str, int]) -> None:
+        self.answers = answers
+        self.requests: list[tuple[str, str]] = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                stub.requests.append(("GET", self.path))
+                self.send_response(stub.answers.get(self.path, 404))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+HEALTHY_CANDIDATES = {
+    "/_candidate/us-central1/chat/health": 200,
+    "/_candidate/us-central1/chat/ready": 200,
+    "/_candidate/us-central1/chat/v1/conversations": 401,
+    "/_candidate/us-central1/persona_route/health": 200,
+    "/_candidate/us-central1/persona_route/ready": 200,
+    "/_candidate/us-central1/persona_route/v1/personas": 401,
+}
+
+
+@pytest.fixture
+def edge() -> Iterator[StubEdge]:
+    stub = StubEdge(dict(HEALTHY_CANDIDATES))
+    yield stub
+    stub.close()
+
+
+def test_smoke_reaches_each_candidate_through_the_load_balancer(
+    cloud: FakeCloud, edge: StubEdge, tmp_path: Path
+) -> None:
+    for service, revision in (("ion-chat", "chat-1"), ("ion-persona-route", "route-1")):
+        cloud.deploy(service, revision, takes_traffic=True)
+    services = "ion-chat ion-persona-route"
+    ok(cloud.run("pin", SERVICES=services))
+    cloud.deploy("ion-chat", "chat-2", takes_traffic=False)
+    cloud.deploy("ion-persona-route", "route-2", takes_traffic=False)
+    ok(cloud.run("candidate", SERVICES=services))
+    # The URL comes from the file the edge-url step writes (terraform output api_url).
+    (tmp_path / "edge_url").write_text(edge.url + "/\n", encoding="utf-8")
+    out = ok(cloud.run("smoke", SERVICES=services, EDGE_URL_FILE=str(tmp_path / "edge_url")))
+    assert edge.requests == [("GET", path) for path in HEALTHY_CANDIDATES]
+    assert f"ok: GET {edge.url}/_candidate/us-central1/chat/health -> 200" in out
+    # Never the candidate's run.app URL, which refuses callers outside Google's network.
+    assert not any("run.app" in " ".join(call) for call in cloud.load()["calls"])
+
+
+def test_smoke_fails_the_build_when_a_candidate_is_unhealthy(
+    cloud: FakeCloud, edge: StubEdge
+) -> None:
+    cloud.deploy("ion-chat", "chat-1", takes_traffic=True)
+    ok(cloud.run("pin"))
+    cloud.deploy("ion-chat", "chat-2", takes_traffic=False)
+    ok(cloud.run("candidate"))
+    edge.answers["/_candidate/us-central1/chat/ready"] = 503
+    result = cloud.run("smoke", EDGE_URL=edge.url, SMOKE_ATTEMPTS="2", SMOKE_RETRY_SECONDS="0")
+    assert result.returncode == 1
+    assert (
+        f"smoke test failed: GET {edge.url}/_candidate/us-central1/chat/ready answered 503,"
+        " expected 200"
+    ) in result.stderr
+    assert edge.requests.count(("GET", "/_candidate/us-central1/chat/ready")) == 2
+    assert cloud.traffic("ion-chat") == {"chat-1": 100}  # the candidate got nothing
+
+
+def test_smoke_without_the_edge_url_fails_instead_of_skipping(cloud: FakeCloud) -> None:
+    cloud.deploy("ion-chat", "chat-1", takes_traffic=True)
+    ok(cloud.run("pin"))
+    cloud.deploy("ion-chat", "chat-2", takes_traffic=False)
+    ok(cloud.run("candidate"))
+    result = cloud.run("smoke", EDGE_URL="", EDGE_URL_FILE="/nonexistent/edge_url")
+    assert result.returncode == 1
+    assert "no EDGE_URL" in result.stderr
+
+
+def test_build_gives_the_smoke_test_the_load_balancer_url() -> None:
+    s = steps()
+    assert "terraform -chdir=terraform output -raw api_url > /workspace/edge_url" in (
+        command_of(s["edge-url"])
+    )
+    assert s["edge-url"]["waitFor"] == ["terraform-apply"]
+    assert set(s["smoke-test"]["waitFor"]) == {"deploy-no-traffic", "edge-url"}
+    script = ROLLOUT.read_text(encoding="utf-8")
+    assert "/workspace/edge_url" in script
+    assert 'url="$edge/_candidate/$REGION/$entry_point"' in script
+
+
+def test_edge_routes_candidate_paths_to_the_tagged_revision_of_each_region() -> None:
+    """terraform/edge.tf: /_candidate/<region>/<entry point>/* goes, rewritten to /*, to a
+    serverless NEG on that region's service with the tag rollout.sh sets; Cloud Armor lets
+    through exactly the calls the smoke test makes."""
+    deployments = {f"{api}-{region}" for api in PUBLIC_HTTP for region in http_regions()}
+    negs = instances("google_compute_region_network_endpoint_group", "candidate")
+    assert set(negs) == deployments
+    for key, neg in negs.items():
+        assert neg["network_endpoint_type"] == "SERVERLESS"
+        assert neg["cloud_run"][0] == {
+            "service": f'${{module.http_function["{key}"].service}}',
+            "tag": "candidate",
+        }
+    script = ROLLOUT.read_text(encoding="utf-8")
+    assert 'update_traffic "$service" --to-revisions="$stable=100" --set-tags="candidate=$new"' in (
+        script
+    )
+    backends = instances("google_compute_backend_service", "candidate")
+    assert set(backends) == deployments
+    for key, backend in backends.items():
+        assert backend["backend"][0]["group"] == (
+            f'${{google_compute_region_network_endpoint_group.candidate["{key}"].id}}'
+        )
+        assert backend["security_policy"] == "${google_compute_security_policy.edge.id}"
+        assert backend["load_balancing_scheme"] == "EXTERNAL_MANAGED"
+    assert locals_()["candidate_paths"] == (
+        "${{for key, deployment in local.http_deployments : "
+        'key => "/_candidate/${deployment.region}/${deployment.entry_point}"}}'
+    )
+    url_map = resources("google_compute_url_map")["edge"]
+    rules = {
+        rule["path_rule"]["for_each"]: rule["path_rule"]["content"][0]
+        for rule in url_map["path_matcher"][0]["dynamic"]
+    }
+    candidate = rules["${local.candidate_paths}"]
+    assert candidate["paths"] == ["${path_rule.value}/*"]
+    assert candidate["service"] == "${google_compute_backend_service.candidate[path_rule.key].id}"
+    assert candidate["route_action"][0]["url_rewrite"][0]["path_prefix_rewrite"] == "/"
+
+    rule = locals_()["armor_rules"]["candidate"]
+    assert (rule["action"], rule["learner_risk"], rule["enabled"]) == ("deny(404)", False, True)
+    allowed = re.search(r"request\.path\.matches\('([^']+)'\)", rule["expression"])
+    assert allowed and "request.path.startsWith('/_candidate/')" in rule["expression"]
+    assert "request.method == 'GET'" in rule["expression"]
+    smoke_calls = [path for path in HEALTHY_CANDIDATES]
+    assert all(re.fullmatch(allowed.group(1), path) for path in smoke_calls)
+    for refused in (
+        "/_candidate/us-central1/chat/v1/chat",
+        "/_candidate/us-central1/chat/v1/conversations/c1",
+        "/_candidate/us-central1/persona_route/v1/route",
+    ):
+        assert not re.fullmatch(allowed.group(1), refused)
 
 
 def test_pre_commit_runs_the_same_checks_as_make() -> None:
