@@ -63,7 +63,7 @@ class Function:
 # variables (ION_SECRETS_BACKEND=env, see docs/deploy.md), so no Secret Manager client is
 # shipped. persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
 # calls Gemini (ION_ROUTING_JUDGE=gemini), so it ships google-genai too.
-# tests/test_terraform_contract.py checks these against the Terraform configuration.
+# tests/infra/test_terraform_contract.py checks these against the Terraform configuration.
 FUNCTIONS: dict[str, Function] = {
     "chat": Function(
         source="functions/chat",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.emulators import (
+from tests.support.emulators import (
     JAVA_HINT,
     EmulatorError,
     EmulatorProcess,
@@ -21,7 +21,7 @@ from tests.emulators import (
     start_emulator,
 )
 
-pytest_plugins = ["tests.fixtures_app", "tests.fixtures_pubsub", "tests.fixtures_gemini"]
+pytest_plugins = ["tests.support.app", "tests.support.pubsub", "tests.support.gemini"]
 
 if TYPE_CHECKING:
     from ion.adapters.firestore.conversations import FirestoreStore
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # =====================================================================================
 # Storage: SQLite + Firestore emulator fixtures for the store contract suite
-# (see tests/test_store_contract.py and docs/data-model.md)
+# (see tests/contract/test_conversation_store.py and docs/data-model.md)
 # =====================================================================================
 
 FIRESTORE_TEST_PROJECT = "ion-test"
@@ -124,7 +124,7 @@ def store(request: pytest.FixtureRequest) -> Any:
 
 # =====================================================================================
 # Feedback, learned routing and backups: the learning-and-backup stores on both backends
-# (see tests/test_learning_contract.py, tests/test_backup_drill.py)
+# (see tests/contract/test_learning_stores.py, tests/adapters/test_backup_drill.py)
 # =====================================================================================
 
 
