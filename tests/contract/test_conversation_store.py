@@ -34,7 +34,6 @@ from ion.ports import (
     CachedAnswer,
     ConversationStore,
     IdempotencyRecord,
-    OutboxEntry,
     TurnClaim,
 )
 
@@ -425,10 +424,6 @@ def test_ids_that_could_address_another_document(store: Any, bad_id: str) -> Non
     assert store.delete_conversation(bad_id) is False
     with pytest.raises(ValueError, match="valid conversation id"):
         store.save_turn(conv(bad_id, count=0), [])
-    with pytest.raises(ValueError, match="valid outbox entry id"):
-        store.add_outbox(entry(bad_id, 0))
-    store.remove_outbox(bad_id)
-    store.record_outbox_failure(bad_id, "x")
     assert len(store.list_messages("c1")) == 2
 
 
@@ -750,56 +745,6 @@ def test_idempotency_renewed_lease_keeps_the_claim(store: Any) -> None:
     store.complete_idempotency("u1", "key-1", "{}", conversation_id="c1")
     store.renew_idempotency("u1", "key-1", at_40)  # a done claim keeps no lease
     store.renew_idempotency("u1", "unknown", at_40)  # no-op
-
-
-# --- outbox -----------------------------------------------------------------------------
-
-
-def entry(eid: str, minutes: int, **payload: Any) -> OutboxEntry:
-    return OutboxEntry(
-        id=eid,
-        event_type="chat.turn.completed",
-        payload=payload,
-        created_at=T0 + timedelta(minutes=minutes),
-    )
-
-
-def test_outbox_lifecycle(store: Any) -> None:
-    assert store.pending_outbox(10) == []
-    payload = {"nested": [[1, 2], [3]], "text": "한국어 🎉", "n": 1.5, "none": None, "ok": True}
-    e1, e2, e3 = entry("e1", 5, **payload), entry("e2", 1), entry("e3", 3, k="v")
-    for e in (e1, e2, e3):
-        store.add_outbox(e)
-
-    assert store.pending_outbox(10) == [e2, e3, e1]  # oldest first
-    assert store.pending_outbox(2) == [e2, e3]
-    assert store.pending_outbox(0) == []
-
-    store.record_outbox_failure("e2", "timeout")
-    store.record_outbox_failure("e2", "unavailable: 503")
-    failed = store.pending_outbox(1)[0]
-    assert (failed.attempts, failed.last_error) == (2, "unavailable: 503")
-    assert failed.payload == {} and failed.created_at == e2.created_at
-
-    store.remove_outbox("e2")
-    assert [e.id for e in store.pending_outbox(10)] == ["e3", "e1"]
-    assert store.pending_outbox(10)[1].payload == payload
-
-    store.remove_outbox("e2")  # idempotent
-    store.record_outbox_failure("missing", "ignored")  # no-op, no error
-    assert [e.id for e in store.pending_outbox(10)] == ["e3", "e1"]
-
-
-def test_outbox_add_replaces_same_id(store: Any) -> None:
-    store.add_outbox(entry("e1", 1, v=1))
-    store.add_outbox(entry("e1", 1, v=2))
-    assert [e.payload for e in store.pending_outbox(10)] == [{"v": 2}]
-
-
-def test_outbox_rejects_non_json_payload(store: Any) -> None:
-    with pytest.raises(ValueError, match="JSON"):
-        store.add_outbox(entry("e1", 1, when=datetime.now(UTC)))
-    assert store.pending_outbox(10) == []
 
 
 # =========================================================================================
