@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import functions_framework
 import pytest
 
 from ion.adapters.backup_format import verify_backup
@@ -25,8 +24,8 @@ from ion.services.backup import BackupRunner
 from tests.conftest import LearningBackend
 from tests.fakes.clock import ManualClock
 from tests.fakes.firestore_admin import FakeFirestoreAdmin
+from tests.support.app import function_app
 from tests.support.backup import BACKUP_KEY
-from tests.support.paths import REPO
 
 T0 = datetime(2026, 3, 1, 9, 30, 0, tzinfo=UTC)
 
@@ -170,11 +169,7 @@ def test_backup_function_takes_a_scheduler_push(
     monkeypatch.setenv("ION_BACKUP_DIR", str(clean_env / "snapshots"))
     set_worker(None)
     try:
-        app = functions_framework.create_app(
-            target="backup",
-            source=str(REPO / "functions" / "backup" / "main.py"),
-            signature_type="cloudevent",
-        )
+        app = function_app("backup", signature_type="cloudevent")
         push = {
             "message": {"data": base64.b64encode(b"{}").decode(), "messageId": "sched-1"},
             "subscription": "projects/p/subscriptions/ion-backup",

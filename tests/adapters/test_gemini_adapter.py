@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -405,7 +406,7 @@ def test_missing_api_key_is_a_configuration_error(fake_gemini: FakeGemini) -> No
 
 def test_from_settings(fake_gemini: FakeGemini) -> None:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings init kwarg
+        _env_file=None,
         llm_provider="gemini",
         gemini_model=PRIMARY,
         gemini_fallback_model=FALLBACK,
@@ -451,6 +452,7 @@ def test_consumer_stopping_early_closes_the_stream(fake_gemini: FakeGemini) -> N
     model, _ = make(fake_gemini)
     stream = model.stream(REQUEST)
     assert next(stream).text == "one "
+    assert isinstance(stream, Generator)
     stream.close()  # e.g. the browser went away: no error, no retry
     assert len(fake_gemini.requests) == 1
 

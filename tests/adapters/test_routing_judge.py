@@ -387,7 +387,7 @@ def test_from_settings_uses_the_judge_settings(
     fake_gemini: FakeGemini, local: Router, catalog: PersonaCatalog
 ) -> None:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         routing_judge="gemini",
         routing_judge_model=MODEL,
         routing_judge_thinking_budget=128,

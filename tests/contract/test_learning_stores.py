@@ -34,7 +34,7 @@ def _feedback(rating: str = "up", *, at: datetime = T0, comment: str | None = No
         conversation_id="c1",
         message_id="a1",
         user_id="alice",
-        rating=rating,  # type: ignore[arg-type]
+        rating=rating,
         comment=comment,
         persona="lua",
         resonance_key=KEY,

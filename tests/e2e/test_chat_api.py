@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from ion.bootstrap import App
 from ion.errors import LlmError
+from tests.fakes.jwks_server import unsigned_token
 from tests.fakes.llm import RecordingLlm
 from tests.support.app import TEST_JWT_SECRET
 from tests.support.openapi_check import CheckedClient
@@ -21,17 +24,21 @@ def api(chat_client: FlaskClient) -> CheckedClient:
     return CheckedClient(chat_client)
 
 
-def chat(api: CheckedClient, headers: dict[str, str], message: str, **extra: object) -> dict:
+def chat(
+    api: CheckedClient, headers: dict[str, str], message: str, **extra: object
+) -> dict[str, Any]:
     response = api.post("/v1/chat", json={"message": message, **extra}, headers=headers)
     assert response.status_code == 200, response.data
-    return response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
 
 
-def error_code(response) -> str:  # type: ignore[no-untyped-def]
+def error_code(response: TestResponse) -> str:
     body = response.get_json()
     # A chat turn that could not be answered also names the conversation keeping the message.
     assert set(body) - {"conversation_id"} == {"error", "request_id"}
-    return body["error"]["code"]
+    code: str = body["error"]["code"]
+    return code
 
 
 def test_health_and_ready(api: CheckedClient) -> None:
@@ -162,7 +169,7 @@ def test_expired_and_forged_tokens(api: CheckedClient) -> None:
     assert (expired.status_code, error_code(expired)) == (401, "token_expired")
     forged = api.get("/v1/conversations", headers=_token("another-secret-" + "y" * 30))
     assert (forged.status_code, error_code(forged)) == (401, "invalid_signature")
-    unsigned = jwt.encode({"sub": "alice", "exp": 9999999999, "iat": 1}, None, algorithm="none")
+    unsigned = unsigned_token({"sub": "alice", "exp": 9999999999, "iat": 1})
     none_alg = api.get("/v1/conversations", headers={"Authorization": f"Bearer {unsigned}"})
     assert none_alg.status_code == 401
 
@@ -187,7 +194,7 @@ def test_expired_and_forged_tokens(api: CheckedClient) -> None:
     ],
 )
 def test_bad_requests(
-    api: CheckedClient, auth: dict[str, str], kwargs: dict, status: int, code: str
+    api: CheckedClient, auth: dict[str, str], kwargs: dict[str, Any], status: int, code: str
 ) -> None:
     response = api.post("/v1/chat", headers=auth, **kwargs)
     assert response.status_code == status, response.data
@@ -227,7 +234,7 @@ def test_stored_text_is_verbatim(api: CheckedClient, auth: dict[str, str]) -> No
     assert detail["messages"][0]["text"] == nasty
 
 
-def _sse_events(raw: str) -> list[tuple[str, dict]]:
+def _sse_events(raw: str) -> list[tuple[str, dict[str, Any]]]:
     events = []
     for block in raw.strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines())

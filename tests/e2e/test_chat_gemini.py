@@ -68,14 +68,16 @@ def post(api: CheckedClient, auth: dict[str, str], message: str, **extra: Any) -
     return api.post("/v1/chat", json={"message": message, **extra}, headers=headers)
 
 
-def messages(api: CheckedClient, auth: dict[str, str], conversation_id: str) -> list[dict]:
+def messages(
+    api: CheckedClient, auth: dict[str, str], conversation_id: str
+) -> list[dict[str, Any]]:
     detail = api.get(f"/v1/conversations/{conversation_id}", headers=auth)
     assert detail.status_code == 200
-    result: list[dict] = detail.get_json()["messages"]
+    result: list[dict[str, Any]] = detail.get_json()["messages"]
     return result
 
 
-def sse_events(response: TestResponse) -> list[tuple[str, dict]]:
+def sse_events(response: TestResponse) -> list[tuple[str, dict[str, Any]]]:
     events = []
     for block in response.get_data(as_text=True).strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines())

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,7 +117,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"functions-framework did not become healthy:\n{log.read_text()}", pytrace=False)
 
 
-def open_stream(server: Server, message: str) -> tuple[http.client.HTTPConnection, Iterator]:
+def open_stream(
+    server: Server, message: str
+) -> tuple[http.client.HTTPConnection, Iterator[tuple[str, dict[str, Any]]]]:
     token = issue_token(TEST_JWT_SECRET, "alice", now=datetime.now(UTC), ttl_s=600)
     host, port = server.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=20)
@@ -136,7 +139,7 @@ def open_stream(server: Server, message: str) -> tuple[http.client.HTTPConnectio
     return conn, _events(response)
 
 
-def _events(response: http.client.HTTPResponse) -> Iterator[tuple[str, dict]]:
+def _events(response: http.client.HTTPResponse) -> Iterator[tuple[str, dict[str, Any]]]:
     """SSE events, parsed as their bytes arrive (one event per blank-line-ended block)."""
     fields: dict[str, str] = {}
     while True:

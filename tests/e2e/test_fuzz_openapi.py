@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import schemathesis
@@ -77,5 +78,5 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_conforms_to_openapi(case: schemathesis.Case) -> None:
+def test_api_conforms_to_openapi(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate()

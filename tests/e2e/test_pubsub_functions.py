@@ -221,7 +221,7 @@ def test_chat_feedback_backup_and_dedupe_over_pubsub(functions: Functions) -> No
     eventually(lambda: _counts(fns, persona, key) == (1, 1, 0) or None, "the vote counted")
 
     # 2. A scheduler-style message on the backup topic → a backup appears.
-    client = firestore.Client(project=fns.project)
+    client: Any = firestore.Client(project=fns.project)
     catalog = FirestoreLearningAndBackupStore(client)
     publisher = pubsub_v1.PublisherClient()
     try:

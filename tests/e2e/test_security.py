@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from ion.bootstrap import App, build_app, set_app
 from ion.entrypoints.http.local import create_local_app
-from tests.fakes.jwks_server import JwksServer, Signer, serve_jwks
+from tests.fakes.jwks_server import JwksServer, Signer, serve_jwks, unsigned_token
 from tests.support.app import TEST_JWT_SECRET, function_client, make_settings
 from tests.support.openapi_check import CheckedClient
 
@@ -124,10 +124,8 @@ AUTH_CASES: list[tuple[str, Any, str]] = [
     (
         "alg none",
         lambda: bearer(
-            jwt.encode(
-                {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": _now() + HOUR},
-                None,
-                algorithm="none",
+            unsigned_token(
+                {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": _now() + HOUR}
             )
         ),
         "invalid_algorithm",

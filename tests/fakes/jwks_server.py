@@ -1,7 +1,8 @@
 """A real JWKS endpoint on loopback (stdlib http.server) with keys made by `cryptography`.
 
 Like an identity provider (Firebase Auth): it serves the public keys, counts its fetches
-so tests can prove caching, and can rotate keys. `Signer.token(...)` signs tokens.
+so tests can prove caching, and can rotate keys. `Signer.token(...)` signs tokens;
+`unsigned_token(...)` makes the `alg: none` kind an attacker sends.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+
+def unsigned_token(claims: dict[str, Any], headers: dict[str, Any] | None = None) -> str:
+    """A JWT with `alg: none` and an empty signature (PyJWT's encode takes no None key)."""
+    header = {"alg": "none", "typ": "JWT", **(headers or {})}
+    parts = (json.dumps(part, separators=(",", ":")).encode() for part in (header, claims))
+    return ".".join(jwt.utils.base64url_encode(part).decode() for part in parts) + "."
 
 
 @dataclass

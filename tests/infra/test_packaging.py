@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import requests
@@ -265,7 +266,7 @@ def serve(tmp_path: Path) -> Iterator[object]:
             process.wait()
 
 
-def _pubsub_push(data: bytes, attributes: dict[str, str]) -> dict[str, object]:
+def _pubsub_push(data: bytes, attributes: dict[str, str]) -> dict[str, Any]:
     """The body a Pub/Sub push subscription POSTs (terraform/pubsub.tf, push_config)."""
     return {
         "message": {

@@ -553,7 +553,7 @@ def test_literal_settings_are_valid_for_the_settings_model(
     for key, value in values.items():
         if value is not None:
             monkeypatch.setenv(key, str(value))
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.backend == "gcp"
 
 

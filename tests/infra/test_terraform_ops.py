@@ -18,7 +18,6 @@ import pytest
 
 from tests.infra.test_terraform_contract import (
     PUBLIC_HTTP,
-    ROOT,
     TF,
     _unquote,
     for_each_of,
@@ -29,6 +28,7 @@ from tests.infra.test_terraform_contract import (
     resources,
     variables,
 )
+from tests.support.paths import REPO as ROOT
 
 ENVIRONMENTS = TF / "environments"
 OWASP_SETS = [

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import functions_framework
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from ion.bootstrap import App, build_app, set_app
@@ -42,9 +43,16 @@ def app(clean_env: Path) -> Iterator[App]:
     set_app(None)
 
 
+def function_app(target: str, folder: str | None = None, signature_type: str = "http") -> Flask:
+    """The functions-framework app serving `target` from functions/<folder>/main.py, as an
+    instance start builds it (the library ships no type information: its app is a Flask)."""
+    source = REPO / "functions" / (folder or target) / "main.py"
+    create: Callable[..., Flask] = functions_framework.create_app
+    return create(target=target, source=str(source), signature_type=signature_type)
+
+
 def function_client(name: str) -> FlaskClient:
-    source = REPO / "functions" / name / "main.py"
-    return functions_framework.create_app(target=name, source=str(source)).test_client()
+    return function_app(name).test_client()
 
 
 @pytest.fixture

@@ -41,9 +41,12 @@ def spec() -> dict[str, Any]:
 
 
 @cache
-def _registry() -> Registry:  # type: ignore[type-arg]
-    resource = Resource.from_contents(_absolutise(spec()), default_specification=DRAFT202012)
-    return Registry().with_resource(SPEC_URI, resource)
+def _registry() -> Registry[Any]:
+    resource: Resource[Any] = Resource.from_contents(
+        _absolutise(spec()), default_specification=DRAFT202012
+    )
+    registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+    return registry
 
 
 def _template_for(path: str) -> str:

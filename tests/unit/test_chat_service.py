@@ -4,6 +4,7 @@ offline model behind the shared LLM fake, and a recording publisher: no network.
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 from datetime import timedelta
 
 import pytest
@@ -126,6 +127,7 @@ def test_client_gone_mid_stream_keeps_what_was_generated(sqlite_store: SqliteSto
     turn = service.prepare("alice", "how do I design a URL shortener?")
     stream = service.stream(turn)
     first = next(stream)
+    assert isinstance(stream, Generator)
     stream.close()  # what the WSGI server does when the client disconnects
     messages = store.list_messages(turn.conversation.id)
     assert messages[1].status == "incomplete"
@@ -180,6 +182,7 @@ def test_every_way_a_turn_ends_releases_its_lease(path: str, sqlite_store: Sqlit
     if path == "client_gone":
         stream = service.stream(turn)
         next(stream)
+        assert isinstance(stream, Generator)
         stream.close()
     elif path == "answered":
         service.answer(turn)

@@ -124,7 +124,8 @@ def test_decoder_ignores_additive_fields() -> None:
     env = make()
     env["trace"] = "x"
     env["data"]["new_optional_field"] = 1
-    assert decode_event(encode_event(env)).data.persona == "lua"
+    data = decode_event(encode_event(env)).data
+    assert isinstance(data, ChatTurnCompletedData) and data.persona == "lua"
 
 
 def test_encode_is_canonical() -> None:

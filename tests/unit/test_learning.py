@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 from ion.domain import events
 from ion.domain.models import Intent, Pace, Persona, ResonanceKey, RoutingTraits, Tone, Usage
 from ion.domain.personas import PersonaCatalog, load_catalog
@@ -198,24 +200,6 @@ def test_feedback_event_has_no_text_and_deltas_are_exact() -> None:
     assert deltas_for(same) == []
 
 
-class FakeStatsStore:
-    """In-memory RoutingStatsStore (a fake, for the consumer's decisions)."""
-
-    def __init__(self) -> None:
-        self.processed: set[str] = set()
-        self.applied: list[StatsDelta] = []
-        self.down = False
-
-    def apply_event_once(self, event_id: str, deltas: Any, *, processed_at: datetime) -> bool:
-        if self.down:
-            raise DependencyUnavailable("firestore unavailable: deadline exceeded")
-        if event_id in self.processed:
-            return False
-        self.processed.add(event_id)
-        self.applied.extend(deltas)
-        return True
-
-
 def _push(data: bytes, message_id: str = "m1") -> dict[str, Any]:
     return {
         "message": {"data": base64.b64encode(data).decode(), "messageId": message_id},
@@ -223,24 +207,26 @@ def _push(data: bytes, message_id: str = "m1") -> dict[str, Any]:
     }
 
 
-def test_consumer_counts_once_drops_malformed_and_retries_transient() -> None:
-    store = FakeStatsStore()
+def test_consumer_counts_once_drops_malformed_and_retries_transient(tmp_path: Path) -> None:
+    store = SqliteLearningAndBackupStore(tmp_path / "ion.sqlite3")
+    clock = ManualClock(T0)
     raw = events.encode_event(_turn_event("1" * 32))
-    assert handle_persona_event(_push(raw, "m1"), store, ManualClock(T0)) == "applied"
+    assert handle_persona_event(_push(raw, "m1"), store, clock) == "applied"
     # Redelivery (same message) and outbox re-publish (new message id, same event).
-    assert handle_persona_event(_push(raw, "m1"), store, ManualClock(T0)) == "duplicate"
-    assert handle_persona_event(_push(raw, "m2"), store, ManualClock(T0)) == "duplicate"
-    assert store.applied == [StatsDelta(persona="lua", resonance_key=KEY, turns=1)]
+    assert handle_persona_event(_push(raw, "m1"), store, clock) == "duplicate"
+    assert handle_persona_event(_push(raw, "m2"), store, clock) == "duplicate"
+    assert store.routing_stats() == [RoutingStat(persona="lua", resonance_key=KEY, turns=1)]
 
-    assert handle_persona_event(_push(b"{not json"), store, ManualClock(T0)) == "dropped"
-    assert handle_persona_event({"message": {"data": "%%%"}}, store, ManualClock(T0)) == "dropped"
-    assert handle_persona_event("garbage", store, ManualClock(T0)) == "dropped"
+    assert handle_persona_event(_push(b"{not json"), store, clock) == "dropped"
+    assert handle_persona_event({"message": {"data": "%%%"}}, store, clock) == "dropped"
+    assert handle_persona_event("garbage", store, clock) == "dropped"
     unknown = dict(_turn_event(), event_type="lesson.planned")
-    assert (
-        handle_persona_event(_push(json.dumps(unknown).encode()), store, ManualClock(T0))
-        == "ignored"
-    )
+    assert handle_persona_event(_push(json.dumps(unknown).encode()), store, clock) == "ignored"
+    assert store.routing_stats() == [RoutingStat(persona="lua", resonance_key=KEY, turns=1)]
+    store.close()
 
-    store.down = True
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    unreachable = SqliteLearningAndBackupStore(blocker / "ion.sqlite3")  # cannot be opened
     with pytest.raises(DependencyUnavailable):
-        handle_persona_event(_push(events.encode_event(_turn_event())), store, ManualClock(T0))
+        handle_persona_event(_push(events.encode_event(_turn_event())), unreachable, clock)

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import TypedDict, cast
 
 import pytest
 
-from ion.domain.models import Intent, Pace, ResonanceKey, Tone
+from ion.domain.models import Intent, Language, Pace, ResonanceKey, Tone
 from ion.services import chat as chat_module
 from ion.services.chat import normalise_for_cache, response_cache_key
 
 KEY = ResonanceKey(tone=Tone.CURIOUS, pace=Pace.MEDIUM, intent=Intent.INQUIRY)
-BASE = {
+
+
+class KeyParts(TypedDict):
+    user_id: str
+    message: str
+    persona_id: str
+    model: str
+    language: Language
+    resonance_key: ResonanceKey
+
+
+BASE: KeyParts = {
     "user_id": "alice",
     "message": "How do decorators work?",
     "persona_id": "elro",
@@ -30,7 +42,8 @@ def test_normalisation_nfc_casefold_whitespace() -> None:
 
 
 def test_equivalent_messages_share_a_key() -> None:
-    same = response_cache_key(**{**BASE, "message": " how do  DECORATORS work? "})
+    spaced: KeyParts = {**BASE, "message": " how do  DECORATORS work? "}
+    same = response_cache_key(**spaced)
     assert same == response_cache_key(**BASE)
     assert len(same) == 64 and int(same, 16) >= 0
 
@@ -47,7 +60,8 @@ def test_equivalent_messages_share_a_key() -> None:
     ],
 )
 def test_each_part_changes_the_key(field: str, value: object) -> None:
-    assert response_cache_key(**{**BASE, field: value}) != response_cache_key(**BASE)
+    changed = cast(KeyParts, {**BASE, field: value})  # one part, named by the parameter
+    assert response_cache_key(**changed) != response_cache_key(**BASE)
 
 
 def test_prompt_version_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ from ion.entrypoints.cli import main as cli
 from ion.errors import ConfigurationError
 from ion.ports import SentenceEmbedder
 from ion.services.training import CorpusError, corpus_sha256, train_routing
-from tests.support.app import function_client, make_settings
+from tests.support.app import function_app, function_client, make_settings
 from tests.support.paths import REPO
 
 ROUTING_CORPUS = sorted((REPO / "data" / "routing" / "train").glob("*.jsonl"))
@@ -85,7 +85,7 @@ def test_a_head_refuses_drifted_vectors(embedder: SentenceEmbedder) -> None:
         name = embedder.name
 
         def embed(self, texts: object) -> object:
-            return embedder.embed(texts)[:, ::-1]  # type: ignore[arg-type, index]
+            return embedder.embed(texts)[:, ::-1]  # type: ignore[arg-type]
 
     with pytest.raises(ConfigurationError) as caught:
         SemanticLayer(Drifted(), load_artifact(artifact_path("routing")))
@@ -241,15 +241,12 @@ def test_eval_routing_prints_languages_calibration_and_misses(
 
 
 def test_the_model_loads_at_instance_start_not_on_a_request() -> None:
-    import functions_framework
 
     load_embedder.cache_clear()
     function_client("chat")  # imports functions/chat/main.py, as an instance start does
     assert load_embedder.cache_info().currsize == 1
     load_embedder.cache_clear()
-    functions_framework.create_app(
-        target="persona_events", source=str(REPO / "functions" / "persona_route" / "main.py")
-    )
+    function_app("persona_events", "persona_route")
     assert load_embedder.cache_info().currsize == 0  # the event consumer needs no model
     function_client("persona_route")
     assert load_embedder.cache_info().currsize == 1
