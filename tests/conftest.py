@@ -25,7 +25,9 @@ pytest_plugins = ["tests.support.app", "tests.support.pubsub", "tests.support.ge
 
 if TYPE_CHECKING:
     from ion.adapters.firestore.conversations import FirestoreStore
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
     from ion.adapters.sqlite.conversations import SqliteStore
+    from ion.adapters.sqlite.quota import SqliteQuotaStore
 
 
 # =====================================================================================
@@ -117,6 +119,24 @@ def store(request: pytest.FixtureRequest) -> Any:
     Resolved lazily, so `-m "not emulator"` never starts the Firestore emulator.
     """
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def sqlite_quota(tmp_path: Path) -> Iterator[SqliteQuotaStore]:
+    """A SqliteQuotaStore on a fresh file in the test's tmp dir."""
+    from ion.adapters.sqlite.quota import SqliteQuotaStore
+
+    store = SqliteQuotaStore(tmp_path / "ion.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def firestore_quota(firestore_client: Any, firestore_reset: None) -> FirestoreQuotaStore:
+    """A FirestoreQuotaStore on an empty emulator database."""
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
+
+    return FirestoreQuotaStore(firestore_client)
 
 
 # ============================ end of storage section =================================
