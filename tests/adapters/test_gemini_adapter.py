@@ -14,13 +14,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from ion.adapters.gemini import (
-    DEFAULT_SAFETY_SETTINGS,
-    SAFETY_CATEGORIES,
-    GeminiLanguageModel,
-    LlmRequestRejected,
-    LlmStreamInterrupted,
-)
+from ion.adapters.gemini import GeminiLanguageModel, LlmStreamInterrupted
+from ion.adapters.gemini_sdk import DEFAULT_SAFETY_SETTINGS, SAFETY_CATEGORIES, LlmRequestRejected
 from ion.domain.models import LlmChunk, LlmRequest, LlmTurn, Usage
 from ion.errors import LlmBlocked, LlmError
 from ion.settings import Settings
