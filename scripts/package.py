@@ -64,7 +64,7 @@ class Function:
 # shipped. Every function logs through google-cloud-logging's structured handler
 # (ION_LOG_FORMAT=json). persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
 # calls Gemini (ION_ROUTING_JUDGE=gemini), so it ships google-genai too.
-# tests/test_terraform_contract.py checks these against the Terraform configuration.
+# tests/infra/test_terraform_contract.py checks these against the Terraform configuration.
 FUNCTIONS: dict[str, Function] = {
     "chat": Function(
         source="functions/chat",
