@@ -59,20 +59,17 @@ class PubSubTransport:
             return self._client
 
     def _retry(self) -> Any:
-        from google.api_core import exceptions, retry
+        from google.api_core import exceptions
 
-        return retry.Retry(
-            predicate=retry.if_exception_type(
-                exceptions.ServiceUnavailable,
-                exceptions.DeadlineExceeded,
-                exceptions.InternalServerError,
-                exceptions.Aborted,
-                exceptions.ResourceExhausted,
-            ),
-            initial=0.1,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=self._timeout_s,
+        from ion.adapters.google_retry import bounded_retry
+
+        return bounded_retry(
+            self._timeout_s,
+            exceptions.ServiceUnavailable,
+            exceptions.DeadlineExceeded,
+            exceptions.InternalServerError,
+            exceptions.Aborted,
+            exceptions.ResourceExhausted,
         )
 
     def ensure_topic(self) -> bool:
