@@ -25,8 +25,15 @@ from tests.fixtures_app import REPO, TEST_JWT_SECRET, make_settings
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
 # Signed with the secret the fuzzed app uses; schemathesis knows it as the bearerAuth
-# credential, so it can also try requests without it (expecting 401).
-TOKEN = issue_token(TEST_JWT_SECRET, "fuzzer", now=datetime.now(UTC), ttl_s=3600)
+# credential, so it can also try requests without it (expecting 401). An operator's token,
+# so the operator endpoints are fuzzed too instead of only answering 403.
+TOKEN = issue_token(
+    TEST_JWT_SECRET,
+    "fuzzer",
+    now=datetime.now(UTC),
+    ttl_s=3600,
+    role=("ion_role", "operator"),
+)
 CONFIG = schemathesis.Config.from_dict(
     {
         "auth": {"openapi": {"bearerAuth": {"bearer": TOKEN}}},

@@ -205,7 +205,9 @@ class FakeStatsStore:
         self.applied: list[StatsDelta] = []
         self.down = False
 
-    def apply_event_once(self, event_id: str, deltas: Any, *, processed_at: datetime) -> bool:
+    def apply_event_once(
+        self, event_id: str, deltas: Any, *, processed_at: datetime, daily: Any = ()
+    ) -> bool:
         if self.down:
             raise DependencyUnavailable("firestore unavailable: deadline exceeded")
         if event_id in self.processed:
