@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8080
 
 .PHONY: setup run test lint typecheck unit fmt bench docs clean package tf-fmt checkov tf-check \
-	security bandit audit
+	security bandit audit browser
 
 # Checkov lives in its own venv: it pins a fork of python-hcl2 that clashes with the
 # python-hcl2 the contract tests use (.venv).
@@ -41,7 +41,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy shared
 
-unit: setup
+# Debian's chromium for the browser tests (apt; never a browser download).
+browser:
+	@sh scripts/ensure_browser.sh
+
+unit: setup browser
 	$(BIN)/pytest
 
 test: lint typecheck tf-check unit security

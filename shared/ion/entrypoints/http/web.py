@@ -82,7 +82,7 @@ class WebPages:
 
     def _config(self) -> Response:
         app = self._load_app()
-        config: dict[str, Any] = {"api_base": "", "operator_claim": app.settings.operator_claim}
+        config: dict[str, Any] = {"api_base": "", "page_size": app.settings.page_size}
         user = self._dev_user
         if user is not None and app.jwt_secret is not None:
             config["auth"] = {
