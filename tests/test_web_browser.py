@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,31 +20,15 @@ import requests
 from ion.bootstrap import App, build_app, set_app
 from ion.domain.models import Intent, Pace, ResonanceKey, Tone
 from ion.ports import DailyCount, RoutingDisagreement, StatsDelta
+from tests.browser import WEB, Tab, chromium, open_tab, playwright_api, serving, shoot
 from tests.fake_gemini import FakeGemini, answer, http_error
-from tests.fixtures_app import REPO, make_settings
+from tests.fixtures_app import make_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = REPO / "docs" / "screenshots"
 MODEL = "gemini-web-test"
 CHAT_LIMIT = 5  # chats per user per minute on this server
 PAGE_SIZE = 2  # conversations per page, so the list paginates with three
 
-if not CHROMIUM.exists():  # pragma: no cover - the message is the point
-    pytest.fail(
-        f"{CHROMIUM} is missing: the browser tests need Debian's chromium package"
-        " (`make browser`, or `apt-get install -y chromium`)",
-        pytrace=False,
-    )
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
+playwright_api()  # fails collection, saying what to install, without the browser
 
 
 @dataclass
@@ -73,9 +55,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    from werkzeug.serving import make_server
-
-    from ion.entrypoints.http.local import JsonErrorRequestHandler, create_local_app
+    from ion.entrypoints.http.local import create_local_app
 
     data = tmp_path_factory.mktemp("web") / "data"
     with pytest.MonkeyPatch.context() as patch, FakeGemini() as gemini:
@@ -99,59 +79,22 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         )
         set_app(app)
         # The same app `ion serve` runs: page files, config.json with dev tokens, the API.
-        server = make_server(
-            "127.0.0.1",
-            0,
-            create_local_app(web_dir=REPO / "web", dev_user="learner"),
-            threaded=True,
-            request_handler=JsonErrorRequestHandler,
-        )
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
         try:
-            yield Site(f"http://127.0.0.1:{server.server_port}", app, gemini)
+            with serving(create_local_app(web_dir=WEB, dev_user="learner")) as url:
+                yield Site(url, app, gemini)
         finally:
-            server.shutdown()
-            server.server_close()
             set_app(None)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
-
-
-@dataclass
-class Tab:
-    page: Any
-    problems: list[str]
-
-
-def _open_tab(browser: Any, *, locale: str = "en-US", **options: Any) -> Tab:
-    context = browser.new_context(locale=locale, **options)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-    # A CSP refusal (inline script, a foreign origin) is a console error in Chromium.
-    page.on(
-        "console",
-        lambda msg: (
-            problems.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None
-        ),
-    )
-    return Tab(page, problems)
 
 
 @pytest.fixture
 def tab(browser: Any, site: Site) -> Iterator[Tab]:
-    opened = _open_tab(browser, viewport={"width": 1280, "height": 800})
+    opened = open_tab(browser, viewport={"width": 1280, "height": 800})
     site.gemini.reset()
     yield opened
     opened.page.context.close()
@@ -167,11 +110,6 @@ def sign_in_as(tab: Tab, site: Site, user: str) -> None:
         route.fulfill(status=200, content_type="application/json", body=json.dumps(config))
 
     tab.page.route("**/config.json", fulfil)
-
-
-def shoot(tab: Tab, name: str, *, full_page: bool = False) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
 
 
 def send(tab: Tab, text: str) -> None:
@@ -386,7 +324,7 @@ def test_unavailable_mentor_and_offline_are_explained(tab: Tab, site: Site) -> N
 
 
 def test_korean_ui_from_the_browser_language_and_switchable(browser: Any, site: Site) -> None:
-    tab = _open_tab(browser, locale="ko-KR", viewport={"width": 1280, "height": 800})
+    tab = open_tab(browser, locale="ko-KR", viewport={"width": 1280, "height": 800})
     page = tab.page
     try:
         sign_in_as(tab, site, "minji")
@@ -417,7 +355,7 @@ def test_korean_ui_from_the_browser_language_and_switchable(browser: Any, site: 
 
 
 def test_readable_on_a_phone(browser: Any, site: Site) -> None:
-    tab = _open_tab(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    tab = open_tab(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = tab.page
     try:
         sign_in_as(tab, site, "phone")

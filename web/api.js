@@ -27,6 +27,7 @@ export class ApiError extends Error {
 
   // The sentence shown to the learner.
   get human() {
+    if (this.code === "signin_failed") return this.message;
     if (this.status === 0) return t("err.offline");
     if (this.status === 401) return t("err.signin");
     if (this.status === 404) return t("err.not_found");
