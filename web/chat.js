@@ -67,7 +67,8 @@ function personaHeader(ids, mode) {
     if (who.name_ko) header.append(el("span", { class: "persona-name-ko", lang: "ko", text: who.name_ko }));
     if (who.role && ids.length === 1) header.append(el("span", { class: "role", text: who.role }));
   });
-  if (mode) header.append(el("span", { class: "mode", text: t("chat.mode", { mode }) }));
+  // Duo answers and clarifying questions say so; an ordinary (single) answer needs no badge.
+  if (mode && mode !== "single") header.append(el("span", { class: "mode", text: t(`mode.${mode}`) }));
   return header;
 }
 
@@ -187,7 +188,9 @@ class AnswerView {
 
   setMeta(meta) {
     this.meta = meta;
-    const ids = Array.isArray(meta.personas) && meta.personas.length
+    // A duo answer is written by the personas it lists; a clarifying question by the
+    // primary alone (its `personas` are what the quick replies stand for).
+    const ids = meta.mode === "duo" && Array.isArray(meta.personas) && meta.personas.length
       ? meta.personas.map((p) => p.id || p)
       : [meta.persona.id];
     this.node.dataset.persona = ids[0];
