@@ -48,6 +48,30 @@ def build_request(
     )
 
 
+def duo_request(
+    base: LlmRequest,
+    *,
+    secondary: Persona,
+    language: Language,
+    marker_template: str,
+    instruction_template: str,
+) -> LlmRequest:
+    """`base` (the primary's request) asked to end with a short part in `secondary`'s voice,
+    introduced by the marker: one call, so history and system prompt are sent once."""
+    name = secondary.name_ko if language == "ko" else secondary.name
+    marker = marker_template.format(name=name)
+    instruction = instruction_template.format(
+        name=name, role=secondary.role, style=secondary.style, marker=marker
+    )
+    return base.model_copy(
+        update={
+            "system_prompt": base.system_prompt + instruction.rstrip(),
+            "duo_persona_id": secondary.id,
+            "duo_marker": marker,
+        }
+    )
+
+
 def history_turns(history: Sequence[Message], window: int) -> list[LlmTurn]:
     """The last `window` answered messages, as the model sees them."""
     answered = [m for m in history if m.status == "complete"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 import unicodedata
 import uuid
@@ -59,6 +58,7 @@ from ion.domain.models import (
     Safety,
     Usage,
 )
+from ion.domain.orchestration import TurnPlan
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import PROMPT_VERSION, build_request
 from ion.domain.routing import MessageRouter
@@ -77,7 +77,9 @@ from ion.ports import (
     ResponseCache,
 )
 from ion.services.judge import without_judge
+from ion.services.orchestration import TurnOrchestrator
 from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
+from ion.services.turn_hold import TurnHold
 
 log = logging.getLogger(__name__)
 
@@ -129,72 +131,6 @@ def response_cache_key(
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-class TurnHold:
-    """What a prepared turn holds until it ends: the conversation's turn lease and a token
-    reservation. Each is given back (or settled) exactly once, whichever path comes first.
-    """
-
-    def __init__(
-        self,
-        store: ConversationStore | None = None,
-        conversation_id: str = "",
-        lease: str | None = None,
-        budget: QuotaGuard | None = None,
-        reservation: Reservation | None = None,
-    ) -> None:
-        self._lock = threading.Lock()
-        self._store = store
-        self._conversation_id = conversation_id
-        self._lease = lease
-        self._budget = budget
-        self._reservation = reservation
-
-    @property
-    def lease(self) -> str | None:
-        """The lease to save the turn with (None: none held, e.g. a new conversation)."""
-        return self._lease
-
-    def saved(self) -> None:
-        """The turn was saved with the lease, which released it in the same write."""
-        with self._lock:
-            self._lease = None
-
-    def release_lease(self) -> None:
-        with self._lock:
-            lease, self._lease = self._lease, None
-        if lease is None or self._store is None:
-            return
-        try:
-            self._store.release_turn(self._conversation_id, lease)
-        except Exception:
-            # It expires on its own; the request's outcome must not change for this.
-            log.exception("releasing a turn lease failed")
-
-    def _take_reservation(self) -> tuple[QuotaGuard | None, Reservation | None]:
-        with self._lock:
-            reservation, self._reservation = self._reservation, None
-        return self._budget, reservation
-
-    def settle(self, usage: Usage) -> None:
-        budget, reservation = self._take_reservation()
-        if budget is not None:
-            budget.settle(reservation, usage)
-
-    def keep_reservation(self) -> None:
-        """Charge the reservation as it is (the real usage of a cut-off call is unknown)."""
-        self._take_reservation()
-
-    def release_reservation(self) -> None:
-        budget, reservation = self._take_reservation()
-        if budget is not None:
-            budget.release(reservation)
-
-    def close(self) -> None:
-        """Give back whatever is still held (idempotent)."""
-        self.release_lease()
-        self.release_reservation()
-
-
 @dataclass(frozen=True)
 class PreparedTurn:
     """Everything decided before the LLM is called (what a stream's `meta` event shows)."""
@@ -218,6 +154,8 @@ class PreparedTurn:
     # The crisis check of the learner's message (a crisis turn gets the safe answer).
     assessment: SafetyAssessment = field(default_factory=lambda: SafetyAssessment(False, 0.0))
     safety: Safety = field(default_factory=Safety)
+    # Single, duo or clarify (a clarifying question makes no LLM call).
+    plan: TurnPlan = field(default_factory=lambda: TurnPlan("single", ()))
 
     @property
     def crisis(self) -> bool:
@@ -275,6 +213,7 @@ class ChatService:
         self._crisis = crisis or load_policy()
         # True with the offline provider: a crisis is answered by the safe template.
         self._crisis_template_only = crisis_template_only
+        self._orchestrator = TurnOrchestrator(catalog)
 
     @property
     def detector(self) -> CrisisDetector:
@@ -392,21 +331,37 @@ class ChatService:
             is_new = True
 
         learner_history = [m.text for m in history if m.role == "user"]
+        # Crisis first: a crisis turn is the single safe answer, never a duo or a question.
         assessment = self._detector.assess(text, learner_history)
         if budget is not None and not assessment.crisis:
             # A learner in crisis is never turned away; everyone else spends their allowance.
             budget.admit(user_id, "chat")
         router = without_judge(self._router) if assessment.crisis else self._router
-        routed = router.route(
-            text, history=learner_history, current_persona=conversation.current_persona
-        )
+        clarifying = self._orchestrator.clarify_context(history)
+        if clarifying is not None:
+            # An answer to a clarifying question is routed with the message it clarifies.
+            routed = router.route(clarifying.routing_text(text))
+        else:
+            routed = router.route(
+                text, history=learner_history, current_persona=conversation.current_persona
+            )
         decision = routed.decision
+        if clarifying is not None and not assessment.crisis:
+            decision = self._orchestrator.answer_routing(decision, clarifying, text)
         language = routed.analysis.language
         safety = Safety()
         if assessment.crisis:
             crisis_persona = self._catalog.require(self._crisis.persona)
             decision = self._crisis.override(decision, crisis_persona.name)
             safety = Safety(crisis=True, resources=self._crisis.resources_for(language))
+        plan = self._orchestrator.plan(
+            decision,
+            text=text if clarifying is None else clarifying.routing_text(text),
+            language=language,
+            first_message=not learner_history,
+            after_clarify=clarifying is not None,
+            crisis=assessment.crisis,
+        )
         persona = self._catalog.require(decision.primary)
         key = routed.analysis.key
         if retry_of is not None:
@@ -442,15 +397,22 @@ class ChatService:
                 history_window=self._history_window,
                 max_output_tokens=self._max_output_tokens,
             )
+            request = self._orchestrator.duo(request, plan, language)
         cache_key: str | None = None
         cached: CachedAnswer | None = None
         first_turn = is_new or (retry_of is not None and conversation.message_count == 1)
-        # A crisis turn is never served from the cache nor stored in it.
-        if self._cache is not None and first_turn and not assessment.crisis:
+        # A crisis turn is never served from the cache nor stored in it; a clarifying
+        # question needs no cache.
+        if (
+            self._cache is not None
+            and first_turn
+            and not assessment.crisis
+            and plan.mode != "clarify"
+        ):
             cache_key = response_cache_key(
                 user_id=user_id,
                 message=text,
-                persona_id=persona.id,
+                persona_id="+".join(plan.personas),
                 model=self._model_id,
                 language=routed.analysis.language,
                 resonance_key=key,
@@ -462,8 +424,10 @@ class ChatService:
                 log.exception("response cache lookup failed")
         reservation: Reservation | None = None
         if budget is not None and not assessment.crisis:
-            # A cached answer makes no LLM call: it is only checked against the budget.
-            reservation = budget.reserve(user_id, 0 if cached else estimate_tokens(request))
+            # A cached answer or a clarifying question makes no LLM call: it is only
+            # checked against the budget.
+            no_call = cached is not None or plan.mode == "clarify"
+            reservation = budget.reserve(user_id, 0 if no_call else estimate_tokens(request))
         turn = PreparedTurn(
             user_id=user_id,
             conversation=conversation,
@@ -480,6 +444,7 @@ class ChatService:
             hold=TurnHold(self._store, conversation.id, lease, budget, reservation),
             assessment=assessment,
             safety=safety,
+            plan=plan,
         )
         if assessment.crisis:
             self._report_crisis(turn, language)
@@ -549,6 +514,9 @@ class ChatService:
                 return self._finish(turn, _cached_response(turn.cached), _elapsed_ms(started))
             if turn.crisis:
                 return self._finish(turn, self._safe_response(turn), _elapsed_ms(started))
+            if turn.plan.mode == "clarify":
+                response = self._orchestrator.clarify_response(turn.plan, turn.request.language)
+                return self._finish(turn, response, _elapsed_ms(started))
             try:
                 response = self._llm.generate(turn.request)
             except LlmError as exc:
@@ -575,14 +543,15 @@ class ChatService:
         parts: list[str] = []
         finished = False
         source: Iterator[LlmChunk]
-        if turn.cached is not None or turn.crisis:
+        if turn.cached is not None or turn.crisis or turn.plan.mode == "clarify":
             # A crisis answer is composed whole (model, else template) so that it always
             # arrives complete and with its resources.
-            response = (
-                _cached_response(turn.cached)
-                if turn.cached is not None
-                else self._safe_response(turn)
-            )
+            if turn.cached is not None:
+                response = _cached_response(turn.cached)
+            elif turn.crisis:
+                response = self._safe_response(turn)
+            else:
+                response = self._orchestrator.clarify_response(turn.plan, turn.request.language)
             source = iter([LlmChunk(text=response.text), LlmChunk(final=response)])
         else:
             source = self._llm.stream(turn.request)
@@ -592,7 +561,7 @@ class ChatService:
                     turn.hold.settle(chunk.final.usage)
                     reply = self._finish(turn, chunk.final, _elapsed_ms(started))
                     finished = True
-                    if turn.cached is None and not turn.crisis:
+                    if turn.cached is None and not turn.crisis and turn.plan.mode != "clarify":
                         self._remember(turn, chunk.final)
                     if on_reply is not None:
                         on_reply(reply)
@@ -699,6 +668,8 @@ class ChatService:
             model=model,
             latency_ms=latency_ms,
             status="incomplete",
+            mode=turn.plan.mode,
+            personas=turn.plan.personas,
         )
         self._save(turn, "complete", assistant)
 
@@ -717,6 +688,9 @@ class ChatService:
             latency_ms=latency_ms,
             finish_reason=response.finish_reason,
             crisis=turn.crisis,
+            mode=turn.plan.mode,
+            personas=turn.plan.personas,
+            quick_replies=turn.plan.quick_replies,
         )
         self._save(turn, "complete", assistant)
         reply = ChatReply(
@@ -733,6 +707,9 @@ class ChatService:
             finish_reason=response.finish_reason,
             cached=turn.cached is not None,
             safety=turn.safety,
+            mode=turn.plan.mode,
+            personas=turn.plan.personas,
+            quick_replies=turn.plan.quick_replies,
         )
         self._publish_turn(turn, reply)
         return reply

@@ -124,13 +124,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " WHERE response IS NOT NULL AND json_valid(response)",
         "CREATE INDEX idempotency_keys_by_conversation ON idempotency_keys (conversation_id)",
     ),
+    # How an answer was given: {"mode", "personas", "quick_replies"} (NULL: a single answer).
+    ("ALTER TABLE messages ADD COLUMN orchestration TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CONVERSATION_COLUMNS = "id, user_id, created_at, updated_at, title, current_persona, message_count"
 _MESSAGE_COLUMNS = (
     "id, conversation_id, role, text, created_at, persona, routing, resonance_key, model, "
-    "usage, latency_ms, finish_reason, status, crisis"
+    "usage, latency_ms, finish_reason, status, crisis, orchestration"
 )
 
 # Composed once from constant column lists (never from input), hence the S608 waivers.
@@ -153,13 +155,13 @@ _UPSERT_CONVERSATION_RELEASING = (
 )
 _INSERT_MESSAGE = (
     f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Parameters: _message_row(m)[2:] (role .. status), then conversation_id, id.
 _UPDATE_MESSAGE = (
     "UPDATE messages SET role = ?, text = ?, created_at = ?, persona = ?, routing = ?, "
     "resonance_key = ?, model = ?, usage = ?, latency_ms = ?, finish_reason = ?, status = ?, "
-    "crisis = ? WHERE conversation_id = ? AND id = ?"
+    "crisis = ?, orchestration = ? WHERE conversation_id = ? AND id = ?"
 )
 _IDEMPOTENCY_COLUMNS = (
     "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response, "
@@ -584,7 +586,15 @@ def _message_row(m: Message) -> tuple[Any, ...]:
         m.finish_reason,
         m.status,
         int(m.crisis),
+        _orchestration_json(m),
     )
+
+
+def _orchestration_json(m: Message) -> str | None:
+    if m.mode == "single" and not m.personas and not m.quick_replies:
+        return None
+    shape = {"mode": m.mode, "personas": m.personas, "quick_replies": m.quick_replies}
+    return json.dumps(shape, ensure_ascii=False, separators=(",", ":"))
 
 
 def _message(row: tuple[Any, ...]) -> Message:
@@ -603,4 +613,5 @@ def _message(row: tuple[Any, ...]) -> Message:
         finish_reason=row[11],
         status=row[12],
         crisis=bool(row[13]),
+        **({} if row[14] is None else json.loads(row[14])),
     )

@@ -127,6 +127,10 @@ def _turn_error(exc: IonError, request_id: str, conversation_id: str) -> Respons
 
 
 def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
+    # A reply stored before turns had a mode was a single persona's answer.
+    reply.setdefault("mode", "single")
+    reply.setdefault("personas", [reply["persona"]["id"]])
+    reply.setdefault("quick_replies", [])
     if not wants_stream:
         response = json_response(reply)
     else:
@@ -141,6 +145,9 @@ def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
                     "routing": reply["routing"],
                     "resonance_key": reply["resonance_key"],
                     "safety": reply["safety"],
+                    "mode": reply["mode"],
+                    "personas": reply["personas"],
+                    "quick_replies": reply["quick_replies"],
                     "request_id": call.request_id,
                 },
             ),
@@ -177,6 +184,9 @@ def reply_json(reply: ChatReply) -> dict[str, Any]:
         "finish_reason": reply.finish_reason,
         "cached": reply.cached,
         "safety": safety_json(reply.safety),
+        "mode": reply.mode,
+        "personas": list(reply.personas),
+        "quick_replies": list(reply.quick_replies),
     }
 
 
@@ -218,6 +228,9 @@ def _sse_response(
                 "routing": turn.routing.model_dump(mode="json"),
                 "resonance_key": turn.resonance_key.model_dump(mode="json"),
                 "safety": safety_json(turn.safety),
+                "mode": turn.plan.mode,
+                "personas": list(turn.plan.personas),
+                "quick_replies": list(turn.plan.quick_replies),
                 "request_id": request_id,
             },
         )
@@ -276,6 +289,9 @@ def message_json(message: Message) -> dict[str, Any]:
         "latency_ms": message.latency_ms,
         "finish_reason": message.finish_reason,
         "crisis": message.crisis,
+        "mode": message.mode,
+        "personas": list(message.personas),
+        "quick_replies": list(message.quick_replies),
     }
 
 
