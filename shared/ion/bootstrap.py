@@ -57,6 +57,7 @@ from ion.services.chat import ChatService
 from ion.services.feedback import FeedbackService
 from ion.services.idempotency import IdempotencyService
 from ion.services.learning import LearnedRouter, RoutingStatistics, stats_subscriber
+from ion.services.memory import MemoryService
 from ion.services.quota import QuotaGuard, QuotaLimits
 from ion.settings import Settings
 
@@ -401,6 +402,14 @@ def build_app(settings: Settings | None = None) -> App:
         feedback=learning,
         idempotency=store,
         disagreements=learning,
+        memory=MemoryService(
+            store=store,
+            memory=store,
+            clock=clock,
+            history_window=settings.history_window,
+            # Offline: the deterministic extractive summary; otherwise the model summarises.
+            llm=None if settings.llm_provider == "offline" else llm,
+        ),
     )
     return App(
         settings=settings,

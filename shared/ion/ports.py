@@ -105,6 +105,30 @@ class ConversationStore(Protocol):
         ...
 
 
+class ConversationMemory(BaseModel):
+    """The rolling summary of what a conversation said before its history window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    summary: str
+    # How many of the conversation's first messages the summary covers.
+    through: int = Field(ge=0)
+    updated_at: datetime
+
+
+class MemoryStore(Protocol):
+    """A conversation's rolling summary, kept with the conversation and erased with it."""
+
+    def get_memory(self, conversation_id: str) -> ConversationMemory | None:
+        """The conversation's summary; None when there is none (or no conversation)."""
+        ...
+
+    def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
+        """Replace the summary unless it already covers at least as many messages;
+        False (nothing written) when the conversation does not exist."""
+        ...
+
+
 class LanguageModel(Protocol):
     """A provider of persona answers (offline templates, Gemini, ...)."""
 
@@ -496,7 +520,7 @@ class LearningAndBackupStore(
 
 
 class ConversationDatabase(
-    ConversationStore, ResponseCache, IdempotencyStore, OutboxStore, Protocol
+    ConversationStore, MemoryStore, ResponseCache, IdempotencyStore, OutboxStore, Protocol
 ):
     """What one backend's conversation store implements: the conversations with their
     cached answers, Idempotency-Key records and event outbox, so that erasing a

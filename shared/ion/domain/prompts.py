@@ -21,6 +21,12 @@ _RESONANCE_NOTE: dict[Language, str] = {
 }
 
 
+_MEMORY_NOTE: dict[Language, str] = {
+    "en": "\n\nEarlier in this conversation (a summary of what the learner said):\n{summary}",
+    "ko": "\n\n이 대화의 앞부분 (학습자가 한 말의 요약):\n{summary}",
+}
+
+
 def build_request(
     *,
     persona: Persona,
@@ -30,13 +36,18 @@ def build_request(
     message: str,
     history_window: int,
     max_output_tokens: int,
+    summary: str = "",
 ) -> LlmRequest:
-    """The LLM request for one turn; only answered messages go into the history window."""
+    """The LLM request for one turn; only answered messages go into the history window.
+    `summary` (the conversation's memory of what came before the window) joins the
+    system prompt."""
     system_prompt = persona.system_prompt[language] + _RESONANCE_NOTE[language].format(
         tone=resonance_key.tone.value,
         pace=resonance_key.pace.value,
         intent=resonance_key.intent.value,
     )
+    if summary.strip():
+        system_prompt += _MEMORY_NOTE[language].format(summary=summary.strip())
     return LlmRequest(
         persona_id=persona.id,
         system_prompt=system_prompt,

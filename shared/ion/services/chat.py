@@ -77,6 +77,7 @@ from ion.ports import (
     ResponseCache,
 )
 from ion.services.judge import without_judge
+from ion.services.memory import MemoryService
 from ion.services.orchestration import TurnOrchestrator
 from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
 from ion.services.turn_hold import TurnHold
@@ -185,6 +186,7 @@ class ChatService:
         feedback: FeedbackStore | None = None,
         idempotency: IdempotencyStore | None = None,
         disagreements: DisagreementStore | None = None,
+        memory: MemoryService | None = None,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -214,6 +216,8 @@ class ChatService:
         # True with the offline provider: a crisis is answered by the safe template.
         self._crisis_template_only = crisis_template_only
         self._orchestrator = TurnOrchestrator(catalog)
+        # The rolling summary of what left the history window (None: the window alone).
+        self._memory = memory
 
     @property
     def detector(self) -> CrisisDetector:
@@ -388,6 +392,11 @@ class ChatService:
                 max_output_tokens=self._max_output_tokens,
             )
         else:
+            summary = (
+                self._memory.summary_for(conversation.id, conversation.message_count)
+                if self._memory is not None and not is_new
+                else ""
+            )
             request = build_request(
                 persona=persona,
                 language=language,
@@ -396,6 +405,7 @@ class ChatService:
                 message=text,
                 history_window=self._history_window,
                 max_output_tokens=self._max_output_tokens,
+                summary=summary,
             )
             request = self._orchestrator.duo(request, plan, language)
         cache_key: str | None = None
@@ -712,6 +722,13 @@ class ChatService:
             quick_replies=turn.plan.quick_replies,
         )
         self._publish_turn(turn, reply)
+        if self._memory is not None:
+            added = 1 if turn.retry_of is not None else 2
+            self._memory.after_turn(
+                turn.conversation.id,
+                turn.conversation.message_count + added,
+                turn.request.language,
+            )
         return reply
 
     def _publish_turn(self, turn: PreparedTurn, reply: ChatReply) -> None:

@@ -45,7 +45,14 @@ from ion.adapters.store_rules import (
 )
 from ion.domain.models import Conversation, Message
 from ion.errors import ConfigurationError, DependencyUnavailable
-from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
+from ion.ports import (
+    CachedAnswer,
+    ConversationMemory,
+    ConversationPage,
+    IdempotencyRecord,
+    OutboxEntry,
+    TurnClaim,
+)
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -60,6 +67,9 @@ _MESSAGE_FIELDS = frozenset(Message.model_fields) - {"conversation_id"}
 LEASE = "turn_lease"
 LEASE_UNTIL = "turn_lease_until"
 _RELEASED = {LEASE: firestore.DELETE_FIELD, LEASE_UNTIL: firestore.DELETE_FIELD}
+
+
+MEMORY_FIELD = "memory"
 
 
 def seq_id(seq: int) -> str:
@@ -313,6 +323,43 @@ class FirestoreStore:
                 batch.commit(**self._rpc)
                 if last_page:
                     return bool(existed)
+
+    # --- MemoryStore ---------------------------------------------------------------
+    # A field of the conversation's document (save_turn merges its own fields only), so
+    # deleting the conversation deletes it.
+
+    def get_memory(self, conversation_id: str) -> ConversationMemory | None:
+        if not valid_id(conversation_id):
+            return None
+        ref = self._conversations.document(conversation_id)
+        snap = self._call(lambda: ref.get([MEMORY_FIELD], **self._rpc))
+        data = (snap.to_dict() or {}).get(MEMORY_FIELD) if snap.exists else None
+        if not data:
+            return None
+        return ConversationMemory(
+            summary=data["summary"],
+            through=data["through"],
+            updated_at=to_utc(data["updated_at"]),
+        )
+
+    def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
+        if not valid_id(conversation_id):
+            return False
+        current = self.get_memory(conversation_id)
+        if current is not None and current.through >= memory.through:
+            return self.get_conversation(conversation_id) is not None
+        ref = self._conversations.document(conversation_id)
+        doc = {
+            "summary": memory.summary,
+            "through": memory.through,
+            "updated_at": to_utc(memory.updated_at),
+        }
+        try:
+            # update() fails on a missing document: a deleted conversation stays deleted.
+            self._call(lambda: ref.update({MEMORY_FIELD: doc}, **self._rpc))
+        except gexc.NotFound:
+            return False
+        return True
 
     def ping(self) -> None:
         query = self._conversations.select([]).limit(1)

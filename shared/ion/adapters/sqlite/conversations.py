@@ -27,7 +27,14 @@ from ion.adapters.store_rules import (
     to_utc,
 )
 from ion.domain.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
-from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
+from ion.ports import (
+    CachedAnswer,
+    ConversationMemory,
+    ConversationPage,
+    IdempotencyRecord,
+    OutboxEntry,
+    TurnClaim,
+)
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -126,6 +133,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # How an answer was given: {"mode", "personas", "quick_replies"} (NULL: a single answer).
     ("ALTER TABLE messages ADD COLUMN orchestration TEXT",),
+    (
+        # The rolling summary of the messages before the history window (JSON: summary,
+        # through, updated_at); in the conversation's row, so it goes with it.
+        "ALTER TABLE conversations ADD COLUMN memory TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -365,6 +377,31 @@ class SqliteStore:
             existed = cursor.rowcount > 0
         self._db.purge_wal()
         return existed
+
+    # --- MemoryStore ---------------------------------------------------------------
+
+    def get_memory(self, conversation_id: str) -> ConversationMemory | None:
+        row = self._db.read_one("SELECT memory FROM conversations WHERE id = ?", (conversation_id,))
+        if row is None or row[0] is None:
+            return None
+        return ConversationMemory.model_validate_json(row[0])
+
+    def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT memory FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None:
+                current = ConversationMemory.model_validate_json(row[0])
+                if current.through >= memory.through:
+                    return True  # a newer summary is already there
+            conn.execute(
+                "UPDATE conversations SET memory = ? WHERE id = ?",
+                (memory.model_dump_json(), conversation_id),
+            )
+        return True
 
     def ping(self) -> None:
         self._db.read_one("SELECT 1 FROM conversations LIMIT 1")
