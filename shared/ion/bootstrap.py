@@ -58,6 +58,7 @@ from ion.services.feedback import FeedbackService
 from ion.services.idempotency import IdempotencyService
 from ion.services.learning import LearnedRouter, RoutingStatistics, stats_subscriber
 from ion.services.memory import MemoryService
+from ion.services.profile import ProfileService
 from ion.services.quota import QuotaGuard, QuotaLimits
 from ion.settings import Settings
 
@@ -120,6 +121,8 @@ class App:
     routing_status: SemanticStatus
     # Whether crisis detection runs with its trained head (rules always run).
     safety_status: SemanticStatus
+    # Learner profiles and the mentor's suggestions (GET/PUT /v1/me/profile).
+    profiles: ProfileService
 
     def dev_token(self, user_id: str) -> str:
         if self.jwt_secret is None:
@@ -379,6 +382,7 @@ def build_app(settings: Settings | None = None) -> App:
     router: MessageRouter = build_judged_router(
         settings, secrets, local_router, learning=learning, clock=clock
     )
+    profiles = ProfileService(backend.profiles, clock)
     chat = ChatService(
         store=store,
         llm=llm,
@@ -410,6 +414,7 @@ def build_app(settings: Settings | None = None) -> App:
             # Offline: the deterministic extractive summary; otherwise the model summarises.
             llm=None if settings.llm_provider == "offline" else llm,
         ),
+        profiles=profiles,
     )
     return App(
         settings=settings,
@@ -436,6 +441,7 @@ def build_app(settings: Settings | None = None) -> App:
         ),
         routing_status=routing_status,
         safety_status=safety_status,
+        profiles=profiles,
     )
 
 

@@ -20,6 +20,7 @@ from ion.domain.models import (
     Message,
     ResonanceKey,
 )
+from ion.domain.profile import LearnerProfile, ProfileSuggestion
 
 
 class ConversationPage(BaseModel):
@@ -126,6 +127,35 @@ class MemoryStore(Protocol):
     def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
         """Replace the summary unless it already covers at least as many messages;
         False (nothing written) when the conversation does not exist."""
+        ...
+
+
+class LearnerRecord(BaseModel):
+    """What is kept about one learner across conversations: their profile and the
+    mentor's pending suggestions for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: LearnerProfile = Field(default_factory=LearnerProfile)
+    suggestions: list[ProfileSuggestion] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+class ProfileStore(Protocol):
+    """Learner profiles, one record per user."""
+
+    def get_learner(self, user_id: str) -> LearnerRecord | None: ...
+
+    def put_profile(self, user_id: str, profile: LearnerProfile, *, updated_at: datetime) -> None:
+        """Replace the profile (the suggestions stay)."""
+        ...
+
+    def put_suggestions(self, user_id: str, suggestions: Sequence[ProfileSuggestion]) -> None:
+        """Replace the pending suggestions (the profile stays)."""
+        ...
+
+    def delete_learner(self, user_id: str) -> bool:
+        """Erase the record; False when there was none."""
         ...
 
 

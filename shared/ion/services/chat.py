@@ -79,6 +79,7 @@ from ion.ports import (
 from ion.services.judge import without_judge
 from ion.services.memory import MemoryService
 from ion.services.orchestration import TurnOrchestrator
+from ion.services.profile import ProfileService
 from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
 from ion.services.turn_hold import TurnHold
 
@@ -187,6 +188,7 @@ class ChatService:
         idempotency: IdempotencyStore | None = None,
         disagreements: DisagreementStore | None = None,
         memory: MemoryService | None = None,
+        profiles: ProfileService | None = None,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -218,6 +220,8 @@ class ChatService:
         self._orchestrator = TurnOrchestrator(catalog)
         # The rolling summary of what left the history window (None: the window alone).
         self._memory = memory
+        # The learner's profile shapes prompts; the mentor proposes updates to it.
+        self._profiles = profiles
 
     @property
     def detector(self) -> CrisisDetector:
@@ -408,6 +412,9 @@ class ChatService:
                 summary=summary,
             )
             request = self._orchestrator.duo(request, plan, language)
+            note = self._profiles.prompt_note(user_id, language) if self._profiles else ""
+            if note:
+                request = request.model_copy(update={"system_prompt": request.system_prompt + note})
         cache_key: str | None = None
         cached: CachedAnswer | None = None
         first_turn = is_new or (retry_of is not None and conversation.message_count == 1)
@@ -422,7 +429,8 @@ class ChatService:
             cache_key = response_cache_key(
                 user_id=user_id,
                 message=text,
-                persona_id="+".join(plan.personas),
+                # The profile shapes the prompt: part of what the answer depends on.
+                persona_id="+".join(plan.personas) + profile_digest(request.system_prompt),
                 model=self._model_id,
                 language=routed.analysis.language,
                 resonance_key=key,
@@ -722,6 +730,8 @@ class ChatService:
             quick_replies=turn.plan.quick_replies,
         )
         self._publish_turn(turn, reply)
+        if self._profiles is not None and not turn.crisis and turn.plan.mode != "clarify":
+            self._profiles.propose(turn.user_id, turn.user_message.text, turn.conversation.id)
         if self._memory is not None:
             added = 1 if turn.retry_of is not None else 2
             self._memory.after_turn(
@@ -749,6 +759,11 @@ class ChatService:
         except Exception:
             # The reply is already stored; an event problem must never fail the learner's chat.
             log.exception("publishing %s failed", events.CHAT_TURN_COMPLETED)
+
+
+def profile_digest(system_prompt: str) -> str:
+    """A short digest of the turn's system prompt (the learner's profile shapes it)."""
+    return "#" + hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()[:16]
 
 
 def _cached_response(entry: CachedAnswer) -> LlmResponse:
