@@ -42,6 +42,19 @@ def app(clean_env: Path) -> Iterator[App]:
     set_app(None)
 
 
+def firestore_app_settings(data_dir: Path, topic: str, **overrides: Any) -> Settings:
+    """The gcp backend on the emulators (Firestore project ion-test, Pub/Sub `topic`)."""
+    return make_settings(
+        data_dir,
+        backend="gcp",
+        gcp_project="ion-test",
+        events_topic=topic,
+        jwt_issuer="https://auth.ion.example",
+        jwt_audience="ion-mentoring",
+        **overrides,
+    )
+
+
 def function_client(name: str) -> FlaskClient:
     source = REPO / "functions" / name / "main.py"
     return functions_framework.create_app(target=name, source=str(source)).test_client()

@@ -17,7 +17,7 @@ from ion.domain.orchestration import TurnPlan, chosen_reply, plan_turn
 from ion.domain.personas import load_catalog
 from ion.services.orchestration import CLARIFY_MODEL
 from tests.fake_gemini import FakeGemini
-from tests.fixtures_app import REPO, function_client, make_settings
+from tests.fixtures_app import REPO, firestore_app_settings, function_client, make_settings
 from tests.openapi_check import CheckedClient
 
 DUO_EN = (
@@ -303,16 +303,7 @@ def test_gemini_duo_is_one_composed_call_and_clarify_none(
 
 @pytest.fixture
 def gcp_app(clean_env: Path, firestore_reset: None, pubsub_topic: Any) -> Iterator[App]:
-    application = build_app(
-        make_settings(
-            clean_env / "data",
-            backend="gcp",
-            gcp_project="ion-test",
-            events_topic=pubsub_topic.topic,
-            jwt_issuer="https://auth.ion.example",
-            jwt_audience="ion-mentoring",
-        )
-    )
+    application = build_app(firestore_app_settings(clean_env / "data", pubsub_topic.topic))
     set_app(application)
     yield application
     set_app(None)

@@ -56,6 +56,7 @@ from ion.services.backup import BackupRunner
 from ion.services.chat import ChatService
 from ion.services.feedback import FeedbackService
 from ion.services.idempotency import IdempotencyService
+from ion.services.learner_data import LearnerDataService
 from ion.services.learning import LearnedRouter, RoutingStatistics, stats_subscriber
 from ion.services.memory import MemoryService
 from ion.services.profile import ProfileService
@@ -123,6 +124,8 @@ class App:
     safety_status: SemanticStatus
     # Learner profiles and the mentor's suggestions (GET/PUT /v1/me/profile).
     profiles: ProfileService
+    # The learner's own data: GET /v1/me/export, DELETE /v1/me.
+    learner_data: LearnerDataService
 
     def dev_token(self, user_id: str) -> str:
         if self.jwt_secret is None:
@@ -416,6 +419,17 @@ def build_app(settings: Settings | None = None) -> App:
         ),
         profiles=profiles,
     )
+    quota = QuotaGuard(backend.quota, clock, quota_limits(settings))
+    learner_data = LearnerDataService(
+        chat=chat,
+        store=store,
+        memory=store,
+        feedback=learning,
+        profiles=backend.profiles,
+        idempotency=store,
+        outbox=store,
+        quota=quota,
+    )
     return App(
         settings=settings,
         backend=backend,
@@ -428,7 +442,7 @@ def build_app(settings: Settings | None = None) -> App:
         router=router,
         chat=chat,
         verifier=verifier,
-        quota=QuotaGuard(backend.quota, clock, quota_limits(settings)),
+        quota=quota,
         jwt_secret=jwt_secret,
         idempotency=IdempotencyService(store, store, clock, ttl_s=settings.idempotency_ttl_s),
         records=learning,
@@ -442,6 +456,7 @@ def build_app(settings: Settings | None = None) -> App:
         routing_status=routing_status,
         safety_status=safety_status,
         profiles=profiles,
+        learner_data=learner_data,
     )
 
 

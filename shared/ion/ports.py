@@ -287,6 +287,10 @@ class IdempotencyStore(Protocol):
         """Erase every record whose reply belongs to the conversation; how many."""
         ...
 
+    def delete_idempotency_for_user(self, user_id: str) -> int:
+        """Erase every record of the user (pending ones too); how many."""
+        ...
+
     def release_idempotency(self, user_id: str, key: str) -> None:
         """Forget a pending claim (the request failed; a retry may run again). Idempotent."""
         ...
@@ -316,6 +320,10 @@ class QuotaStore(Protocol):
 
     def counter(self, key: str) -> int:
         """The counter's current value (0 when absent)."""
+        ...
+
+    def delete_counters_with_prefix(self, prefix: str) -> int:
+        """Erase every counter whose key starts with `prefix` (all windows); how many."""
         ...
 
 

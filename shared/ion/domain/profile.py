@@ -22,6 +22,7 @@ __all__ = [
     "ProfileSuggestion",
     "SuggestionField",
     "apply_suggestion",
+    "open_suggestions",
     "prompt_note",
     "propose_updates",
 ]
@@ -140,15 +141,28 @@ def propose_updates(
     if goal is not None:
         found.append(("goals", " ".join((goal.group("goal") or goal.group("goal_ko")).split())))
     known = {(s.field, s.value.casefold()) for s in pending}
-    held: set[tuple[str, str]] = {("level", profile.level or "")}
-    held |= {("stack", s.casefold()) for s in profile.stack}
-    held |= {("goals", g.casefold()) for g in profile.goals}
+    held = _held(profile)
     fresh: list[tuple[SuggestionField, str]] = []
     for field_name, value in found:
         key = (field_name, value.casefold())
         if key not in known and key not in held and (field_name, value) not in fresh:
             fresh.append((field_name, value))
     return fresh
+
+
+def _held(profile: LearnerProfile) -> set[tuple[str, str]]:
+    held: set[tuple[str, str]] = {("level", profile.level or "")}
+    held |= {("stack", s.casefold()) for s in profile.stack}
+    held |= {("goals", g.casefold()) for g in profile.goals}
+    return held
+
+
+def open_suggestions(
+    profile: LearnerProfile, suggestions: list[ProfileSuggestion]
+) -> list[ProfileSuggestion]:
+    """The suggestions the profile does not already hold (the learner may have typed it)."""
+    held = _held(profile)
+    return [s for s in suggestions if (s.field, s.value.casefold()) not in held]
 
 
 _NOTE: dict[Language, str] = {

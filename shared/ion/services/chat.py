@@ -251,23 +251,32 @@ class ChatService:
     ) -> ConversationPage:
         return self._store.list_conversations(user_id, limit=limit, cursor=cursor)
 
-    def delete_conversation(self, user_id: str, conversation_id: str) -> None:
-        """Erase the conversation and every derived copy of its text.
+    def delete_conversation(self, user_id: str, conversation_id: str) -> dict[str, int]:
+        """Erase the conversation and every derived copy of its text; how many of each.
 
         The copies go first and the conversation last: if anything fails in between, the
         conversation is still there and the learner can delete it again (never an orphan
-        copy of erased text that nothing points to)."""
+        copy of erased text that nothing points to). Its summary lives with it."""
         self.owned_conversation(user_id, conversation_id)
+        messages = self._store.list_messages(conversation_id)
+        erased = {"messages": len(messages)}
         if self._feedback is not None:
-            self._feedback.delete_feedback_for_conversation(conversation_id)
+            erased["feedback"] = self._feedback.delete_feedback_for_conversation(conversation_id)
         if self._idempotency is not None:
-            self._idempotency.delete_idempotency_for_conversation(conversation_id)
+            erased["idempotency_records"] = self._idempotency.delete_idempotency_for_conversation(
+                conversation_id
+            )
         if self._cache_store is not None:
-            self._cache_store.delete_cached_answers_for_conversation(conversation_id)
+            erased["cached_answers"] = self._cache_store.delete_cached_answers_for_conversation(
+                conversation_id
+            )
         if self._disagreements is not None:
-            texts = [m.text for m in self._store.list_messages(conversation_id) if m.role == "user"]
-            self._disagreements.delete_disagreements_for_texts(texts)
+            texts = [m.text for m in messages if m.role == "user"]
+            erased["routing_disagreements"] = self._disagreements.delete_disagreements_for_texts(
+                texts
+            )
         self._store.delete_conversation(conversation_id)
+        return erased
 
     # --- a chat turn -----------------------------------------------------------------
 

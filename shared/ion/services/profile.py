@@ -16,6 +16,7 @@ from ion.domain.profile import (
     LearnerProfile,
     ProfileSuggestion,
     apply_suggestion,
+    open_suggestions,
     prompt_note,
     propose_updates,
 )
@@ -51,7 +52,12 @@ class ProfileService:
         except ValueError as exc:
             raise ValidationFailed(str(exc)) from None
         self._store.put_profile(user_id, profile, updated_at=self._clock.now())
-        return self.record(user_id)
+        record = self.record(user_id)
+        still_open = open_suggestions(profile, record.suggestions)
+        if len(still_open) != len(record.suggestions):
+            self._store.put_suggestions(user_id, still_open)
+            record = record.model_copy(update={"suggestions": still_open})
+        return record
 
     def accept(self, user_id: str, suggestion_id: str) -> LearnerRecord:
         record = self.record(user_id)

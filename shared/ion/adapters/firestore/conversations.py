@@ -31,7 +31,13 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ion.adapters.firestore.rpc import UNAVAILABLE, call, rpc_options, unavailable_errors
+from ion.adapters.firestore.rpc import (
+    UNAVAILABLE,
+    call,
+    delete_matching,
+    rpc_options,
+    unavailable_errors,
+)
 from ion.adapters.store_rules import (
     TurnConflict,
     check_outbox_id,
@@ -414,19 +420,7 @@ class FirestoreStore:
         query = (
             collection.where(filter=FieldFilter(field, "==", value)).select([]).limit(BATCH_LIMIT)
         )
-        deleted = 0
-        with unavailable_errors():
-            while True:
-                refs = [snap.reference for snap in query.stream(**self._rpc)]
-                if not refs:
-                    return deleted
-                batch = self._client.batch()
-                for ref in refs:
-                    batch.delete(ref)
-                batch.commit(**self._rpc)
-                deleted += len(refs)
-                if len(refs) < BATCH_LIMIT:
-                    return deleted
+        return delete_matching(self._client, query, self._rpc, BATCH_LIMIT)
 
     # --- IdempotencyStore ----------------------------------------------------------
 
@@ -483,6 +477,9 @@ class FirestoreStore:
 
     def delete_idempotency_for_conversation(self, conversation_id: str) -> int:
         return self._delete_where(self._idempotency, "conversation_id", conversation_id)
+
+    def delete_idempotency_for_user(self, user_id: str) -> int:
+        return self._delete_where(self._idempotency, "user_id", user_id)
 
     def release_idempotency(self, user_id: str, key: str) -> None:
         ref = self._idempotency_ref(user_id, key)

@@ -504,6 +504,11 @@ class SqliteStore:
             )
             return cursor.rowcount
 
+    def delete_idempotency_for_user(self, user_id: str) -> int:
+        with self._db.write() as conn:
+            cursor = conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
+            return cursor.rowcount
+
     def release_idempotency(self, user_id: str, key: str) -> None:
         with self._db.write() as conn:
             conn.execute(

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from ion.bootstrap import get_app
 from ion.domain.models import ChatReply, Conversation, Message, Safety
 from ion.domain.text import clean_text
-from ion.entrypoints.http import feedback_api, profile_api
+from ion.entrypoints.http import feedback_api, me_api, profile_api
 from ion.entrypoints.http.api import (
     ID_PATTERN,
     Call,
@@ -341,6 +341,8 @@ ROUTES = (
         "/v1/conversations/{conversation_id}/messages/{message_id}/feedback",
         feedback_api.post_feedback,
     ),
+    route("GET", "/v1/me/export", me_api.export_me),
+    route("DELETE", "/v1/me", me_api.delete_me),
     route("GET", "/v1/me/profile", profile_api.get_profile),
     route("PUT", "/v1/me/profile", profile_api.put_profile),
     route(
