@@ -321,3 +321,16 @@ def test_duo_and_clarify_on_firestore(gcp_app: App) -> None:
     answer = post(api, auth, "1", conversation_id=question["conversation_id"]).get_json()
     assert answer["persona"]["id"] == question["personas"][0]
     assert answer["mode"] != "clarify"
+
+
+def test_a_persona_without_a_clarify_choice_is_never_offered() -> None:
+    unsure = RoutingDecision(
+        primary="seki",
+        secondary="elro",
+        confidence=0.2,
+        scores={"seki": 0.5, "elro": 0.2, "lua": 0.1, "riri": 0.1, "nana": 0.1},
+        reason="test",
+    )
+    got = plan("help", decision=unsure)
+    assert got.mode == "clarify"
+    assert "seki" not in got.personas and got.personas[0] == "elro"

@@ -99,14 +99,13 @@ class OrchestrationPolicy(_Strict):
     clarify: ClarifyRule
 
     def check_personas(self, persona_ids: Sequence[str]) -> None:
-        """Every persona needs a clarify choice, and no choice may name an unknown one."""
-        known = set(persona_ids)
-        missing = sorted(known - set(self.clarify.choices))
-        unknown = sorted(set(self.clarify.choices) - known)
-        if missing or unknown:
-            raise ValueError(f"orchestration.clarify.choices: missing {missing}, unknown {unknown}")
-        if self.clarify.choices_offered > len(known):
-            raise ValueError("orchestration.clarify.choices_offered exceeds the personas")
+        """No choice may name an unknown persona, and there must be enough choices to
+        offer. A persona without a choice (a new one) is simply never offered."""
+        unknown = sorted(set(self.clarify.choices) - set(persona_ids))
+        if unknown:
+            raise ValueError(f"orchestration.clarify.choices: unknown personas {unknown}")
+        if self.clarify.choices_offered > len(self.clarify.choices):
+            raise ValueError("orchestration.clarify.choices_offered exceeds the choices")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +138,8 @@ def plan_turn(
     if crisis:
         return TurnPlan("single", (primary,))
     if _should_clarify(policy.clarify, decision, strengths, text, first_message, after_clarify):
-        ranked = sorted(decision.scores, key=lambda pid: -decision.scores[pid])
+        choosable = [pid for pid in decision.scores if pid in policy.clarify.choices]
+        ranked = sorted(choosable, key=lambda pid: -decision.scores[pid])
         offered = tuple(ranked[: policy.clarify.choices_offered])
         replies = tuple(policy.clarify.choices[pid][language] for pid in offered)
         return TurnPlan("clarify", offered, replies)
