@@ -39,7 +39,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy shared
+	$(BIN)/mypy shared tests
 
 unit: setup
 	$(BIN)/pytest

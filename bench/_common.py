@@ -1,7 +1,8 @@
 """Helpers shared by the latency benches (run as scripts, so bench/ is on sys.path).
 
-Importing this module also puts shared/ (the `ion` package) and tests/ (the stdlib-only
-fakes, e.g. fake_gemini) on sys.path, so a bench imports it before either.
+Importing this module also puts shared/ (the `ion` package) and the repository root (for
+the stdlib-only fakes, e.g. tests.fakes.gemini) on sys.path, so a bench imports it before
+either.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for _folder in ("tests", "shared"):  # the fakes without a tests package; the app
-    if str(ROOT / _folder) not in sys.path:
-        sys.path.insert(0, str(ROOT / _folder))
+for _folder in (ROOT, ROOT / "shared"):  # the fakes (tests.fakes); the app
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 MS = 1000.0
 
@@ -42,7 +43,7 @@ def scripted_stream(description: str) -> tuple[argparse.Namespace, Any]:
     """The streaming benches' command line (--runs, --chunks, --chunk-delay-ms,
     --think-ms) and the fake Gemini answer it scripts; `floor_ms` of the parsed args is the
     time that answer takes by construction."""
-    from fake_gemini import answer
+    from tests.fakes.gemini import answer
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--runs", type=int, default=100)

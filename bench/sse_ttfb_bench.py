@@ -1,6 +1,6 @@
 """Time to first byte of streamed chat answers over HTTP (SSE), end to end.
 
-Starts the fake Gemini server (tests/fake_gemini.py) in-process and the `chat` function
+Starts the fake Gemini server (tests/fakes/gemini.py) in-process and the `chat` function
 under functions-framework (gunicorn, WORKERS=1 THREADS=4, as Cloud Functions runs it) with
 ION_LLM_PROVIDER=gemini pointed at the fake, on a temporary SQLite data dir, then sends
 `--runs` streaming POST /v1/chat requests one after another (loopback only). For each it
@@ -33,15 +33,15 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import (  # first: puts shared/ and tests/ on sys.path
+from _common import (  # first: puts shared/ and the repository root on sys.path
     ROOT,
     floor_ms,
     print_stats,
     scripted_stream,
 )
-from fake_gemini import FakeGemini
 
 from ion.adapters.tokens import issue_token
+from tests.fakes.gemini import FakeGemini
 
 MODEL = "gemini-bench"
 SECRET = "bench-secret-" + "x" * 40

@@ -1,6 +1,6 @@
 """Time-to-first-chunk of GeminiLanguageModel.stream() against the local fake Gemini.
 
-The fake (tests/fake_gemini.py) streams `--chunks` SSE events with `--chunk-delay-ms`
+The fake (tests/fakes/gemini.py) streams `--chunks` SSE events with `--chunk-delay-ms`
 between them, after `--think-ms` of simulated model latency. TTFB is measured from the
 call to stream() to the first text chunk, so it is the adapter + google-genai + HTTP
 overhead on top of `--think-ms`. The first (cold) run, which builds the client, is
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import time
 
-from _common import (  # first: puts shared/ and tests/ on sys.path
+from _common import (  # first: puts shared/ and the repository root on sys.path
     floor_ms,
     print_stats,
     scripted_stream,
 )
-from fake_gemini import FakeGemini
 
 from ion.adapters.gemini import GeminiLanguageModel
 from ion.domain.models import LlmRequest
+from tests.fakes.gemini import FakeGemini
 
 MODEL = "gemini-bench"
 

@@ -33,7 +33,7 @@ CORPUS = "data/routing/train/*.jsonl"
 CHECK = "data/routing/train/writer_*.jsonl"
 EDGES = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0001)
 THRESHOLDS = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
-SCALE = 10.0  # ion.services.training._SCALE
+SCALE = 10.0  # ion.services.training.routing._SCALE
 
 
 def _targets(items: list[LabelledItem], labels: list[str]) -> np.ndarray:

@@ -61,25 +61,36 @@ class Function:
 
 # What each function needs in production. Secrets reach the functions as secret environment
 # variables (ION_SECRETS_BACKEND=env, see docs/deploy.md), so no Secret Manager client is
-# shipped. persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
+# shipped. Every function logs through google-cloud-logging's structured handler
+# (ION_LOG_FORMAT=json). persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
 # calls Gemini (ION_ROUTING_JUDGE=gemini), so it ships google-genai too.
-# tests/test_terraform_contract.py checks these against the Terraform configuration.
+# tests/infra/test_terraform_contract.py checks these against the Terraform configuration.
 FUNCTIONS: dict[str, Function] = {
     "chat": Function(
         source="functions/chat",
         entry_points={"chat": "http"},
-        extras=("google-cloud-firestore", "google-cloud-pubsub", "google-genai"),
+        extras=(
+            "google-cloud-firestore",
+            "google-cloud-logging",
+            "google-cloud-pubsub",
+            "google-genai",
+        ),
     ),
     "persona_route": Function(
         source="functions/persona_route",
         entry_points={"persona_route": "http", "persona_events": "cloudevent"},
-        extras=("google-cloud-firestore", "google-cloud-pubsub", "google-genai"),
+        extras=(
+            "google-cloud-firestore",
+            "google-cloud-logging",
+            "google-cloud-pubsub",
+            "google-genai",
+        ),
     ),
     "backup": Function(
         source="functions/backup",
         entry_points={"backup": "cloudevent"},
         # google-cloud-firestore ships the admin client (firestore_admin_v1) for exports.
-        extras=("google-cloud-firestore",),
+        extras=("google-cloud-firestore", "google-cloud-logging"),
     ),
 }
 

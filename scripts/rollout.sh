@@ -4,7 +4,8 @@
 #
 #   rollout.sh pin          record each service's serving revision as stable, pin 100% to it
 #   rollout.sh candidate    tag the newest revision `candidate`, with no traffic
-#   rollout.sh smoke        /health, /ready and an unauthenticated /v1 call on the candidate URL
+#   rollout.sh smoke        /health, /ready and an unauthenticated /v1 call on the candidate,
+#                           through the load balancer (the functions' only ingress)
 #   rollout.sh canary PCT   send PCT% to the candidate, the rest to stable
 #   rollout.sh bake SECS    wait SECS, then roll back and fail if the candidate answered 5xx
 #   rollout.sh promote      send 100% to the candidate
@@ -12,13 +13,17 @@
 #
 # Environment: REGION (or _REGION), SERVICES (or _CANARY_SERVICES, space-separated),
 # ROLLOUT_STATE (directory for the recorded revisions, default /workspace/rollout),
-# MAX_5XX (or _CANARY_MAX_5XX, default 0).
+# MAX_5XX (or _CANARY_MAX_5XX, default 0), EDGE_URL (the load balancer's base URL,
+# terraform output api_url; default: the content of $EDGE_URL_FILE, /workspace/edge_url),
+# SMOKE_ATTEMPTS (default 6) and SMOKE_RETRY_SECONDS (default 10) per smoke call.
 set -euo pipefail
 
 REGION="${REGION:-${_REGION:-us-central1}}"
 SERVICES="${SERVICES:-${_CANARY_SERVICES:-ion-chat ion-persona-route}}"
 STATE="${ROLLOUT_STATE:-/workspace/rollout}"
 MAX_5XX="${MAX_5XX:-${_CANARY_MAX_5XX:-0}}"
+SMOKE_ATTEMPTS="${SMOKE_ATTEMPTS:-6}"
+SMOKE_RETRY_SECONDS="${SMOKE_RETRY_SECONDS:-10}"
 mkdir -p "$STATE"
 
 describe() {
@@ -42,11 +47,22 @@ latest_revision() {
   gcloud run services describe "$1" --region="$REGION" --format='value(status.latestCreatedRevisionName)'
 }
 
-candidate_url() {
-  describe "$1" | python3 -c '
-import json, sys
-urls = [t.get("url", "") for t in json.load(sys.stdin).get("status", {}).get("traffic", []) if t.get("tag") == "candidate"]
-print(urls[0] if urls else "")'
+# The function (entry point) a Cloud Run service runs: the last part of the load
+# balancer's candidate path (terraform/edge.tf, candidate_paths).
+entry_point_of() {
+  case "$1" in
+    *persona-route*) echo persona_route ;;
+    *chat*) echo chat ;;
+    *) return 1 ;;
+  esac
+}
+
+edge_url() {
+  local url="${EDGE_URL:-}"
+  if [[ -z "$url" && -r "${EDGE_URL_FILE:-/workspace/edge_url}" ]]; then
+    url="$(cat "${EDGE_URL_FILE:-/workspace/edge_url}")"
+  fi
+  echo "${url%/}"
 }
 
 update_traffic() {
@@ -94,22 +110,35 @@ cmd_candidate() {
   done
 }
 
+# A few attempts: a load balancer change (a new route, a first deployment) takes a while
+# to reach every Google front end.
 expect_status() {
-  local expected="$1" method="$2" url="$3" got
-  got="$(curl -s -o /dev/null -w '%{http_code}' -X "$method" --max-time 60 "$url")"
-  if [[ "$got" != "$expected" ]]; then
-    echo "smoke test failed: $method $url answered $got, expected $expected" >&2
-    return 1
-  fi
-  echo "ok: $method $url -> $got"
+  local expected="$1" method="$2" url="$3" got attempt
+  for ((attempt = 1; attempt <= SMOKE_ATTEMPTS; attempt++)); do
+    got="$(curl -s -o /dev/null -w '%{http_code}' -X "$method" --max-time 60 "$url" || true)"
+    if [[ "$got" == "$expected" ]]; then
+      echo "ok: $method $url -> $got"
+      return 0
+    fi
+    ((attempt < SMOKE_ATTEMPTS)) && sleep "$SMOKE_RETRY_SECONDS"
+  done
+  echo "smoke test failed: $method $url answered $got, expected $expected" >&2
+  return 1
 }
 
+# The functions accept requests from the load balancer only (ingress
+# internal-and-cloud-load-balancing): the candidate's own run.app URL refuses Cloud Build.
+# The edge routes /_candidate/<region>/<entry point>/ to the revision tagged `candidate`
+# in that region, so each region's candidate is checked through the whole edge.
 cmd_smoke() {
+  local edge
+  edge="$(edge_url)"
   for service in $SERVICES; do
     [[ -n "$(candidate_of "$service")" ]] || continue
-    local url
-    url="$(candidate_url "$service")"
-    [[ -n "$url" ]] || { echo "$service: no candidate URL" >&2; return 1; }
+    [[ -n "$edge" ]] || { echo "no EDGE_URL (terraform output api_url) to smoke-test through" >&2; return 1; }
+    local entry_point url
+    entry_point="$(entry_point_of "$service")" || { echo "$service: no candidate route" >&2; return 1; }
+    url="$edge/_candidate/$REGION/$entry_point"
     expect_status 200 GET "$url/health"
     expect_status 200 GET "$url/ready"
     case "$service" in
@@ -175,7 +204,7 @@ shift || true
 case "$command" in
   pin | candidate | smoke | canary | bake | promote | rollback) "cmd_$command" "$@" ;;
   *)
-    sed -n '2,17p' "$0"
+    sed -n '2,18p' "$0"
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
 # The edge: one global external Application Load Balancer in front of the public APIs in
 # every region of var.http_regions, with a Google-managed certificate, an HTTP -> HTTPS
-# redirect and a Cloud Armor policy. The functions accept nothing else (ingress
-# ALLOW_INTERNAL_AND_GCLB, functions.tf), so no request reaches them around the policy.
+# redirect and a Cloud Armor policy; its backends are in edge_backends.tf. The functions
+# accept nothing else (ingress ALLOW_INTERNAL_AND_GCLB, functions.tf), so no request
+# reaches them around the policy.
 # docs/operations.md ("Edge") describes each rule and how to move one out of preview.
 
 locals {
@@ -32,6 +33,17 @@ locals {
       learner_risk = false
       rate_ban     = false
       enabled      = length(var.armor_trusted_ip_ranges) > 0
+    }
+    # Candidate revisions (edge_backends.tf) answer the smoke test's calls and nothing else.
+    candidate = {
+      priority     = 1050
+      description  = "Candidate routes answer only the deploy's smoke-test GETs"
+      action       = "deny(404)"
+      expression   = "request.path.startsWith('/_candidate/') && !(request.method == 'GET' && request.path.matches('^/_candidate/[a-z0-9-]+/[a-z_]+/(health|ready|v1/conversations|v1/personas)$'))"
+      ip_ranges    = []
+      learner_risk = false
+      rate_ban     = false
+      enabled      = true
     }
     # Content-Length of armor_max_body_digits + 1 digits or more. The app refuses bodies over
     # ION_MAX_BODY_BYTES (64 KiB) itself; the edge stops far larger ones before they cost a
@@ -234,58 +246,6 @@ resource "google_compute_security_policy" "edge" {
   }
 }
 
-# One serverless NEG per API and region, pointing at that region's Cloud Run service (the
-# gen2 function underneath, same name).
-resource "google_compute_region_network_endpoint_group" "http" {
-  for_each = local.http_deployments
-
-  name                  = "${local.function_names[each.value.entry_point]}-${each.value.region}"
-  region                = each.value.region
-  network_endpoint_type = "SERVERLESS"
-
-  cloud_run {
-    service = module.http_function[each.key].service
-  }
-}
-
-# One backend service per API with a backend in every region: the load balancer sends a
-# caller to the nearest region that has capacity and fails over when one is down.
-resource "google_compute_backend_service" "http" {
-  for_each = local.http_functions
-
-  name                  = local.function_names[each.key]
-  description           = each.value.description
-  protocol              = "HTTPS"
-  load_balancing_scheme = "EXTERNAL_MANAGED"
-  security_policy       = google_compute_security_policy.edge.id
-
-  dynamic "backend" {
-    for_each = toset(var.http_regions)
-    content {
-      group = google_compute_region_network_endpoint_group.http["${each.key}-${backend.value}"].id
-    }
-  }
-
-  # A region answering errors in a row is taken out of rotation for a while, so callers fail
-  # over to the other regions; at most half of them at once (Gemini's own 503s come from
-  # every region alike, and ejecting them all would help no one).
-  outlier_detection {
-    consecutive_errors   = 5
-    max_ejection_percent = 50
-    interval {
-      seconds = 10
-    }
-    base_ejection_time {
-      seconds = 30
-    }
-  }
-
-  log_config {
-    enable      = true
-    sample_rate = 1
-  }
-}
-
 resource "google_compute_url_map" "edge" {
   name            = "ion-edge"
   description     = "Routes the public API paths to chat or persona_route."
@@ -305,6 +265,19 @@ resource "google_compute_url_map" "edge" {
       content {
         paths   = path_rule.value
         service = google_compute_backend_service.http[path_rule.key].id
+      }
+    }
+
+    dynamic "path_rule" {
+      for_each = local.candidate_paths # edge_backends.tf
+      content {
+        paths   = ["${path_rule.value}/*"]
+        service = google_compute_backend_service.candidate[path_rule.key].id
+        route_action {
+          url_rewrite {
+            path_prefix_rewrite = "/"
+          }
+        }
       }
     }
 

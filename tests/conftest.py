@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.emulators import (
+from tests.support.emulators import (
     JAVA_HINT,
     EmulatorError,
     EmulatorProcess,
@@ -21,16 +21,18 @@ from tests.emulators import (
     start_emulator,
 )
 
-pytest_plugins = ["tests.fixtures_app", "tests.fixtures_pubsub", "tests.fixtures_gemini"]
+pytest_plugins = ["tests.support.app", "tests.support.pubsub", "tests.support.gemini"]
 
 if TYPE_CHECKING:
     from ion.adapters.firestore.conversations import FirestoreStore
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
     from ion.adapters.sqlite.conversations import SqliteStore
+    from ion.adapters.sqlite.quota import SqliteQuotaStore
 
 
 # =====================================================================================
 # Storage: SQLite + Firestore emulator fixtures for the store contract suite
-# (see tests/test_store_contract.py and docs/data-model.md)
+# (see tests/contract/test_conversation_store.py and docs/data-model.md)
 # =====================================================================================
 
 FIRESTORE_TEST_PROJECT = "ion-test"
@@ -119,12 +121,30 @@ def store(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(f"{request.param}_store")
 
 
+@pytest.fixture
+def sqlite_quota(tmp_path: Path) -> Iterator[SqliteQuotaStore]:
+    """A SqliteQuotaStore on a fresh file in the test's tmp dir."""
+    from ion.adapters.sqlite.quota import SqliteQuotaStore
+
+    store = SqliteQuotaStore(tmp_path / "ion.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def firestore_quota(firestore_client: Any, firestore_reset: None) -> FirestoreQuotaStore:
+    """A FirestoreQuotaStore on an empty emulator database."""
+    from ion.adapters.firestore.quota import FirestoreQuotaStore
+
+    return FirestoreQuotaStore(firestore_client)
+
+
 # ============================ end of storage section =================================
 
 
 # =====================================================================================
 # Feedback, learned routing and backups: the learning-and-backup stores on both backends
-# (see tests/test_learning_contract.py, tests/test_backup_drill.py)
+# (see tests/contract/test_learning_stores.py, tests/adapters/test_backup_drill.py)
 # =====================================================================================
 
 

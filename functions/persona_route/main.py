@@ -14,6 +14,8 @@ from ion.entrypoints.http import api, route_api
 
 # Answers Flask or gunicorn give by themselves are the JSON error envelope too.
 api.install_json_errors()
+# Logging as configured (Cloud Logging's JSON when deployed) from the first line on.
+bootstrap.setup_instance_logging()
 # The routing model loads once, at instance start; persona_events (same source) needs none.
 if os.environ.get("FUNCTION_TARGET") == "persona_route":
     bootstrap.load_embedder()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -460,10 +461,41 @@ def build_app(settings: Settings | None = None) -> App:
     )
 
 
-def setup_logging(level: str, fmt: str = "text", *, root_level: str | None = None) -> None:
+def setup_logging(
+    level: str, fmt: str = "text", *, root_level: str | None = None, project: str | None = None
+) -> None:
     """The one logging setup of every entry point (functions, `ion serve`, `ion chat`...):
-    a handler on the root logger, the redaction filter on every handler."""
-    configure_logging(level, fmt, root_level=root_level)
+    a handler on the root logger (text, or Cloud Logging's structured JSON with traces
+    named after `project`), the redaction filter on every handler."""
+    structured: Callable[[], logging.Handler] | None = None
+    if fmt == "json":
+        # google-cloud-logging (the gcp extra) only where JSON is asked for: not `ion serve`.
+        from ion.adapters.cloud_logging import StructuredHandler
+
+        structured = partial(StructuredHandler, stream=sys.stdout, project=project)
+    configure_logging(level, fmt, root_level=root_level, structured=structured)
+
+
+_logging_configured = threading.Event()
+
+
+def _setup_instance_logging(settings: Settings) -> None:
+    setup_logging(settings.log_level, settings.log_format, project=settings.gcp_project)
+    _logging_configured.set()
+
+
+def setup_instance_logging() -> None:
+    """The function instance's logging, from its settings, before its first request line
+    (a /health check builds no app): once per instance. Nothing when an app was installed
+    (`ion serve` and the tests set up their own), nor when the settings are invalid
+    (building the app reports that)."""
+    if _logging_configured.is_set():
+        return
+    try:
+        settings = Settings()
+    except ValueError:  # pydantic's ValidationError
+        return
+    _setup_instance_logging(settings)
 
 
 class _PerInstance(Generic[T]):
@@ -482,7 +514,7 @@ class _PerInstance(Generic[T]):
                 if value is None:
                     settings = Settings()
                     # The first log line of a cold start already goes through the redaction.
-                    setup_logging(settings.log_level, settings.log_format)
+                    _setup_instance_logging(settings)
                     value = self._value = self._build(settings)
         return value
 
@@ -505,4 +537,6 @@ def set_app(app: App | None) -> None:
     """Install (or clear, with None) the instance's app; used by `ion serve` and the tests."""
     # Whatever set up logging before, every handler redacts from here on.
     install_redaction()
+    if app is not None:
+        _logging_configured.set()
     _app.set(app)

@@ -100,7 +100,9 @@ class Settings(BaseSettings):
         " (`https://app.example.com`); empty = none; no wildcard",
     )
     log_format: Literal["text", "json"] = Field(
-        "text", description="Log lines as text, or JSON for Cloud Logging"
+        "text",
+        description="Log lines as text, or Cloud Logging's structured JSON on stdout"
+        " (trace, httpRequest, Error Reporting; needs the gcp extra)",
     )
 
     # --- language model ---

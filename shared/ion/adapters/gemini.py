@@ -2,7 +2,9 @@
 
 Design notes (why, briefly):
 - `google.genai` is imported lazily (inside methods), so importing this module costs
-  nothing and never requires the SDK; only the first call builds the client.
+  nothing and never requires the SDK; only the first call builds the client. Building it,
+  reading responses and classifying the SDK's exceptions live in `adapters.gemini_sdk`,
+  shared with the routing judge.
 - The SDK's own retries stay off (no `HttpOptions.retry_options`) and automatic
   continuation is disabled: this adapter owns retries, backoff, the time budget and the
   fallback model, so attempts are counted and bounded in exactly one place.
@@ -20,18 +22,34 @@ Design notes (why, briefly):
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import math
 import random as _random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ion.adapters.gemini_sdk import (
+    BLOCK_FINISH_REASONS,
+    DEFAULT_SAFETY_SETTINGS,
+    GEMINI_EXTRA_HINT,
+    LlmRequestRejected,
+    StreamState,
+    candidate_text,
+    close_quietly,
+    enum_name,
+    is_auth_error,
+    is_malformed,
+    is_transport_error,
+    make_client,
+    ms,
+    raise_if_prompt_blocked,
+    safety_settings,
+    server_retry_after,
+    usage_of,
+)
 from ion.domain.models import LlmChunk, LlmRequest, LlmResponse, Usage
 from ion.errors import LlmBlocked, LlmError
 from ion.settings import Settings
@@ -51,36 +69,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The harm categories every request sets a threshold for; names as in `types.HarmCategory`.
-SAFETY_CATEGORIES: tuple[str, ...] = (
-    "HARM_CATEGORY_HARASSMENT",
-    "HARM_CATEGORY_HATE_SPEECH",
-    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-    "HARM_CATEGORY_DANGEROUS_CONTENT",
-)
-
-
-def safety_settings(threshold: str) -> tuple[tuple[str, str], ...]:
-    """(category, threshold) pairs sent with every request (ION_GEMINI_SAFETY_THRESHOLD)."""
-    return tuple((category, threshold) for category in SAFETY_CATEGORIES)
-
-
-DEFAULT_SAFETY_SETTINGS = safety_settings("BLOCK_MEDIUM_AND_ABOVE")
-
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-# Finish reasons meaning "the answer was withheld"; with no text they are a block.
-_BLOCK_FINISH = frozenset(
-    {
-        "SAFETY",
-        "PROHIBITED_CONTENT",
-        "BLOCKLIST",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-    }
-)
 _DEFAULT_RETRY_AFTER_S = 10  # told to callers when the server gave no hint
-_MAX_RETRY_AFTER_S = 3600.0
 _MAX_ERROR_CHARS = 200
 
 
@@ -104,21 +94,6 @@ class LlmStreamInterrupted(LlmError):
         self.model = model
 
 
-GEMINI_EXTRA_HINT = "pip install 'ion-mentoring[gemini]'"
-
-
-class LlmRequestRejected(LlmError):
-    """Gemini rejected the request (HTTP 400/401/403/404...): retrying will not help.
-
-    Usually configuration: a bad or missing API key, missing Vertex AI permissions, or
-    an unknown model. `http_status` is the upstream status (None when not from HTTP).
-    """
-
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-
-
 class _Transient(Exception):
     """Internal: an attempt failed in a way worth retrying."""
 
@@ -138,41 +113,12 @@ class _SkipModel(Exception):
 
 
 @dataclass
-class _StreamState:
-    """Accumulates streamed SDK chunks into text, usage and finish reason."""
-
-    model: str
-    text: list[str] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    finish_reason: str | None = None
-
-    @property
-    def full_text(self) -> str:
-        return "".join(self.text)
-
-    def add(self, chunk: types.GenerateContentResponse) -> str:
-        """Record one chunk and return its new text. Raises LlmBlocked on a prompt block."""
-        _raise_if_prompt_blocked(chunk)
-        if chunk.usage_metadata is not None:
-            self.usage = _usage(chunk.usage_metadata)  # running total: the last one wins
-        piece = ""
-        if chunk.candidates:
-            cand = chunk.candidates[0]
-            piece = _candidate_text(cand)
-            if cand.finish_reason is not None:
-                self.finish_reason = _enum_name(cand.finish_reason)
-        if piece:
-            self.text.append(piece)
-        return piece
-
-
-@dataclass
 class _OpenStream:
     """A stream that produced its first text (or finished) during the retry phase."""
 
     model: str
     chunks: Iterator[types.GenerateContentResponse]
-    state: _StreamState
+    state: StreamState
     first_text: str
 
 
@@ -313,7 +259,7 @@ class GeminiLanguageModel:
                 )
             )
         finally:
-            _close(opened.chunks)  # also when the consumer stops iterating early
+            close_quietly(opened.chunks)  # also when the consumer stops iterating early
 
     # --- attempts ------------------------------------------------------------------
     def _generate_once(self, request: LlmRequest, model: str, timeout_s: float) -> LlmResponse:
@@ -326,22 +272,22 @@ class GeminiLanguageModel:
             )
         except Exception as exc:
             raise self._translate(exc, model) from exc
-        _raise_if_prompt_blocked(resp)
+        raise_if_prompt_blocked(resp)
         if not resp.candidates:
             raise _Transient("empty response (no candidates)")
         cand = resp.candidates[0]
-        text = _candidate_text(cand)
-        finish = _enum_name(cand.finish_reason) if cand.finish_reason is not None else None
+        text = candidate_text(cand)
+        finish = enum_name(cand.finish_reason) if cand.finish_reason is not None else None
         if not text:
-            if finish in _BLOCK_FINISH:
+            if finish in BLOCK_FINISH_REASONS:
                 raise LlmBlocked(f"Gemini withheld the answer (finish_reason {finish})")
             raise _Transient(f"empty response (no text, finish_reason {finish or 'none'})")
-        usage = _usage(resp.usage_metadata) if resp.usage_metadata is not None else Usage()
+        usage = usage_of(resp.usage_metadata) if resp.usage_metadata is not None else Usage()
         return LlmResponse(text=text, model=model, usage=usage, finish_reason=finish)
 
     def _open_stream(self, request: LlmRequest, model: str, timeout_s: float) -> _OpenStream:
         client = self._get_client()
-        state = _StreamState(model=model)
+        state = StreamState(model=model)
         chunks: Iterator[types.GenerateContentResponse] | None = None
         try:
             # The SDK sends the request lazily, on the first next().
@@ -355,13 +301,13 @@ class GeminiLanguageModel:
                 if piece:
                     return _OpenStream(model=model, chunks=chunks, state=state, first_text=piece)
         except (LlmBlocked, _Transient):
-            _close(chunks)
+            close_quietly(chunks)
             raise
         except Exception as exc:
-            _close(chunks)
+            close_quietly(chunks)
             raise self._translate(exc, model) from exc
         # The stream finished without any text.
-        if state.finish_reason in _BLOCK_FINISH:
+        if state.finish_reason in BLOCK_FINISH_REASONS:
             raise LlmBlocked(f"Gemini withheld the answer (finish_reason {state.finish_reason})")
         raise _Transient(f"empty stream (no text, finish_reason {state.finish_reason or 'none'})")
 
@@ -479,7 +425,7 @@ class GeminiLanguageModel:
                 for category, threshold in self._safety_settings
             ],
             # Per-call timeout, shortened when the time budget has less left.
-            "http_options": types.HttpOptions(timeout=_ms(timeout_s)),
+            "http_options": types.HttpOptions(timeout=ms(timeout_s)),
         }
         if self._thinking_budget is not None:
             kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=self._thinking_budget)
@@ -495,7 +441,7 @@ class GeminiLanguageModel:
             code = int(exc.code) if exc.code else 0
             detail = self._describe(exc)
             if code in _RETRYABLE_STATUS:
-                return _Transient(detail, _retry_after(exc))
+                return _Transient(detail, server_retry_after(exc))
             if code == 404:
                 return _SkipModel(f"model {model!r} not found ({detail})", code)
             if code in (401, 403):
@@ -505,11 +451,11 @@ class GeminiLanguageModel:
                     http_status=code,
                 )
             return LlmRequestRejected(f"Gemini rejected the request ({detail})", http_status=code)
-        if _is_transport_error(exc):
+        if is_transport_error(exc):
             return _Transient(self._describe(exc))
-        if _is_malformed(exc):
+        if is_malformed(exc):
             return _Transient(f"malformed response ({type(exc).__name__})")
-        if _is_auth_error(exc):
+        if is_auth_error(exc):
             return LlmRequestRejected(f"Gemini credentials unavailable: {self._describe(exc)}")
         return exc  # a bug, not an upstream failure: let it surface unchanged
 
@@ -521,7 +467,7 @@ class GeminiLanguageModel:
             text = f"HTTP {exc.code} {exc.status or ''}".rstrip()
             if exc.message:
                 text += f": {exc.message}"
-        elif _is_transport_error(exc):
+        elif is_transport_error(exc):
             kind = "timeout" if "Timeout" in type(exc).__name__ else "connection error"
             text = f"{kind} ({type(exc).__name__}: {exc})"
         else:
@@ -539,7 +485,7 @@ class GeminiLanguageModel:
         models = ", ".join(tried) or "no model"
         return f"Gemini unavailable after trying {models}; last error: {last_reason}"
 
-    def _interrupted(self, state: _StreamState, reason: str) -> LlmStreamInterrupted:
+    def _interrupted(self, state: StreamState, reason: str) -> LlmStreamInterrupted:
         return LlmStreamInterrupted(
             f"Gemini stream from {state.model} interrupted after "
             f"{len(state.full_text)} characters: {reason}",
@@ -549,148 +495,6 @@ class GeminiLanguageModel:
         )
 
 
-def make_client(
-    *,
-    api_key: str | None,
-    vertex: bool,
-    project: str | None,
-    location: str,
-    base_url: str | None,
-    timeout_s: float,
-    scrub: Callable[[str], str] = lambda text: text,
-) -> genai.Client:
-    """A google-genai client for API-key or Vertex AI mode, with the SDK's retries off.
-
-    Raises `LlmRequestRejected` when the configuration cannot work (no key, no project,
-    no Application Default Credentials, no google-genai installed)."""
-    try:
-        from google import genai
-        from google.genai import types
-    except ImportError:
-        raise LlmRequestRejected(
-            f"Gemini needs google-genai, which is not installed: {GEMINI_EXTRA_HINT}"
-        ) from None
-
-    # No retry_options: retries are the caller's job (see module docstring).
-    options = types.HttpOptions(timeout=_ms(timeout_s))
-    if base_url:
-        options.base_url = base_url
-    try:
-        if vertex:
-            if not project:
-                raise LlmRequestRejected(
-                    "Gemini on Vertex AI needs a project (set ION_GCP_PROJECT)"
-                )
-            return genai.Client(
-                vertexai=True, project=project, location=location, http_options=options
-            )
-        if not api_key:
-            raise LlmRequestRejected("Gemini API key is not configured (set ION_GEMINI_API_KEY)")
-        return genai.Client(api_key=api_key, http_options=options)
-    except LlmRequestRejected:
-        raise
-    except Exception as exc:  # e.g. no Application Default Credentials
-        raise LlmRequestRejected(f"cannot create the Gemini client: {scrub(str(exc))}") from exc
-
-
 # --- helpers (module level: no state) ----------------------------------------------
 def _tried(model: str, attempts: int) -> str:
     return f"{model} ({attempts} attempt{'s' if attempts != 1 else ''})"
-
-
-def _ms(seconds: float) -> int:
-    return max(1, math.ceil(seconds * 1000))
-
-
-def _enum_name(value: object) -> str:
-    # SDK enums are str enums; unknown server values may arrive as plain strings.
-    return str(getattr(value, "value", value))
-
-
-def _candidate_text(cand: types.Candidate) -> str:
-    content = cand.content
-    if content is None or not content.parts:
-        return ""
-    # Thought summaries are not part of the answer.
-    return "".join(p.text for p in content.parts if p.text and not p.thought)
-
-
-def _usage(meta: types.GenerateContentResponseUsageMetadata) -> Usage:
-    return Usage(
-        input_tokens=meta.prompt_token_count or 0,
-        output_tokens=(meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
-    )
-
-
-def _raise_if_prompt_blocked(resp: types.GenerateContentResponse) -> None:
-    feedback = resp.prompt_feedback
-    if feedback is not None and feedback.block_reason is not None:
-        reason = _enum_name(feedback.block_reason)
-        if reason != "BLOCKED_REASON_UNSPECIFIED":
-            raise LlmBlocked(f"Gemini blocked the prompt (block_reason {reason})")
-
-
-def _retry_after(exc: Any) -> float | None:
-    """Seconds from a Retry-After header, or from a google.rpc.RetryInfo error detail."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    if value:
-        value = str(value).strip()
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(value)
-                seconds = (when - datetime.now(UTC)).total_seconds()
-            except (TypeError, ValueError):
-                seconds = -1.0
-        if seconds >= 0:
-            return min(seconds, _MAX_RETRY_AFTER_S)
-    details = getattr(exc, "details", None)
-    error = details.get("error", details) if isinstance(details, dict) else None
-    for item in (error or {}).get("details", []) if isinstance(error, dict) else []:
-        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
-            delay = str(item.get("retryDelay", "")).rstrip("s")
-            try:
-                return min(float(delay), _MAX_RETRY_AFTER_S)
-            except ValueError:
-                return None
-    return None
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    # httpx / httpx2 (whichever the SDK uses) share class names; avoid importing both.
-    for cls in type(exc).__mro__:
-        root = cls.__module__.split(".", 1)[0]
-        if root in ("httpx", "httpx2") and cls.__name__ == "TransportError":
-            return True
-        if root == "requests" and cls.__name__ in ("ConnectionError", "Timeout"):
-            return True  # the requests-based path used for Vertex AI with mTLS
-        if cls.__module__ == "google.auth.exceptions" and cls.__name__ == "TransportError":
-            return True  # refreshing Vertex AI credentials hit the network and failed
-    return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def _is_malformed(exc: BaseException) -> bool:
-    from google.genai import errors as genai_errors
-    from pydantic import ValidationError
-
-    return isinstance(
-        exc, (json.JSONDecodeError, genai_errors.UnknownApiResponseError, ValidationError)
-    )
-
-
-def _is_auth_error(exc: BaseException) -> bool:
-    return any(
-        cls.__module__.startswith("google.auth") and cls.__name__ == "GoogleAuthError"
-        for cls in type(exc).__mro__
-    )
-
-
-def _close(chunks: Iterator[Any] | None) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:  # closing a broken stream must not hide the real error
-            log.debug("closing the Gemini stream failed", exc_info=True)

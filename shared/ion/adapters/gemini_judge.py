@@ -9,7 +9,7 @@
   local decision is a good fallback.
 - Every failure raises `JudgeFailed` with a short reason that never quotes the message.
 
-The client is built like the chat model's (`ion.adapters.gemini.make_client`), lazily on
+The client is built like the chat model's (`ion.adapters.gemini_sdk.make_client`), lazily on
 the first call; `google.genai` is imported only then.
 """
 
@@ -20,15 +20,15 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ion.adapters.gemini import (
-    _BLOCK_FINISH,
+from ion.adapters.gemini_sdk import (
+    BLOCK_FINISH_REASONS,
     DEFAULT_SAFETY_SETTINGS,
     LlmRequestRejected,
-    _candidate_text,
-    _enum_name,
-    _is_transport_error,
-    _ms,
+    candidate_text,
+    enum_name,
+    is_transport_error,
     make_client,
+    ms,
     safety_settings,
 )
 from ion.ports import JudgeFailed, JudgeVerdict
@@ -178,7 +178,7 @@ class GeminiRoutingJudge:
                 )
                 for category, threshold in self._safety
             ],
-            "http_options": types.HttpOptions(timeout=_ms(self._timeout_s)),
+            "http_options": types.HttpOptions(timeout=ms(self._timeout_s)),
         }
         if self._thinking_budget is not None:
             kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=self._thinking_budget)
@@ -188,14 +188,14 @@ class GeminiRoutingJudge:
 
     def _verdict(self, response: types.GenerateContentResponse) -> JudgeVerdict:
         blocked = response.prompt_feedback and response.prompt_feedback.block_reason
-        if blocked and _enum_name(blocked) != "BLOCKED_REASON_UNSPECIFIED":
+        if blocked and enum_name(blocked) != "BLOCKED_REASON_UNSPECIFIED":
             raise JudgeFailed("safety block")
         if not response.candidates:
             raise JudgeFailed("empty response")
         candidate = response.candidates[0]
-        text = _candidate_text(candidate)
-        finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else None
-        if finish in _BLOCK_FINISH:
+        text = candidate_text(candidate)
+        finish = enum_name(candidate.finish_reason) if candidate.finish_reason else None
+        if finish in BLOCK_FINISH_REASONS:
             raise JudgeFailed("safety block")
         if not text:
             raise JudgeFailed("empty response")
@@ -228,7 +228,7 @@ def _reason(exc: BaseException) -> str:
 
     if isinstance(exc, genai_errors.APIError):
         return f"http {exc.code}"
-    if _is_transport_error(exc):
+    if is_transport_error(exc):
         return "timeout" if "Timeout" in type(exc).__name__ else "connection error"
     if isinstance(exc, ValueError):  # malformed JSON body, pydantic validation
         return "invalid output"

@@ -1,4 +1,5 @@
-"""Logging that never leaks: redaction filter, JSON lines for Cloud Logging, one setup call.
+"""Logging that never leaks: redaction filter, text lines for a terminal, Cloud Logging's
+structured JSON when deployed (`ion.adapters.cloud_logging`), one setup call.
 
 The code itself never logs message text, tokens, secrets or raw user ids (a test holds it
 to that); users appear only as `user_hash` (`ion.domain.events.hash_user_id`). `RedactingFilter`
@@ -6,17 +7,22 @@ is the second line of defence for what third-party libraries might log (werkzeug
 log under `ion serve` included): it scrubs JWTs, bearer tokens, API keys and credentials
 in query strings, escapes control characters (a `%00` or `%0a` in a path can neither cut
 nor forge a line), and turns a `user_id` extra into `user_hash`.
+
+`trace_context()` is the trace of the HTTP request being served (W3C `traceparent`, else
+Google's `X-Cloud-Trace-Context`), read once per request; the structured handler writes
+it on every line logged while the request is served, streamed answers included.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO
+
+import flask
 
 from ion.domain.events import hash_user_id
 
@@ -36,19 +42,22 @@ _SECRET_PATTERNS = (
     (re.compile(r"AIza[0-9A-Za-z_-]{30,}"), "[redacted-api-key]"),
 )
 
-# Extras copied into JSON lines when a record carries them.
-_FIELDS = (
+# Extras copied into JSON lines (jsonPayload) when a record carries them. The log-based
+# metrics read some: status and code (the SLOs), time_to_meta_ms (the latency SLO).
+FIELDS = (
     "request_id",
     "method",
     "path",
     "status",
+    "code",
     "latency_ms",
+    "time_to_meta_ms",
+    "stream_ms",
     "user_hash",
     "bucket",
     "limit",
-    "code",
+    "error_code",
 )
-_SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
 
 
 # C0 controls (tab and, in tracebacks, newline excepted), DEL and C1 controls.
@@ -90,35 +99,20 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = escape_controls(redact(record.exc_text), keep_newlines=True)
-        for name in _FIELDS:
+        for name in FIELDS:
             value = record.__dict__.get(name)
             if isinstance(value, str):
                 record.__dict__[name] = clean(value)
+        http_request = record.__dict__.get("http_request")
+        if isinstance(http_request, Mapping):
+            record.http_request = {
+                key: clean(value) if isinstance(value, str) else value
+                for key, value in http_request.items()
+            }
         user_id = record.__dict__.pop("user_id", None)
         if isinstance(user_id, str):
             record.user_hash = hash_user_id(user_id)
         return True
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, in the shape Cloud Logging reads from stdout/stderr."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "severity": _SEVERITY.get(record.levelname, "DEBUG"),
-            "message": record.getMessage(),
-            "logger": record.name,
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-        }
-        for name in _FIELDS:
-            value = record.__dict__.get(name)
-            if value is not None:
-                entry[name] = value
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            entry["message"] += "\n" + record.exc_text
-        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -149,14 +143,13 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 _FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
     "text": lambda: logging.Formatter(_TEXT_FORMAT),
-    "json": JsonFormatter,
     "terminal": lambda: OneLineFormatter(_TEXT_FORMAT),
 }
 
 
 def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
-    """A stderr handler that redacts; `fmt` is "text", "json" (Cloud Logging) or
-    "terminal" (text with exceptions on one line)."""
+    """A stderr handler that redacts; `fmt` is "text" or "terminal" (text with exceptions
+    on one line). Cloud Logging's JSON is `ion.adapters.cloud_logging.StructuredHandler`."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(_FORMATTERS[fmt]())
@@ -165,17 +158,39 @@ def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Ha
 
 
 def configure_logging(
-    level: str = "INFO", fmt: str = "text", *, root_level: str | None = None
+    level: str = "INFO",
+    fmt: str = "text",
+    *,
+    root_level: str | None = None,
+    structured: Callable[[], logging.Handler] | None = None,
 ) -> None:
     """Install the redacting handler on the root logger (once); set the `ion` log level.
 
-    When something else already configured the root logger, its handlers get the
-    redaction filter instead of a second handler. `root_level` quiets (or opens up)
-    third-party libraries too; by default they log from INFO.
+    Text: when something else already configured the root logger, its handlers get the
+    redaction filter instead of a second handler. "json": the handler `structured` makes
+    replaces the plain stdout/stderr handlers found there (functions-framework's), whose
+    lines Cloud Logging could not parse. `root_level` quiets (or opens up) third-party
+    libraries too; by default they log from INFO.
     """
     root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(make_handler(fmt))
+    ours = any(getattr(h, "_ion_handler", False) for h in root.handlers)
+    if fmt == "json" and not ours:
+        if structured is None:
+            raise ValueError("JSON logs need the structured handler")
+        for handler in list(root.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream in (
+                sys.stdout,
+                sys.stderr,
+            ):
+                root.removeHandler(handler)
+        added: logging.Handler | None = structured()
+    elif not root.handlers:
+        added = make_handler(fmt)
+    else:
+        added = None
+    if added is not None:
+        added._ion_handler = True  # type: ignore[attr-defined]
+        root.addHandler(added)
         if root_level is None and root.level > logging.INFO:
             root.setLevel(logging.INFO)
     if root_level is not None:
@@ -197,3 +212,66 @@ def install_redaction() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
+
+
+# --- the trace of the request being served -------------------------------------------
+
+_TRACEPARENT = re.compile(
+    r"^(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$"
+)
+_CLOUD_TRACE = re.compile(r"^(?!0{32})([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([0-9]+))?$")
+_CONTEXT_KEY = "ion.trace_context"
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """What ties a log line to its request: the trace and span the caller (the load
+    balancer, Cloud Run, a client) sent, and our request id."""
+
+    trace_id: str | None = None
+    span_id: str | None = None
+    sampled: bool = False
+    request_id: str | None = None
+
+
+def parse_trace(traceparent: str | None, cloud_trace: str | None) -> TraceContext:
+    """W3C `traceparent` first, else `X-Cloud-Trace-Context` (TRACE_ID/SPAN_ID;o=1, the
+    span id decimal). Anything malformed is ignored, so a caller cannot put arbitrary
+    text into the trace field."""
+    found = _TRACEPARENT.match((traceparent or "").strip())
+    if found:
+        return TraceContext(found[1], found[2], bool(int(found[3], 16) & 1))
+    found = _CLOUD_TRACE.match((cloud_trace or "").strip())
+    if found:
+        span = int(found[2]) if found[2] else 0
+        span_id = f"{span:016x}" if 0 < span < 2**64 else None
+        return TraceContext(found[1].lower(), span_id, found[3] == "1")
+    return TraceContext()
+
+
+def bind_request(request_id: str) -> TraceContext:
+    """Read the trace of the request being served (once) and attach our request id: every
+    line logged while it is served (its stream too) carries both."""
+    request = flask.request
+    context = parse_trace(
+        request.headers.get("traceparent"), request.headers.get("X-Cloud-Trace-Context")
+    )
+    context = TraceContext(context.trace_id, context.span_id, context.sampled, request_id)
+    request.environ[_CONTEXT_KEY] = context
+    return context
+
+
+def trace_context() -> TraceContext | None:
+    """The trace of the HTTP request being served; None outside a request."""
+    if not flask.has_request_context():
+        return None
+    environ = flask.request.environ
+    context = environ.get(_CONTEXT_KEY)
+    if not isinstance(context, TraceContext):
+        # A request that did not go through our dispatcher (a CloudEvent push).
+        context = parse_trace(
+            flask.request.headers.get("traceparent"),
+            flask.request.headers.get("X-Cloud-Trace-Context"),
+        )
+        environ[_CONTEXT_KEY] = context
+    return context

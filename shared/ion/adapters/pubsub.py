@@ -59,20 +59,17 @@ class PubSubTransport:
             return self._client
 
     def _retry(self) -> Any:
-        from google.api_core import exceptions, retry
+        from google.api_core import exceptions
 
-        return retry.Retry(
-            predicate=retry.if_exception_type(
-                exceptions.ServiceUnavailable,
-                exceptions.DeadlineExceeded,
-                exceptions.InternalServerError,
-                exceptions.Aborted,
-                exceptions.ResourceExhausted,
-            ),
-            initial=0.1,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=self._timeout_s,
+        from ion.adapters.google_retry import bounded_retry
+
+        return bounded_retry(
+            self._timeout_s,
+            exceptions.ServiceUnavailable,
+            exceptions.DeadlineExceeded,
+            exceptions.InternalServerError,
+            exceptions.Aborted,
+            exceptions.ResourceExhausted,
         )
 
     def ensure_topic(self) -> bool:
@@ -100,9 +97,12 @@ class PubSubTransport:
             timeout=self._timeout_s,
             **attributes,
         )
-        # Raises the publish error, or TimeoutError when nothing came back in time (the
-        # message may still land later; at-least-once delivery covers that).
-        future.result(timeout=self._timeout_s)
+        # Raises the publish error: the bounded retry's RetryError (with the last cause) when
+        # it gives up. The wait outlives the retry's deadline so that its verdict, not a
+        # bare TimeoutError of this wait, surfaces even on a loaded machine; TimeoutError
+        # only when the client itself hangs (the message may still land later;
+        # at-least-once delivery covers that).
+        future.result(timeout=2 * self._timeout_s)
 
     def close(self) -> None:
         """Flush pending messages and stop the client's background threads (if we own it)."""

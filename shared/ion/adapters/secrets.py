@@ -152,17 +152,13 @@ class SecretManagerSecrets:
             return self._client
 
     def _retry(self) -> Any:
-        from google.api_core import exceptions, retry
+        from google.api_core import exceptions
+
+        from ion.adapters.google_retry import bounded_retry
 
         # Bounded by our timeout: a secret lookup sits on the startup/request path.
-        return retry.Retry(
-            predicate=retry.if_exception_type(
-                exceptions.ServiceUnavailable, exceptions.InternalServerError
-            ),
-            initial=0.1,
-            maximum=1.0,
-            multiplier=2.0,
-            timeout=self._timeout_s,
+        return bounded_retry(
+            self._timeout_s, exceptions.ServiceUnavailable, exceptions.InternalServerError
         )
 
     def _fetch(self, name: str, version: str, resource: str) -> str:

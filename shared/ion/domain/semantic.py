@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ion.domain.ngrams import NgramHead
 from ion.errors import ConfigurationError
 from ion.ports import SentenceEmbedder
 
@@ -98,7 +99,11 @@ class PrototypeHead:
     better than a linear head at the low false-alarm rates we need (docs/safety.md): a
     crisis is many narrow phrasings, not one direction in the embedding space.
 
-    The example vectors ship as int8 (scale 127) in a binary file beside the JSON artifact.
+    With `ngrams`, a character n-gram reader's score joins the margin in the sigmoid
+    (stacked: `slope`, `ngram_weight` and `offset` fitted together on out-of-fold scores).
+
+    The example vectors ship as int8 (scale 127) in a binary file beside the JSON artifact,
+    the n-gram weights in another.
     """
 
     labels: tuple[str, ...]
@@ -107,21 +112,27 @@ class PrototypeHead:
     k: int
     slope: float
     offset: float
+    ngrams: NgramHead | None = None
+    ngram_weight: float = 0.0
 
     def margins(self, vectors: np.ndarray) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
         near_positive = _top_k_mean(v @ self.positives.T, self.k)
         return np.asarray(near_positive - _top_k_mean(v @ self.negatives.T, self.k))
 
-    def log_proba(self, vectors: np.ndarray) -> np.ndarray:
+    def log_proba(self, vectors: np.ndarray, texts: Sequence[str] = ()) -> np.ndarray:
         z = self.slope * self.margins(vectors) + self.offset
+        if self.ngrams is not None:
+            if len(texts) != len(z):
+                raise ValueError("the n-gram reader needs the texts of the vectors")
+            z = z + self.ngram_weight * self.ngrams.scores(texts)
         # log σ(z) and log σ(−z), stably.
         positive = -np.logaddexp(0.0, -z)
         negative = -np.logaddexp(0.0, z)
         return np.stack([negative, positive], axis=1).astype(np.float64)
 
-    def to_json(self, vectors_file: str) -> dict[str, Any]:
-        return {
+    def to_json(self, vectors_file: str, ngrams_file: str) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "type": "prototypes",
             "labels": list(self.labels),
             "k": self.k,
@@ -132,6 +143,14 @@ class PrototypeHead:
             "dim": int(self.positives.shape[1]),
             "vectors": vectors_file,
         }
+        if self.ngrams is not None:
+            data["ngrams"] = {
+                "file": ngrams_file,
+                "count": len(self.ngrams.buckets),
+                "bias": round(self.ngrams.bias, 6),
+                "weight": round(self.ngram_weight, 6),
+            }
+        return data
 
     def vector_bytes(self) -> bytes:
         stacked = np.concatenate([self.positives, self.negatives])
@@ -145,6 +164,15 @@ class PrototypeHead:
             raise ValueError("prototype vectors do not match their shape")
         vectors = np.frombuffer(raw, dtype=np.int8).reshape(n + m, dim).astype(np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+        ngrams, ngram_weight = None, 0.0
+        if "ngrams" in data:
+            spec = data["ngrams"]
+            ngrams = NgramHead.from_bytes(
+                (directory / str(spec["file"])).read_bytes(),
+                int(spec["count"]),
+                float(spec["bias"]),
+            )
+            ngram_weight = float(spec["weight"])
         return cls(
             labels=tuple(str(x) for x in data["labels"]),
             positives=vectors[:n],
@@ -152,6 +180,8 @@ class PrototypeHead:
             k=int(data["k"]),
             slope=float(data["slope"]),
             offset=float(data["offset"]),
+            ngrams=ngrams,
+            ngram_weight=ngram_weight,
         )
 
 
@@ -190,13 +220,16 @@ class HeadArtifact:
 
     def _head_json(self) -> dict[str, Any]:
         if isinstance(self.head, PrototypeHead):
-            return self.head.to_json(f"{self.task}_vectors.bin")
+            return self.head.to_json(f"{self.task}_vectors.bin", f"{self.task}_ngrams.bin")
         return self.head.to_json()
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(self.head, PrototypeHead):
             (path.parent / f"{self.task}_vectors.bin").write_bytes(self.head.vector_bytes())
+            if self.head.ngrams is not None:
+                ngrams = self.head.ngrams.to_bytes()
+                (path.parent / f"{self.task}_ngrams.bin").write_bytes(ngrams)
         text = json.dumps(self.to_json(), ensure_ascii=False, indent=1, sort_keys=True)
         path.write_text(text + "\n", encoding="utf-8")
 
@@ -258,5 +291,11 @@ class SemanticLayer:
         return self.artifact.params.get(name, default)
 
     def log_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        rows = self.artifact.head.log_proba(self.embedder.embed(texts))
+        head = self.artifact.head
+        vectors = self.embedder.embed(texts)
+        rows = (
+            head.log_proba(vectors, texts)
+            if isinstance(head, PrototypeHead)
+            else head.log_proba(vectors)
+        )
         return [dict(zip(self.labels, (float(v) for v in row), strict=True)) for row in rows]

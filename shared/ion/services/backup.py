@@ -23,6 +23,9 @@ from ion.ports import BackupCatalog, BackupRecord, BackupTarget, Clock, RoutingS
 
 log = logging.getLogger("ion.backup")
 
+# A managed export takes minutes; one still running at the next daily run is stuck.
+INCOMPLETE_AFTER = timedelta(hours=12)
+
 
 @dataclass
 class RunResult:
@@ -71,18 +74,41 @@ class BackupRunner:
         for record in self._catalog.running_backups():
             if record.kind != self._target.kind:
                 continue
-            updated = self._target.refresh(record, self._clock.now())
+            now = self._clock.now()
+            updated = self._target.refresh(record, now)
             if updated != record:
                 self._catalog.put_backup(updated)
                 result.refreshed.append(updated)
-                log.info("backup %s is now %s", updated.id, updated.status)
+                # "backup <id> is now succeeded" feeds the backup_succeeded log metric,
+                # whose absence for 26 h alerts (terraform/backup.tf).
+                log.log(
+                    _level(updated),
+                    "backup %s is now %s%s",
+                    updated.id,
+                    updated.status,
+                    _detail(updated),
+                )
+            elif now - record.started_at > INCOMPLETE_AFTER:
+                log.error(
+                    "backup %s is incomplete: still running %d h after it started",
+                    record.id,
+                    (now - record.started_at) // timedelta(hours=1),
+                )
 
         now = self._clock.now()
         record = self._target.start(backup_id(now), now)
         record = record.model_copy(update={"trigger_id": trigger_id})
         self._catalog.put_backup(record)
         result.started = record
-        log.info("backup %s (%s): %s at %s", record.id, record.kind, record.status, record.location)
+        log.log(
+            _level(record),
+            "backup %s (%s): %s at %s%s",
+            record.id,
+            record.kind,
+            record.status,
+            record.location,
+            _detail(record),
+        )
 
         result.pruned = self._target.prune(self._clock.now())
         self._expire_catalog(self._clock.now(), set(result.pruned))
@@ -99,3 +125,13 @@ class BackupRunner:
                 record.location in pruned or record.started_at < cutoff
             ):
                 self._catalog.put_backup(record.model_copy(update={"status": "expired"}))
+
+
+def _level(record: BackupRecord) -> int:
+    """ERROR for a failed backup (the backup_failures log metric and its alert count the
+    backup function's ERROR lines, terraform/monitoring.tf), INFO otherwise."""
+    return logging.ERROR if record.status == "failed" else logging.INFO
+
+
+def _detail(record: BackupRecord) -> str:
+    return f": {record.error}" if record.status == "failed" and record.error else ""

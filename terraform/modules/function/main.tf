@@ -13,7 +13,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "this" {
-  #checkov:skip=CKV_GCP_124:ingress is this module's input, never ALLOW_ALL here: the public APIs pass ALLOW_INTERNAL_AND_GCLB (reachable only through the load balancer and its Cloud Armor policy, edge.tf) and event functions ALLOW_INTERNAL_ONLY; tests/test_terraform_contract.py holds them to that.
+  #checkov:skip=CKV_GCP_124:ingress is this module's input, never ALLOW_ALL here: the public APIs pass ALLOW_INTERNAL_AND_GCLB (reachable only through the load balancer and its Cloud Armor policy, edge.tf) and event functions ALLOW_INTERNAL_ONLY; tests/infra/test_terraform_contract.py holds them to that.
   project     = var.project
   location    = var.region
   name        = var.name

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import google.auth.exceptions
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
 
+from ion.adapters.google_retry import bounded_retry
 from ion.errors import DependencyUnavailable
 
 # Failures that mean "Firestore is not usable right now", not "the request is wrong".
@@ -46,14 +46,7 @@ def rpc_options(
     """`retry` + `timeout` keyword arguments for every call: bounded retries, because the
     library defaults retry transient errors for up to 5 minutes (streamed queries even
     restart themselves), far beyond any request deadline."""
-    retry = Retry(
-        predicate=if_exception_type(*retryable),
-        initial=0.1,
-        maximum=1.0,
-        multiplier=2.0,
-        timeout=timeout_s,
-    )
-    return {"retry": retry, "timeout": timeout_s}
+    return {"retry": bounded_retry(timeout_s, *retryable), "timeout": timeout_s}
 
 
 @contextmanager

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
+from ion.adapters.sqlite.database import from_timestamp as _dt
+from ion.adapters.sqlite.database import to_timestamp as _ts
 from ion.adapters.store_rules import (
     TurnConflict,
     check_outbox_id,
@@ -188,15 +190,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for statement in MIGRATIONS[target - 1]:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {target}")
-
-
-def _ts(value: datetime) -> str:
-    # Fixed-width UTC ISO text: sorts lexicographically in time order and stays readable.
-    return to_utc(value).isoformat(timespec="microseconds")
-
-
-def _dt(value: str) -> datetime:
-    return to_utc(datetime.fromisoformat(value))
 
 
 class SqliteStore:

@@ -28,10 +28,12 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from time import monotonic, sleep
 from typing import Any
 
+from ion.adapters.store_rules import to_utc
 from ion.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,16 @@ Schema = Sequence[str] | Callable[[sqlite3.Connection], None]
 
 # Serialises journal-mode switches within the process (rare: once per database object).
 _WAL_LOCK = threading.Lock()
+
+
+def to_timestamp(value: datetime) -> str:
+    """The one timestamp format of every table: fixed-width UTC ISO text, which sorts
+    lexicographically in time order and stays readable."""
+    return to_utc(value).isoformat(timespec="microseconds")
+
+
+def from_timestamp(value: str) -> datetime:
+    return to_utc(datetime.fromisoformat(value))
 
 
 def _reset_wal_lock() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
-from ion.adapters.store_rules import to_utc
+from ion.adapters.sqlite.database import from_timestamp as _dt
+from ion.adapters.sqlite.database import to_timestamp as _ts
 from ion.domain.models import ResonanceKey
 from ion.ports import (
     BackupRecord,
@@ -119,14 +120,6 @@ _DISAGREEMENT_COLUMNS = (
 _BACKUP_COLUMNS = (
     "id, kind, status, started_at, finished_at, location, collections, operation, error, trigger_id"
 )
-
-
-def _ts(value: datetime) -> str:
-    return to_utc(value).isoformat(timespec="microseconds")
-
-
-def _dt(value: str) -> datetime:
-    return to_utc(datetime.fromisoformat(value))
 
 
 class SqliteLearningAndBackupStore:

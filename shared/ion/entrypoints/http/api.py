@@ -19,9 +19,9 @@ from flask import Flask, Request, Response, has_app_context, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
-from ion.adapters.logging import clean
-from ion.bootstrap import App
-from ion.domain.events import hash_user_id
+from ion.adapters.logging import bind_request, clean
+from ion.bootstrap import App, setup_instance_logging
+from ion.entrypoints.http.request_log import log_request
 from ion.errors import (
     BadRequest,
     InvalidJson,
@@ -67,6 +67,7 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     _app: App | None = None
     user_id: str | None = None  # set once authenticated (logged only as a hash)
+    started: float = field(default_factory=time.perf_counter)  # when serving began
 
     @property
     def app(self) -> App:
@@ -216,9 +217,11 @@ def error_response(error: IonError, request_id: str) -> Response:
 
 def dispatch(routes: Iterable[Route], request: Request, load_app: Callable[[], App]) -> Response:
     """Answer `request` with the matching route; `load_app` gives the function's app."""
-    request_id = _request_id(request)
     started = time.perf_counter()
-    call = Call(request=request, request_id=request_id, load_app=load_app)
+    setup_instance_logging()
+    request_id = _request_id(request)
+    bind_request(request_id)
+    call = Call(request=request, request_id=request_id, load_app=load_app, started=started)
     origin = request.headers.get("Origin")
     allowed_origin: str | None = None
     try:
@@ -235,24 +238,12 @@ def dispatch(routes: Iterable[Route], request: Request, load_app: Callable[[], A
         response = error_response(IonError(INTERNAL_MESSAGE), request_id)
     _secure(response, allowed_origin)
     response.headers["X-Request-Id"] = request_id
-    latency_ms = round((time.perf_counter() - started) * 1000, 1)
-    # The decoded path may hold anything (%00, %0a, a token): escaped and redacted here as
-    # well as by the logging filter, so no handler setup can let it through raw.
-    path = clean(request.path)
-    log.info(
-        "%s %s -> %s in %.1f ms",
-        clean(request.method),
-        path,
-        response.status_code,
-        latency_ms,
-        extra={
-            "request_id": request_id,
-            "method": clean(request.method),
-            "path": path,
-            "status": response.status_code,
-            "latency_ms": latency_ms,
-            "user_hash": hash_user_id(call.user_id) if call.user_id else None,
-        },
+    log_request(
+        request,
+        response,
+        request_id=request_id,
+        latency_s=time.perf_counter() - started,
+        user_id=call.user_id,
     )
     return response
 
@@ -269,7 +260,10 @@ class HttpError(IonError):
 
 
 def _http_exception(exc: HTTPException) -> Response:
+    started = time.perf_counter()
+    setup_instance_logging()
     request_id = _request_id(request)
+    bind_request(request_id)
     status = exc.code or 500
     response = error_response(HttpError(status), request_id)
     allowed = getattr(exc, "valid_methods", None)
@@ -277,12 +271,12 @@ def _http_exception(exc: HTTPException) -> Response:
         response.headers["Allow"] = ", ".join(allowed)
     _secure(response, None)
     response.headers["X-Request-Id"] = request_id
-    log.info(
-        "%s %s -> %s (rejected before routing)",
-        request.method,
-        request.path,
-        status,
-        extra={"request_id": request_id, "method": request.method, "status": status},
+    log_request(
+        request,
+        response,
+        request_id=request_id,
+        latency_s=time.perf_counter() - started,
+        note=" (rejected before routing)",
     )
     return response
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -210,14 +211,18 @@ def _sse_response(
             claim.complete(reply_json(reply))
         completed.append(reply)
 
+    progress: dict[str, Any] = {}
+
     def events() -> Iterator[str]:
         try:
             yield from stream_events()
         finally:
             if claim is not None and not completed:
                 claim.release()  # failed or cut off: a retry with the key runs again
+            _log_stream(call, progress, completed=bool(completed))
 
     def stream_events() -> Iterator[str]:
+        progress["meta_at"] = time.perf_counter()
         yield _sse(
             "meta",
             {
@@ -251,7 +256,9 @@ def _sse_response(
                     yield _sse("delta", {"text": chunk.text})
         except IonError as exc:
             # Headers are gone already: the failure travels as an `error` event.
-            yield _sse("error", error_body(exc, request_id))
+            body = error_body(exc, request_id)
+            progress["code"] = body["error"]["code"]
+            yield _sse("error", body)
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     # Should the server close the response before streaming it at all, the stream's own
@@ -260,6 +267,31 @@ def _sse_response(
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response
+
+
+def _log_stream(call: Call, progress: dict[str, Any], *, completed: bool) -> None:
+    """One line per streamed turn: `time_to_meta_ms` feeds the latency SLO (time to the
+    first event, terraform/slo.tf); `code` the error event's, like a request line's."""
+    if "meta_at" not in progress:
+        return
+    now = time.perf_counter()
+    code = progress.get("code")
+    outcome = f"error {code}" if code else "done" if completed else "cut off"
+    time_to_meta_ms = round((progress["meta_at"] - call.started) * 1000, 1)
+    stream_ms = round((now - call.started) * 1000, 1)
+    log.info(
+        "chat stream %s: meta after %.1f ms, %s after %.1f ms",
+        call.request_id,
+        time_to_meta_ms,
+        outcome,
+        stream_ms,
+        extra={
+            "request_id": call.request_id,
+            "time_to_meta_ms": time_to_meta_ms,
+            "stream_ms": stream_ms,
+            "code": code,
+        },
+    )
 
 
 def conversation_json(conversation: Conversation) -> dict[str, Any]:
