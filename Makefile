@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8080
 
-.PHONY: setup run test lint typecheck unit fmt bench docs clean package tf-fmt checkov tf-check \
-	security bandit audit
+.PHONY: setup run test lint typecheck unit fmt bench docs clean package tf-fmt checkov tf-check screenshots \
+	security bandit audit browser
 
 # Checkov lives in its own venv: it pins a fork of python-hcl2 that clashes with the
 # python-hcl2 the contract tests use (.venv).
@@ -41,7 +41,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy shared tests
 
-unit: setup
+# Debian's chromium for the browser tests (apt; never a browser download).
+browser:
+	@sh scripts/ensure_browser.sh
+
+unit: setup browser
 	$(BIN)/pytest
 
 test: lint typecheck tf-check unit security
@@ -94,3 +98,7 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist build
+
+# Refresh docs/screenshots/ from the browser tests (a plain test run leaves them alone).
+screenshots: setup browser
+	ION_SAVE_SCREENSHOTS=1 $(BIN)/pytest -q -p no:randomly tests/e2e/test_web_browser.py tests/e2e/test_web_turns_browser.py

@@ -14,7 +14,7 @@ locals {
   # 404 in the API's JSON envelope.
   api_paths = {
     chat          = ["/v1/chat", "/v1/chat/*", "/v1/conversations", "/v1/conversations/*", "/v1/me", "/v1/me/*"]
-    persona_route = ["/v1/route", "/v1/personas", "/v1/routing/*"]
+    persona_route = ["/v1/route", "/v1/personas", "/v1/routing/*", "/v1/operator/*"]
   }
 
   # Every Cloud Armor rule but the default, by name. `learner_risk` = it could refuse a real
@@ -248,12 +248,18 @@ resource "google_compute_security_policy" "edge" {
 
 resource "google_compute_url_map" "edge" {
   name            = "ion-edge"
-  description     = "Routes the public API paths to chat or persona_route."
+  description     = "Routes the public API paths to chat or persona_route, and the web app's domain to its bucket."
   default_service = google_compute_backend_service.http["chat"].id
 
   host_rule {
     hosts        = var.edge_domains
     path_matcher = "api"
+  }
+
+  # The web app (web.tf) on its own domain: every path is a file of the bucket.
+  host_rule {
+    hosts        = [var.web_domain]
+    path_matcher = "web"
   }
 
   path_matcher {
@@ -294,6 +300,11 @@ resource "google_compute_url_map" "edge" {
       }
     }
   }
+
+  path_matcher {
+    name            = "web"
+    default_service = google_compute_backend_bucket.web.id
+  }
 }
 
 # Plain HTTP only redirects to HTTPS.
@@ -312,12 +323,13 @@ resource "google_compute_global_address" "edge" {
   name = "ion-edge"
 }
 
-# Provisioned once the domains' DNS A records point at the edge address (docs/deploy.md).
+# Provisioned once the domains' DNS A records (the APIs' and the web app's) point at the
+# edge address (docs/deploy.md).
 resource "google_compute_managed_ssl_certificate" "edge" {
   name = "ion-edge"
 
   managed {
-    domains = var.edge_domains
+    domains = concat(var.edge_domains, [var.web_domain])
   }
 }
 

@@ -46,6 +46,8 @@ locals {
     ION_SECRETS_BACKEND    = "env"
     ION_LOG_LEVEL          = var.log_level
     ION_LOG_FORMAT         = "json"
+    # The web app's origin (web.tf) may call the APIs from the browser.
+    ION_CORS_ORIGINS = local.web_origin
   }
 
   # Gemini credentials of the functions that call it (chat, and the routing judge in both):

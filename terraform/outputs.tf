@@ -3,6 +3,11 @@ output "api_url" {
   value       = "https://${var.edge_domains[0]}"
 }
 
+output "web_url" {
+  description = "The learner web chat (the operator page is at /operator)."
+  value       = local.web_origin
+}
+
 output "edge_ip" {
   description = "Address of the load balancer: point the A records of edge_domains at it (the managed certificate is issued once they do)."
   value       = google_compute_global_address.edge.address

@@ -183,6 +183,22 @@ variable "edge_domains" {
   }
 }
 
+variable "web_domain" {
+  type        = string
+  description = "Domain of the learner web chat and operator page (web.tf), served by the same load balancer (its DNS A record points at the edge_ip output too). The APIs allow it as a CORS origin."
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$", var.web_domain))
+    error_message = "web_domain must be a lower-case domain name such as app.example.com."
+  }
+}
+
+variable "web_firebase_api_key" {
+  type        = string
+  description = "Firebase Web API key (public, from the Firebase console) the web page signs learners in with (email and password). The APIs then need JWKS mode for Firebase tokens: ION_JWKS_URL, ION_JWT_ISSUER, ION_JWT_AUDIENCE in extra_environment (docs/deploy.md). null = the page has no sign-in."
+  default     = null
+}
+
 variable "armor_waf_sensitivity" {
   type        = number
   description = "Sensitivity (paranoia level) of the OWASP CRS rules, 1-4: 1 evaluates only the signatures with the fewest false positives; each level adds stricter ones."

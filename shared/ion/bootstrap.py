@@ -60,6 +60,7 @@ from ion.services.idempotency import IdempotencyService
 from ion.services.learner_data import LearnerDataService
 from ion.services.learning import LearnedRouter, RoutingStatistics, stats_subscriber
 from ion.services.memory import MemoryService
+from ion.services.operator import OperatorReports
 from ion.services.profile import ProfileService
 from ion.services.quota import QuotaGuard, QuotaLimits
 from ion.settings import Settings
@@ -119,6 +120,8 @@ class App:
     records: LearningAndBackupStore
     feedback: FeedbackService
     statistics: RoutingStatistics
+    # The operator page's time series and review lists (operators only: the HTTP layer).
+    operator: OperatorReports
     # Whether routing runs with its learned semantic layer (reported by /ready).
     routing_status: SemanticStatus
     # Whether crisis detection runs with its trained head (rules always run).
@@ -128,7 +131,7 @@ class App:
     # The learner's own data: GET /v1/me/export, DELETE /v1/me.
     learner_data: LearnerDataService
 
-    def dev_token(self, user_id: str) -> str:
+    def dev_token(self, user_id: str, *, operator: bool = False) -> str:
         if self.jwt_secret is None:
             raise ConfigurationError(
                 "dev tokens exist only in secret (HS256) mode; with ION_JWKS_URL set, get"
@@ -142,6 +145,7 @@ class App:
             issuer=self.settings.jwt_issuer,
             audience=self.settings.jwt_audience,
             algorithm=self.verifier.algorithms[0],
+            role=(self.settings.operator_claim, self.settings.operator_role) if operator else None,
         )
 
 
@@ -453,6 +457,9 @@ def build_app(settings: Settings | None = None) -> App:
             catalog,
             bound=settings.routing_feedback_bound,
             min_votes=settings.routing_feedback_min_votes,
+        ),
+        operator=OperatorReports(
+            stats=learning, disagreements=learning, catalog=catalog, clock=clock
         ),
         routing_status=routing_status,
         safety_status=safety_status,

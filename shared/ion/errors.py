@@ -80,6 +80,12 @@ class Forbidden(IonError):
     code = "forbidden"
 
 
+class OperatorOnly(Forbidden):
+    """A learner's token on an operator endpoint."""
+
+    code = "operator_only"
+
+
 class OriginNotAllowed(Forbidden):
     """A browser origin that is not on ION_CORS_ORIGINS."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -388,16 +388,38 @@ class StatsDelta(BaseModel):
     downs: int = 0
 
 
+class DailyCount(BaseModel):
+    """One named counter of one UTC day, for the operator charts: `turns.<persona>`,
+    `ups.<persona>`, `downs.<persona>` (net rating changes that day) and `crises` (counts
+    only: nothing else about a crisis is kept here)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: date
+    name: str = Field(pattern=r"^[a-z]+(\.[a-z0-9_-]{1,64})?$")
+    count: int = 0
+
+
 class RoutingStatsStore(Protocol):
     def apply_event_once(
-        self, event_id: str, deltas: Sequence[StatsDelta], *, processed_at: datetime
+        self,
+        event_id: str,
+        deltas: Sequence[StatsDelta],
+        *,
+        processed_at: datetime,
+        daily: Sequence[DailyCount] = (),
     ) -> bool:
-        """Atomically record `event_id` as processed and apply `deltas`, unless it already
-        was processed (then change nothing and return False). All or nothing."""
+        """Atomically record `event_id` as processed and apply `deltas` and the `daily`
+        counter increments, unless it already was processed (then change nothing and
+        return False). All or nothing."""
         ...
 
     def routing_stats(self) -> list[RoutingStat]:
         """Every counter set (a few hundred at most: personas × resonance keys)."""
+        ...
+
+    def daily_counts(self, first: date, last: date) -> list[DailyCount]:
+        """The daily counters of the days `first`..`last` (inclusive), by day then name."""
         ...
 
     def is_processed(self, event_id: str) -> bool: ...
@@ -543,8 +565,18 @@ class DisagreementStore(Protocol):
         is review data, and erasing too much is the safe side."""
         ...
 
-    def list_disagreements(self, *, limit: int, now: datetime) -> list[RoutingDisagreement]:
-        """Newest first (`created_at` desc, then hash), at most `limit`; entries whose
+    def list_disagreements(
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        after: tuple[datetime, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[RoutingDisagreement]:
+        """Newest first (`created_at` desc, then hash desc), at most `limit`, created at or
+        after `since` and before `until` when given; with `after` = (created_at, message_hash) of the last row of a page,
+        the rows that come after it in that order (the next page). Entries whose
         `expires_at` has passed at `now` are left out."""
         ...
 

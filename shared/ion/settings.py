@@ -25,6 +25,11 @@ class Settings(BaseSettings):
         "embedded", description="embedded = SQLite + in-process events; gcp = Firestore + Pub/Sub"
     )
     data_dir: Path = Field(Path(".ion"), description="Directory for SQLite and the dev secret")
+    web_dir: Path | None = Field(
+        None,
+        description="Directory of the web app `ion serve` serves at / (unset = the"
+        " repository's web/ folder)",
+    )
     gcp_project: str | None = Field(None, description="Google Cloud project id (gcp backend)")
     gcp_location: str = Field("us-central1", description="Region for Vertex AI")
     firestore_database: str = Field("(default)", description="Firestore database id")
@@ -68,6 +73,19 @@ class Settings(BaseSettings):
         None,
         description="JWKS URL of the identity provider (e.g. Firebase Auth); set = JWKS mode"
         " (public-key tokens, no dev tokens)",
+    )
+    operator_claim: str = Field(
+        "ion_role",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,99}$",
+        description="JWT claim naming the caller's role(s): a string or a list of strings;"
+        " holding ION_OPERATOR_ROLE opens /v1/routing/stats, /v1/operator/* and the operator"
+        " page",
+    )
+    operator_role: str = Field(
+        "operator",
+        min_length=1,
+        max_length=100,
+        description="The value of ION_OPERATOR_CLAIM that makes a token an operator's",
     )
     jwks_cache_ttl_s: float = Field(
         3600.0, gt=0, description="How long fetched JWKS keys are used before a refresh"

@@ -4,6 +4,7 @@ project_id   = "ion-mentoring-dev"
 region       = "us-central1"
 http_regions = ["us-central1"]
 edge_domains = ["api.dev.ion-mentoring.example"]
+web_domain   = "app.dev.ion-mentoring.example"
 
 alert_emails = ["ion-dev@example.com"]
 

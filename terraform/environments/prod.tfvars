@@ -4,6 +4,7 @@ project_id   = "ion-mentoring-prod"
 region       = "us-central1"
 http_regions = ["us-central1", "us-east4"]
 edge_domains = ["api.ion-mentoring.example"]
+web_domain   = "app.ion-mentoring.example"
 
 alert_emails = ["ion-oncall@example.com"]
 

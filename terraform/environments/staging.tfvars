@@ -4,6 +4,7 @@ project_id   = "ion-mentoring-staging"
 region       = "us-central1"
 http_regions = ["us-central1", "us-east4"]
 edge_domains = ["api.staging.ion-mentoring.example"]
+web_domain   = "app.staging.ion-mentoring.example"
 
 alert_emails = ["ion-oncall@example.com"]
 

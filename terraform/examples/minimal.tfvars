@@ -11,3 +11,4 @@ extra_environment = {
 
 # The public domain of the APIs: point its A record at the `edge_ip` output.
 edge_domains = ["api.example.com"]
+web_domain   = "app.example.com"

@@ -356,7 +356,7 @@ class BrokenStore:
     def put_disagreement(self, disagreement: Any) -> None:
         raise RuntimeError("store down")
 
-    def list_disagreements(self, *, limit: int, now: datetime) -> list[Any]:
+    def list_disagreements(self, *, limit: int, now: datetime, **bounds: Any) -> list[Any]:
         return []
 
 

@@ -43,11 +43,15 @@ def _stats_for(body: dict[str, Any], persona: str, key: dict[str, str]) -> tuple
 
 
 def test_feedback_is_stored_published_and_counted(
-    app: App, chat_api: CheckedClient, route_api: CheckedClient, auth: dict[str, str]
+    app: App,
+    chat_api: CheckedClient,
+    route_api: CheckedClient,
+    auth: dict[str, str],
+    operator_auth: dict[str, str],
 ) -> None:
     reply = _chat(chat_api, auth, "면접이 내일인데 너무 떨려요")
     persona, key = reply["persona"]["id"], reply["resonance_key"]
-    stats = route_api.get("/v1/routing/stats", headers=auth).get_json()
+    stats = route_api.get("/v1/routing/stats", headers=operator_auth).get_json()
     assert _stats_for(stats, persona, key) == (1, 0, 0)
 
     first = chat_api.post(_url(reply), json={"rating": "up", "comment": "고마워요!"}, headers=auth)
@@ -55,7 +59,7 @@ def test_feedback_is_stored_published_and_counted(
     assert first.get_json()["rating"] == "up"
     assert first.get_json()["comment"] == "고마워요!"
     assert first.get_json()["persona"] == persona
-    stats = route_api.get("/v1/routing/stats", headers=auth).get_json()
+    stats = route_api.get("/v1/routing/stats", headers=operator_auth).get_json()
     assert _stats_for(stats, persona, key) == (1, 1, 0)
 
     # Changing the rating replaces it (200) and moves the vote; the same rating again
@@ -65,7 +69,7 @@ def test_feedback_is_stored_published_and_counted(
     assert second.get_json()["created_at"] == first.get_json()["created_at"]
     again = chat_api.post(_url(reply), json={"rating": "down"}, headers=auth)
     assert again.status_code == 200
-    stats = route_api.get("/v1/routing/stats", headers=auth).get_json()
+    stats = route_api.get("/v1/routing/stats", headers=operator_auth).get_json()
     assert _stats_for(stats, persona, key) == (1, 0, 1)
     assert stats["totals"][persona] == {"turns": 1, "ups": 0, "downs": 1}
 
@@ -104,6 +108,16 @@ def test_feedback_validation(
 
 def test_routing_stats_needs_auth(route_api: CheckedClient) -> None:
     assert route_api.get("/v1/routing/stats").status_code == 401
+
+
+def test_routing_stats_refuse_learners(route_api: CheckedClient, auth: dict[str, str]) -> None:
+    response = route_api.get("/v1/routing/stats", headers=auth)
+    assert response.status_code == 403
+    error = response.get_json()["error"]
+    assert error["code"] == "operator_only"
+    assert error["message"] == (
+        "this endpoint is for operators: the token's 'ion_role' claim must hold 'operator'"
+    )
 
 
 def test_deleting_a_conversation_erases_its_feedback(

@@ -27,8 +27,15 @@ from tests.support.paths import REPO
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
 # Signed with the secret the fuzzed app uses; schemathesis knows it as the bearerAuth
-# credential, so it can also try requests without it (expecting 401).
-TOKEN = issue_token(TEST_JWT_SECRET, "fuzzer", now=datetime.now(UTC), ttl_s=3600)
+# credential, so it can also try requests without it (expecting 401). An operator's token,
+# so the operator endpoints are fuzzed too instead of only answering 403.
+TOKEN = issue_token(
+    TEST_JWT_SECRET,
+    "fuzzer",
+    now=datetime.now(UTC),
+    ttl_s=3600,
+    role=("ion_role", "operator"),
+)
 CONFIG = schemathesis.Config.from_dict(
     {
         "auth": {"openapi": {"bearerAuth": {"bearer": TOKEN}}},

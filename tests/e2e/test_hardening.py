@@ -601,4 +601,6 @@ def test_makefile_run_installs_only_what_running_needs() -> None:
     assert rules["run"] == ["$(RUN_STAMP)"]
     run_recipe = makefile.split("$(RUN_STAMP): pyproject.toml\n", 1)[1].split("\n\n", 1)[0]
     assert "-e '.[gcp,gemini]'" in run_recipe and "dev" not in run_recipe
-    assert rules["unit"] == ["setup"] and rules["setup"] == ["$(STAMP)"]
+    # The browser tests need Debian's chromium: `make browser` installs it (apt) or says how.
+    assert rules["unit"] == ["setup", "browser"] and rules["setup"] == ["$(STAMP)"]
+    assert "scripts/ensure_browser.sh" in makefile.split("\nbrowser:\n", 1)[1].split("\n\n", 1)[0]

@@ -164,7 +164,7 @@ def functions(
         publisher.stop()
 
 
-def _auth(user: str) -> dict[str, str]:
+def _auth(user: str, *, operator: bool = False) -> dict[str, str]:
     token = issue_token(
         TEST_JWT_SECRET,
         user,
@@ -172,12 +172,15 @@ def _auth(user: str) -> dict[str, str]:
         ttl_s=3600,
         issuer=ISSUER,
         audience=AUDIENCE,
+        role=("ion_role", "operator") if operator else None,
     )
     return {"Authorization": f"Bearer {token}"}
 
 
 def _counts(fns: Functions, persona: str, key: dict[str, str]) -> tuple[int, int, int]:
-    body = requests.get(f"{fns.route}/v1/routing/stats", headers=_auth("ops"), timeout=10)
+    body = requests.get(
+        f"{fns.route}/v1/routing/stats", headers=_auth("ops", operator=True), timeout=10
+    )
     assert body.status_code == 200
     for row in body.json()["stats"]:
         if row["persona"] == persona and row["resonance_key"] == key:

@@ -140,7 +140,8 @@ def test_url_map_sends_every_api_path_to_the_function_that_serves_it() -> None:
 
 def test_https_with_a_managed_certificate_and_http_only_redirects() -> None:
     cert = resources("google_compute_managed_ssl_certificate")["edge"]
-    assert cert["managed"][0]["domains"] == "${var.edge_domains}"
+    # The APIs' domains and the web app's (web.tf).
+    assert cert["managed"][0]["domains"] == "${concat(var.edge_domains, [var.web_domain])}"
     proxy = resources("google_compute_target_https_proxy")["edge"]
     assert proxy["ssl_certificates"] == ["${google_compute_managed_ssl_certificate.edge.id}"]
     assert proxy["url_map"] == "${google_compute_url_map.edge.id}"

@@ -84,5 +84,11 @@ def auth(app: App) -> dict[str, str]:
 
 
 @pytest.fixture
+def operator_auth(app: App) -> dict[str, str]:
+    """An operator's token (the role claim ION_OPERATOR_CLAIM holds ION_OPERATOR_ROLE)."""
+    return {"Authorization": f"Bearer {app.dev_token('olivia', operator=True)}"}
+
+
+@pytest.fixture
 def auth_bob(app: App) -> dict[str, str]:
     return {"Authorization": f"Bearer {app.dev_token('bob')}"}

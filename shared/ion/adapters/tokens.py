@@ -28,6 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +54,27 @@ _MAX_JWKS_BYTES = 256 * 1024
 # RFC 7518 3.2: an HS256 key must be at least as long as the hash output (256 bits).
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token speaks for: the user (`sub`) and the roles its role claim names."""
+
+    user_id: str
+    roles: frozenset[str] = frozenset()
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+def roles_from_claim(value: Any) -> frozenset[str]:
+    """A role claim as a set: a string, or a list of strings (others are ignored: a token
+    whose claim has another shape simply holds no role)."""
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, list):
+        return frozenset(item for item in value if isinstance(item, str))
+    return frozenset()
+
+
 class AuthError(Unauthenticated):
     """401 with a specific code: missing_token, invalid_token, token_expired, ..."""
 
@@ -74,12 +96,14 @@ class _Verifier:
         audience: str | None,
         leeway_s: int,
         max_lifetime_s: int = 0,
+        role_claim: str = "ion_role",
     ) -> None:
         self._algorithms = algorithms
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
         self._max_lifetime = max_lifetime_s
+        self._role_claim = role_claim
 
     @property
     def algorithms(self) -> list[str]:
@@ -89,14 +113,20 @@ class _Verifier:
         return f"{self.mode} mode, algorithms {','.join(self._algorithms)}"
 
     def user_from_header(self, authorization: str | None) -> str:
+        return self.principal_from_header(authorization).user_id
+
+    def principal_from_header(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthError("missing_token", "missing Authorization: Bearer <token> header")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("invalid_token", "Authorization header must be 'Bearer <token>'")
-        return self.verify(token.strip())
+        return self.principal(token.strip())
 
     def verify(self, token: str) -> str:
+        return self.principal(token).user_id
+
+    def principal(self, token: str) -> Principal:
         raise NotImplementedError
 
     def _header(self, token: str) -> dict[str, Any]:
@@ -109,7 +139,7 @@ class _Verifier:
             raise AuthError("invalid_algorithm", "the token's algorithm is not accepted")
         return header
 
-    def _decode(self, token: str, key: Any, algorithms: list[str]) -> str:
+    def _decode(self, token: str, key: Any, algorithms: list[str]) -> Principal:
         required = ["exp", "iat", "sub"]
         if self._issuer:
             required.append("iss")
@@ -152,7 +182,7 @@ class _Verifier:
                     "token_lifetime_too_long",
                     f"the token is valid for longer than {self._max_lifetime} seconds",
                 )
-        return subject
+        return Principal(subject, roles_from_claim(claims.get(self._role_claim)))
 
 
 class TokenVerifier(_Verifier):
@@ -171,6 +201,7 @@ class TokenVerifier(_Verifier):
         audience: str | None = None,
         leeway_s: int = 30,
         max_lifetime_s: int = 0,
+        role_claim: str = "ion_role",
     ) -> None:
         super().__init__(
             check_algorithms(algorithms, jwks=False),
@@ -178,6 +209,7 @@ class TokenVerifier(_Verifier):
             audience=audience,
             leeway_s=leeway_s,
             max_lifetime_s=max_lifetime_s,
+            role_claim=role_claim,
         )
         self._secrets = [check_secret(secret, "the JWT secret")]
         if previous_secret is not None:
@@ -187,7 +219,7 @@ class TokenVerifier(_Verifier):
         rotation = ", previous secret accepted" if len(self._secrets) > 1 else ""
         return super().describe() + rotation
 
-    def verify(self, token: str) -> str:
+    def principal(self, token: str) -> Principal:
         self._header(token)
         for index, secret in enumerate(self._secrets):
             try:
@@ -312,6 +344,7 @@ class JwksTokenVerifier(_Verifier):
         audience: str | None = None,
         leeway_s: int = 30,
         max_lifetime_s: int = 0,
+        role_claim: str = "ion_role",
     ) -> None:
         super().__init__(
             check_algorithms(algorithms, jwks=True),
@@ -319,13 +352,14 @@ class JwksTokenVerifier(_Verifier):
             audience=audience,
             leeway_s=leeway_s,
             max_lifetime_s=max_lifetime_s,
+            role_claim=role_claim,
         )
         self._keys = keys
 
     def describe(self) -> str:
         return f"{super().describe()}, {self._keys.size} keys cached from {self._keys.url}"
 
-    def verify(self, token: str) -> str:
+    def principal(self, token: str) -> Principal:
         header = self._header(token)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
@@ -345,6 +379,7 @@ def issue_token(
     issuer: str | None = None,
     audience: str | None = None,
     algorithm: str = "HS256",
+    role: tuple[str, str] | None = None,
 ) -> str:
     """A signed HMAC token for `user_id` (used by `ion token` and the tests)."""
     if algorithm not in HMAC_ALGORITHMS:
@@ -360,6 +395,11 @@ def issue_token(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
+    if role is not None:
+        claim, value = role  # e.g. ("ion_role", "operator") for an operator's dev token
+        if claim in claims or claim in {"iss", "aud", "nbf"}:
+            raise ValueError(f"{claim!r} is a registered claim, not a role claim")
+        claims[claim] = value
     return jwt.encode(claims, secret, algorithm=algorithm)
 
 
@@ -405,6 +445,7 @@ def verifier_from_settings(
             audience=settings.jwt_audience,
             leeway_s=settings.jwt_leeway_s,
             max_lifetime_s=max_lifetime,
+            role_claim=settings.operator_claim,
         )
     if jwt_secret is None:
         raise ConfigurationError("secret mode needs a JWT secret")
@@ -416,4 +457,5 @@ def verifier_from_settings(
         audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s,
         max_lifetime_s=max_lifetime,
+        role_claim=settings.operator_claim,
     )

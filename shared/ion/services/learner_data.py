@@ -5,7 +5,7 @@ its summary, feedback, Idempotency-Key replies, cached answers, routing disagree
 holding its text), then what is kept per user: the profile with its suggestions, any other
 Idempotency-Key record (pending ones too), the rate-limit and token-budget counters, and
 events still waiting in the outbox that name the user or one of their conversations.
-Routing statistics are aggregate counters per persona and resonance key with no user id
+Routing statistics and the operators' daily counters are aggregate counts with no user id
 in them: nothing there identifies the learner, so nothing is erased (the answer says so).
 Both operations are idempotent: a second erasure erases nothing and says so.
 """
@@ -29,8 +29,9 @@ from ion.services.chat import ChatService
 from ion.services.quota import QuotaGuard
 
 STATISTICS_NOTE = (
-    "routing statistics are aggregate counters per persona and resonance key; they hold no"
-    " user id, so nothing in them identifies you"
+    "routing statistics (per persona and resonance key) and the operators' daily counters"
+    " (per persona and day) are aggregate counts; they hold no user id, so nothing in them"
+    " identifies you"
 )
 _PAGE = 100
 _OUTBOX_SCAN = 5000

@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Literal, Protocol
 
 from ion.domain import events
 from ion.domain.models import ResonanceKey
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
-from ion.ports import Clock, RoutingStat, RoutingStatsStore, StatsDelta
+from ion.ports import Clock, DailyCount, RoutingStat, RoutingStatsStore, StatsDelta
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,22 @@ def deltas_for(event: events.Event) -> list[StatsDelta]:
     return []
 
 
+def daily_counts_for(event: events.Event) -> list[DailyCount]:
+    """The per-day counters one event adds to, on the UTC day it occurred: the persona's
+    turns, its net ups/downs, and a bare count of crisis detections (nothing else)."""
+    data = event.data
+    day = event.occurred_at.astimezone(UTC).date()
+    if isinstance(data, events.CrisisDetectedData):
+        return [DailyCount(day=day, name="crises", count=1)]
+    counts: list[DailyCount] = []
+    for delta in deltas_for(event):
+        for metric in ("turns", "ups", "downs"):
+            value = getattr(delta, metric)
+            if value:
+                counts.append(DailyCount(day=day, name=f"{metric}.{delta.persona}", count=value))
+    return counts
+
+
 # --- keeping the statistics from events ------------------------------------------------
 
 Outcome = Literal["applied", "duplicate", "ignored", "dropped"]
@@ -187,8 +204,12 @@ def apply_stats_event(raw: bytes, stats: RoutingStatsStore, clock: Clock) -> Out
     except events.MalformedEvent as exc:
         consumer_log.warning("persona_events: dropping malformed event: %s", exc)
         return "dropped"
-    deltas = deltas_for(event)
-    applied = stats.apply_event_once(event.event_id, deltas, processed_at=clock.now())
+    applied = stats.apply_event_once(
+        event.event_id,
+        deltas_for(event),
+        processed_at=clock.now(),
+        daily=daily_counts_for(event),
+    )
     outcome: Outcome = "applied" if applied else "duplicate"
     consumer_log.info("persona_events: %s %s %s", outcome, event.event_type, event.event_id)
     return outcome

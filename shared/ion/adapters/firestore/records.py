@@ -4,6 +4,7 @@ Takes the app's `google.cloud.firestore.Client` (`FirestoreStore.client`). Colle
 
     feedback/{conversation_id}:{message_id}          one rating per assistant message
     routing_stats/{persona}.{tone}.{pace}.{intent}   counters (turns, ups, downs)
+    daily_counts/{day}:{name}                        per-day counters (operator charts)
     processed_events/{event_id}                      dedupe marks; TTL on `expires_at`
     backups/{backup_id}                              the backup catalog
     routing_disagreements/{message_hash}             judge-vs-local disagreements (with
@@ -11,13 +12,13 @@ Takes the app's `google.cloud.firestore.Client` (`FirestoreStore.client`). Colle
 
 `apply_event_once` is ONE batch commit: `create` the dedupe mark (fails with AlreadyExists
 when the event was applied before, which aborts the whole batch) plus server-side
-`Increment`s of the counters, so it is atomic and concurrent consumers never contend.
+`Increment`s of the counters (daily ones included), so it is atomic and concurrent consumers never contend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -30,6 +31,7 @@ from ion.adapters.store_rules import to_utc, valid_id
 from ion.domain.models import ResonanceKey
 from ion.ports import (
     BackupRecord,
+    DailyCount,
     Feedback,
     RoutingDisagreement,
     RoutingStat,
@@ -39,6 +41,7 @@ from ion.ports import (
 
 FEEDBACK = "feedback"
 ROUTING_STATS = "routing_stats"
+DAILY_COUNTS = "daily_counts"
 PROCESSED_EVENTS = "processed_events"
 BACKUPS = "backups"
 ROUTING_DISAGREEMENTS = "routing_disagreements"
@@ -61,6 +64,7 @@ class FirestoreLearningAndBackupStore:
         self._dedupe = timedelta(days=dedupe_days)
         self._feedback = client.collection(FEEDBACK)
         self._stats = client.collection(ROUTING_STATS)
+        self._daily = client.collection(DAILY_COUNTS)
         self._processed = client.collection(PROCESSED_EVENTS)
         self._backups = client.collection(BACKUPS)
         self._disagreements = client.collection(ROUTING_DISAGREEMENTS)
@@ -117,7 +121,12 @@ class FirestoreLearningAndBackupStore:
     # --- RoutingStatsStore -----------------------------------------------------------
 
     def apply_event_once(
-        self, event_id: str, deltas: Sequence[StatsDelta], *, processed_at: datetime
+        self,
+        event_id: str,
+        deltas: Sequence[StatsDelta],
+        *,
+        processed_at: datetime,
+        daily: Sequence[DailyCount] = (),
     ) -> bool:
         if not valid_id(event_id):
             raise ValueError(f"{event_id!r} is not a valid event id")
@@ -135,11 +144,34 @@ class FirestoreLearningAndBackupStore:
             for name in ("turns", "ups", "downs"):
                 doc[name] = firestore.Increment(getattr(d, name))
             batch.set(self._stats.document(_stats_id(d.persona, key)), doc, merge=True)
+        for c in daily:
+            day = c.day.isoformat()
+            batch.set(
+                self._daily.document(f"{day}:{c.name}"),
+                {"day": day, "name": c.name, "count": firestore.Increment(c.count)},
+                merge=True,
+            )
         try:
             self._call(lambda: batch.commit(**self._rpc))
         except gexc.AlreadyExists:
             return False
         return True
+
+    def daily_counts(self, first: date, last: date) -> list[DailyCount]:
+        query = self._daily.where(filter=FieldFilter("day", ">=", first.isoformat())).where(
+            filter=FieldFilter("day", "<=", last.isoformat())
+        )
+        snaps = self._call(lambda: list(query.stream(**self._rpc)))
+        counts = []
+        for snap in snaps:
+            data = snap.to_dict() or {}
+            counts.append(
+                DailyCount(
+                    day=date.fromisoformat(data["day"]), name=data["name"], count=data["count"]
+                )
+            )
+        counts.sort(key=lambda c: (c.day, c.name))
+        return counts
 
     def routing_stats(self) -> list[RoutingStat]:
         snaps = self._call(lambda: list(self._stats.stream(**self._rpc)))
@@ -235,14 +267,33 @@ class FirestoreLearningAndBackupStore:
             deleted += len(snaps)
         return deleted
 
-    def list_disagreements(self, *, limit: int, now: datetime) -> list[RoutingDisagreement]:
+    def list_disagreements(
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        after: tuple[datetime, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[RoutingDisagreement]:
         if limit <= 0:
             return []
-        # Newest first on the automatic single-field index; expired documents (TTL deletion
-        # lags by up to a day) are skipped here, so a page may be short by those.
-        query = self._disagreements.order_by(
-            "created_at", direction=firestore.Query.DESCENDING
-        ).limit(limit)
+        # Newest first, ties by document id (the hash) descending, on the automatic
+        # single-field index; expired documents (TTL deletion lags by up to a day) are
+        # skipped here, so a page may be short by those.
+        query: Any = self._disagreements
+        if since is not None:
+            query = query.where(filter=FieldFilter("created_at", ">=", to_utc(since)))
+        if until is not None:
+            query = query.where(filter=FieldFilter("created_at", "<", to_utc(until)))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).order_by(
+            "__name__", direction=firestore.Query.DESCENDING
+        )
+        if after is not None:
+            query = query.start_after(
+                {"created_at": to_utc(after[0]), "__name__": self._disagreements.document(after[1])}
+            )
+        query = query.limit(limit)
         snaps = self._call(lambda: list(query.stream(**self._rpc)))
         found = [_disagreement(s.id, s.to_dict() or {}) for s in snaps]
         live = [d for d in found if d.expires_at > to_utc(now)]

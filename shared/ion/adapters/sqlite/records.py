@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ion.adapters.sqlite.database import to_timestamp as _ts
 from ion.domain.models import ResonanceKey
 from ion.ports import (
     BackupRecord,
+    DailyCount,
     Feedback,
     RoutingDisagreement,
     RoutingStat,
@@ -53,6 +54,14 @@ SCHEMA: tuple[str, ...] = (
         downs       INTEGER NOT NULL DEFAULT 0,
         updated_at  TEXT NOT NULL,
         PRIMARY KEY (persona, tone, pace, intent)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS daily_counts (
+        day   TEXT NOT NULL,
+        name  TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, name)
     )
     """,
     """
@@ -191,7 +200,12 @@ class SqliteLearningAndBackupStore:
     # --- RoutingStatsStore -----------------------------------------------------------
 
     def apply_event_once(
-        self, event_id: str, deltas: Sequence[StatsDelta], *, processed_at: datetime
+        self,
+        event_id: str,
+        deltas: Sequence[StatsDelta],
+        *,
+        processed_at: datetime,
+        daily: Sequence[DailyCount] = (),
     ) -> bool:
         with self._db.write() as conn:
             if not self._mark(conn, event_id, processed_at):
@@ -213,7 +227,20 @@ class SqliteLearningAndBackupStore:
                     for d in deltas
                 ],
             )
+            conn.executemany(
+                "INSERT INTO daily_counts (day, name, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (day, name) DO UPDATE SET count = count + excluded.count",
+                [(c.day.isoformat(), c.name, c.count) for c in daily],
+            )
             return True
+
+    def daily_counts(self, first: date, last: date) -> list[DailyCount]:
+        rows = self._db.read(
+            "SELECT day, name, count FROM daily_counts WHERE day >= ? AND day <= ? "
+            "ORDER BY day, name",
+            (first.isoformat(), last.isoformat()),
+        )
+        return [DailyCount(day=date.fromisoformat(r[0]), name=r[1], count=r[2]) for r in rows]
 
     def routing_stats(self) -> list[RoutingStat]:
         rows = self._db.read(
@@ -330,11 +357,26 @@ class SqliteLearningAndBackupStore:
                 for h in hashes
             )
 
-    def list_disagreements(self, *, limit: int, now: datetime) -> list[RoutingDisagreement]:
+    def list_disagreements(
+        self,
+        *,
+        limit: int,
+        now: datetime,
+        after: tuple[datetime, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[RoutingDisagreement]:
+        # Bounds compare as text: the timestamps are written in one fixed ISO format.
+        # "~" sorts after every hex digit, so with no `after` nothing is excluded.
+        upper, upper_hash = ("9999", "~") if after is None else (_ts(after[0]), after[1])
+        lower = "" if since is None else _ts(since)
+        end = "9999" if until is None else _ts(until)
         rows = self._db.read(
             f"SELECT {_DISAGREEMENT_COLUMNS} FROM routing_disagreements "  # noqa: S608
-            "WHERE expires_at > ? ORDER BY created_at DESC, message_hash DESC LIMIT ?",
-            (_ts(now), max(limit, 0)),
+            "WHERE expires_at > ? AND created_at >= ? AND created_at < ?"
+            " AND (created_at < ? OR (created_at = ? AND message_hash < ?))"
+            " ORDER BY created_at DESC, message_hash DESC LIMIT ?",
+            (_ts(now), lower, end, upper, upper, upper_hash, max(limit, 0)),
         )
         return [_disagreement(r) for r in rows]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import json
 import os
 import socket
@@ -63,6 +64,13 @@ def _check_store(app: App) -> None:
         ) from None
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family)
@@ -72,7 +80,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from ion.bootstrap import build_app, set_app
-    from ion.entrypoints.http.local import JsonErrorRequestHandler, create_local_app
+    from ion.entrypoints.http.local import (
+        JsonErrorRequestHandler,
+        create_local_app,
+        default_web_dir,
+    )
 
     app = build_app()
     set_app(app)
@@ -89,11 +101,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         print(f"ion: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 2
+    web_dir = app.settings.web_dir or default_web_dir()
+    # The page gets dev tokens only from a loopback address: anyone who can reach the
+    # server could otherwise take them.
+    dev_tokens = app.jwt_secret is not None and _is_loopback(args.host)
     try:
         server = make_server(
             args.host,
             args.port,
-            create_local_app(),
+            create_local_app(web_dir=web_dir, dev_user=args.user if dev_tokens else None),
             threaded=True,
             request_handler=JsonErrorRequestHandler,
             fd=sock.fileno(),
@@ -122,6 +138,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "-H 'Content-Type: application/json' -d '{\"message\": \"hello\"}'",
             flush=True,
         )
+    if (web_dir / "index.html").is_file():
+        signed_in = "signed in with a dev token" if dev_tokens else "sign-in from config.json"
+        print(f"Web chat: {url}/  (operator page: {url}/operator; {signed_in})", flush=True)
+    else:
+        print(f"No web app at {web_dir} (ION_WEB_DIR): serving the API only", flush=True)
     try:
         server.serve_forever()
     finally:
@@ -272,11 +293,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     from ion.bootstrap import build_app
 
     app = build_app()
+    role = f", role {app.settings.operator_role}" if args.operator else ""
     print(
-        f"# dev token for user '{args.user}', valid {app.settings.dev_token_ttl_s}s",
+        f"# dev token for user '{args.user}'{role}, valid {app.settings.dev_token_ttl_s}s",
         file=sys.stderr,
     )
-    print(app.dev_token(args.user))
+    print(app.dev_token(args.user, operator=args.operator))
     return 0
 
 
@@ -422,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="print a dev JWT for a user")
     token.add_argument("--user", required=True)
+    token.add_argument(
+        "--operator",
+        action="store_true",
+        help="with the operator role (ION_OPERATOR_CLAIM = ION_OPERATOR_ROLE)",
+    )
     token.set_defaults(func=cmd_token)
 
     evaluate = sub.add_parser("eval", help="evaluate a component on a labelled set")

@@ -28,6 +28,7 @@ from ion.errors import (
     IonError,
     MethodNotAllowed,
     NotFound,
+    OperatorOnly,
     OriginNotAllowed,
     PayloadTooLarge,
     Unauthenticated,
@@ -68,6 +69,7 @@ class Call:
     _app: App | None = None
     user_id: str | None = None  # set once authenticated (logged only as a hash)
     started: float = field(default_factory=time.perf_counter)  # when serving began
+    roles: frozenset[str] = frozenset()
 
     @property
     def app(self) -> App:
@@ -78,10 +80,25 @@ class Call:
     def user(self) -> str:
         """The authenticated user (authentication only: handlers charge the rate limit)."""
         if self.user_id is None:
-            self.user_id = self.app.verifier.user_from_header(
+            principal = self.app.verifier.principal_from_header(
                 self.request.headers.get("Authorization")
             )
+            self.user_id, self.roles = principal.user_id, principal.roles
         return self.user_id
+
+    def operator(self) -> str:
+        """The authenticated user when the token holds the operator role; 403 otherwise.
+
+        Checked here, on the server, for every operator endpoint: the web page hiding its
+        operator link is only a convenience."""
+        user = self.user()
+        settings = self.app.settings
+        if settings.operator_role not in self.roles:
+            raise OperatorOnly(
+                f"this endpoint is for operators: the token's '{settings.operator_claim}'"
+                f" claim must hold '{settings.operator_role}'"
+            )
+        return user
 
     def path_id(self, name: str) -> str:
         value = self.params[name]
@@ -300,9 +317,13 @@ def install_json_errors(app: Flask | None = None) -> None:
     app.register_error_handler(HTTPException, _http_exception)
 
 
-def _check_origin(call: Call, origin: str) -> str:
-    """The origin when it is on ION_CORS_ORIGINS; OriginNotAllowed (403) otherwise."""
+def _check_origin(call: Call, origin: str) -> str | None:
+    """The origin when it is on ION_CORS_ORIGINS; None for a same-origin request (a page
+    served by this very host, as `ion serve` serves the web chat: no CORS involved);
+    OriginNotAllowed (403) otherwise."""
     normalised = origin.rstrip("/").lower()
+    if normalised == call.request.host_url.rstrip("/").lower():
+        return None
     if normalised not in call.app.settings.cors_origins:
         raise OriginNotAllowed(f"origin {origin[:100]!r} is not allowed to call this API")
     return origin

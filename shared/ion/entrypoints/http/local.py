@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
@@ -12,6 +13,9 @@ from ion.bootstrap import get_app
 from ion.entrypoints.http import chat_api, route_api
 from ion.entrypoints.http.api import dispatch, install_json_errors
 from ion.entrypoints.http.raw_errors import raw_error
+from ion.entrypoints.http.web import WebPages, default_web_dir
+
+__all__ = ["ROUTES", "JsonErrorRequestHandler", "create_local_app", "default_web_dir"]
 
 # /health and /ready exist in both functions; the chat function's copies serve them here.
 ROUTES = chat_api.ROUTES + tuple(
@@ -19,12 +23,21 @@ ROUTES = chat_api.ROUTES + tuple(
 )
 
 
-def create_local_app() -> Flask:
+def create_local_app(*, web_dir: Path | None = None, dev_user: str | None = None) -> Flask:
     """Like functions-framework's app: every method on every path goes to `dispatch`
-    (so TRACE, PROPFIND... get our 405), and what Flask answers by itself is JSON too."""
+    (so TRACE, PROPFIND... get our 405), and what Flask answers by itself is JSON too.
+
+    With `web_dir`, GET of the web app's files (`/`, `/operator`, `/app.js`...) answers them
+    first; with `dev_user` its config.json hands the page that user's dev tokens (a
+    learner's and an operator's; `ion serve` does so on a loopback address only)."""
     app = Flask("ion-local")
+    pages = None if web_dir is None else WebPages(web_dir, load_app=get_app, dev_user=dev_user)
 
     def everything(path: str = "") -> Response:
+        if pages is not None:
+            page = pages.answer(request)
+            if page is not None:
+                return page
         return dispatch(ROUTES, request, get_app)
 
     # Rules without `methods` match every method (Flask's route() would default to GET).

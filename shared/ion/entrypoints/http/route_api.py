@@ -12,6 +12,7 @@ from ion.bootstrap import get_app
 from ion.domain.models import Safety
 from ion.domain.routing import RouteResult
 from ion.domain.text import clean_text
+from ion.entrypoints.http import operator_api
 from ion.entrypoints.http.api import Call, dispatch, json_response, route
 from ion.entrypoints.http.chat_api import safety_json
 from ion.entrypoints.http.health import health, ready
@@ -90,8 +91,9 @@ def list_personas(call: Call) -> Response:
 
 
 def routing_stats(call: Call) -> Response:
-    """The feedback statistics and the nudges they give now (read fresh from the store)."""
-    call.app.quota.admit(call.user(), "api")  # every authenticated call counts
+    """The feedback statistics and the nudges they give now (read fresh from the store);
+    operators only."""
+    call.app.quota.admit(call.operator(), "api")  # every authenticated call counts
     report = call.app.statistics.report()
     return json_response(
         {
@@ -119,6 +121,8 @@ ROUTES = (
     route("POST", "/v1/route", post_route),
     route("GET", "/v1/personas", list_personas),
     route("GET", "/v1/routing/stats", routing_stats),
+    route("GET", "/v1/operator/daily", operator_api.daily_activity),
+    route("GET", "/v1/operator/disagreements", operator_api.list_disagreements),
 )
 
 
