@@ -13,7 +13,7 @@ locals {
   # Which API serves which paths (openapi.yaml); anything else goes to chat, which answers
   # 404 in the API's JSON envelope.
   api_paths = {
-    chat          = ["/v1/chat", "/v1/chat/*", "/v1/conversations", "/v1/conversations/*"]
+    chat          = ["/v1/chat", "/v1/chat/*", "/v1/conversations", "/v1/conversations/*", "/v1/me", "/v1/me/*"]
     persona_route = ["/v1/route", "/v1/personas", "/v1/routing/*", "/v1/operator/*"]
   }
 

@@ -44,6 +44,13 @@ resource "google_firestore_field" "index_exemptions" {
     "routing_disagreements.message" = {
       collection = "routing_disagreements", field = "message"
     }
+    "conversations.memory" = { collection = "conversations", field = "memory" }
+    "learner_profiles.profile" = {
+      collection = "learner_profiles", field = "profile"
+    }
+    "learner_profiles.suggestions" = {
+      collection = "learner_profiles", field = "suggestions"
+    }
   }
 
   project    = var.project_id

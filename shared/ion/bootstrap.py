@@ -57,8 +57,11 @@ from ion.services.backup import BackupRunner
 from ion.services.chat import ChatService
 from ion.services.feedback import FeedbackService
 from ion.services.idempotency import IdempotencyService
+from ion.services.learner_data import LearnerDataService
 from ion.services.learning import LearnedRouter, RoutingStatistics, stats_subscriber
+from ion.services.memory import MemoryService
 from ion.services.operator import OperatorReports
+from ion.services.profile import ProfileService
 from ion.services.quota import QuotaGuard, QuotaLimits
 from ion.settings import Settings
 
@@ -123,6 +126,10 @@ class App:
     routing_status: SemanticStatus
     # Whether crisis detection runs with its trained head (rules always run).
     safety_status: SemanticStatus
+    # Learner profiles and the mentor's suggestions (GET/PUT /v1/me/profile).
+    profiles: ProfileService
+    # The learner's own data: GET /v1/me/export, DELETE /v1/me.
+    learner_data: LearnerDataService
 
     def dev_token(self, user_id: str, *, operator: bool = False) -> str:
         if self.jwt_secret is None:
@@ -383,6 +390,7 @@ def build_app(settings: Settings | None = None) -> App:
     router: MessageRouter = build_judged_router(
         settings, secrets, local_router, learning=learning, clock=clock
     )
+    profiles = ProfileService(backend.profiles, clock)
     chat = ChatService(
         store=store,
         llm=llm,
@@ -406,6 +414,26 @@ def build_app(settings: Settings | None = None) -> App:
         feedback=learning,
         idempotency=store,
         disagreements=learning,
+        memory=MemoryService(
+            store=store,
+            memory=store,
+            clock=clock,
+            history_window=settings.history_window,
+            # Offline: the deterministic extractive summary; otherwise the model summarises.
+            llm=None if settings.llm_provider == "offline" else llm,
+        ),
+        profiles=profiles,
+    )
+    quota = QuotaGuard(backend.quota, clock, quota_limits(settings))
+    learner_data = LearnerDataService(
+        chat=chat,
+        store=store,
+        memory=store,
+        feedback=learning,
+        profiles=backend.profiles,
+        idempotency=store,
+        outbox=store,
+        quota=quota,
     )
     return App(
         settings=settings,
@@ -419,7 +447,7 @@ def build_app(settings: Settings | None = None) -> App:
         router=router,
         chat=chat,
         verifier=verifier,
-        quota=QuotaGuard(backend.quota, clock, quota_limits(settings)),
+        quota=quota,
         jwt_secret=jwt_secret,
         idempotency=IdempotencyService(store, store, clock, ttl_s=settings.idempotency_ttl_s),
         records=learning,
@@ -435,6 +463,8 @@ def build_app(settings: Settings | None = None) -> App:
         ),
         routing_status=routing_status,
         safety_status=safety_status,
+        profiles=profiles,
+        learner_data=learner_data,
     )
 
 

@@ -20,6 +20,7 @@ from ion.domain.models import (
     Message,
     ResonanceKey,
 )
+from ion.domain.profile import LearnerProfile, ProfileSuggestion
 
 
 class ConversationPage(BaseModel):
@@ -102,6 +103,59 @@ class ConversationStore(Protocol):
 
     def ping(self) -> None:
         """Raise when the store is not usable (readiness)."""
+        ...
+
+
+class ConversationMemory(BaseModel):
+    """The rolling summary of what a conversation said before its history window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    summary: str
+    # How many of the conversation's first messages the summary covers.
+    through: int = Field(ge=0)
+    updated_at: datetime
+
+
+class MemoryStore(Protocol):
+    """A conversation's rolling summary, kept with the conversation and erased with it."""
+
+    def get_memory(self, conversation_id: str) -> ConversationMemory | None:
+        """The conversation's summary; None when there is none (or no conversation)."""
+        ...
+
+    def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
+        """Replace the summary unless it already covers at least as many messages;
+        False (nothing written) when the conversation does not exist."""
+        ...
+
+
+class LearnerRecord(BaseModel):
+    """What is kept about one learner across conversations: their profile and the
+    mentor's pending suggestions for it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    profile: LearnerProfile = Field(default_factory=LearnerProfile)
+    suggestions: list[ProfileSuggestion] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+class ProfileStore(Protocol):
+    """Learner profiles, one record per user."""
+
+    def get_learner(self, user_id: str) -> LearnerRecord | None: ...
+
+    def put_profile(self, user_id: str, profile: LearnerProfile, *, updated_at: datetime) -> None:
+        """Replace the profile (the suggestions stay)."""
+        ...
+
+    def put_suggestions(self, user_id: str, suggestions: Sequence[ProfileSuggestion]) -> None:
+        """Replace the pending suggestions (the profile stays)."""
+        ...
+
+    def delete_learner(self, user_id: str) -> bool:
+        """Erase the record; False when there was none."""
         ...
 
 
@@ -233,6 +287,10 @@ class IdempotencyStore(Protocol):
         """Erase every record whose reply belongs to the conversation; how many."""
         ...
 
+    def delete_idempotency_for_user(self, user_id: str) -> int:
+        """Erase every record of the user (pending ones too); how many."""
+        ...
+
     def release_idempotency(self, user_id: str, key: str) -> None:
         """Forget a pending claim (the request failed; a retry may run again). Idempotent."""
         ...
@@ -262,6 +320,10 @@ class QuotaStore(Protocol):
 
     def counter(self, key: str) -> int:
         """The counter's current value (0 when absent)."""
+        ...
+
+    def delete_counters_with_prefix(self, prefix: str) -> int:
+        """Erase every counter whose key starts with `prefix` (all windows); how many."""
         ...
 
 
@@ -528,7 +590,7 @@ class LearningAndBackupStore(
 
 
 class ConversationDatabase(
-    ConversationStore, ResponseCache, IdempotencyStore, OutboxStore, Protocol
+    ConversationStore, MemoryStore, ResponseCache, IdempotencyStore, OutboxStore, Protocol
 ):
     """What one backend's conversation store implements: the conversations with their
     cached answers, Idempotency-Key records and event outbox, so that erasing a

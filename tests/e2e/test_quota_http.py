@@ -48,7 +48,10 @@ def test_chat_over_the_rate_limit_is_429_without_an_llm_call(
 ) -> None:
     app, llm, _ = limited
     for i in range(3):
-        ok = limited_api.post("/v1/chat", json={"message": f"question {i}"}, headers=_headers(app))
+        # Concrete questions: a vague first message is answered by a clarifying question,
+        # which makes no LLM call.
+        message = f"how do python decorators work, take {i}?"
+        ok = limited_api.post("/v1/chat", json={"message": message}, headers=_headers(app))
         assert ok.status_code == 200
     refused = limited_api.post("/v1/chat", json={"message": "one more"}, headers=_headers(app))
     assert (refused.status_code, refused.get_json()["error"]["code"]) == (429, "rate_limited")

@@ -43,6 +43,19 @@ def app(clean_env: Path) -> Iterator[App]:
     set_app(None)
 
 
+def firestore_app_settings(data_dir: Path, topic: str, **overrides: Any) -> Settings:
+    """The gcp backend on the emulators (Firestore project ion-test, Pub/Sub `topic`)."""
+    return make_settings(
+        data_dir,
+        backend="gcp",
+        gcp_project="ion-test",
+        events_topic=topic,
+        jwt_issuer="https://auth.ion.example",
+        jwt_audience="ion-mentoring",
+        **overrides,
+    )
+
+
 def function_app(target: str, folder: str | None = None, signature_type: str = "http") -> Flask:
     """The functions-framework app serving `target` from functions/<folder>/main.py, as an
     instance start builds it (the library ships no type information: its app is a Flask)."""

@@ -95,5 +95,8 @@ class CheckedClient:
     def post(self, path: str, **kwargs: Any) -> TestResponse:
         return self.open("POST", path, **kwargs)
 
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.open("PUT", path, **kwargs)
+
     def delete(self, path: str, **kwargs: Any) -> TestResponse:
         return self.open("DELETE", path, **kwargs)

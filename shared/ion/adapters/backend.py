@@ -16,6 +16,7 @@ from ion.ports import (
     ConversationDatabase,
     EventTransport,
     LearningAndBackupStore,
+    ProfileStore,
     QuotaStore,
 )
 
@@ -29,6 +30,8 @@ class StorageBackend:
     # Feedback, routing statistics, dedupe marks, disagreements and the backup catalog.
     records: LearningAndBackupStore
     quota: QuotaStore
+    # Learner profiles and the mentor's pending suggestions.
+    profiles: ProfileStore
     # Built on demand: the workers (event consumers, backups) publish nothing.
     open_event_transport: Callable[[], EventTransport]
     # `ion serve` on a laptop: create what the emulators lack (what was done, for the log).

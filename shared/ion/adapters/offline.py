@@ -181,6 +181,14 @@ class OfflineLanguageModel:
                 closers[digest[2] % len(closers)],
             )
         )
+        if request.duo_persona_id is not None:
+            # A duo: the second persona's short part, after its marker.
+            second = _TEMPLATES.get(request.duo_persona_id, _TEMPLATES["_default"])
+            second_bodies = second[request.language][1]
+            part = second_bodies[digest[3] % len(second_bodies)].format(
+                topic=_topic(request.message)
+            )
+            text = f"{text}\n\n{request.duo_marker or ''} {part}".replace("\n\n ", "\n\n")
         prompt_text = (
             request.system_prompt + request.message + "".join(turn.text for turn in request.history)
         )

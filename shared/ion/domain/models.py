@@ -40,6 +40,9 @@ class Intent(StrEnum):
 Language = Literal["ko", "en"]
 Role = Literal["user", "assistant"]
 MessageStatus = Literal["complete", "unanswered", "incomplete", "blocked"]
+#: How a turn was answered: one persona, two (primary + a short part by a second), or a
+#: clarifying question with quick replies (ion.domain.orchestration).
+TurnMode = Literal["single", "duo", "clarify"]
 
 
 class _Frozen(BaseModel):
@@ -145,6 +148,12 @@ class Message(_Frozen):
     status: MessageStatus = "complete"
     # An answer given under the crisis policy (safe prompt or template, resources included).
     crisis: bool = False
+    # Assistant messages: how the turn was answered, the personas that shaped it (primary
+    # first; for a clarifying question, the ones its quick replies stand for) and the
+    # quick replies offered.
+    mode: TurnMode = "single"
+    personas: tuple[str, ...] = ()
+    quick_replies: tuple[str, ...] = ()
 
 
 class Conversation(_Frozen):
@@ -173,6 +182,9 @@ class ChatReply(_Frozen):
     finish_reason: str | None = None
     cached: bool = False
     safety: Safety = Field(default_factory=Safety)
+    mode: TurnMode = "single"
+    personas: tuple[str, ...] = ()
+    quick_replies: tuple[str, ...] = ()
 
 
 # --- what a language model is asked and answers ---------------------------------------
@@ -197,6 +209,9 @@ class LlmRequest(BaseModel):
     language: Language = "en"
     temperature: float = 0.7
     max_output_tokens: int = 1024
+    # A duo answer: the persona whose short part follows, introduced by `duo_marker`.
+    duo_persona_id: str | None = None
+    duo_marker: str | None = None
 
 
 class LlmResponse(BaseModel):

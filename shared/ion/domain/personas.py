@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ion.domain.models import Intent, Language, Persona, RoutingTraits, Tone
+from ion.domain.orchestration import OrchestrationPolicy
 from ion.domain.resonance import FEATURE_NAMES
 from ion.domain.yaml_data import parse_yaml
 from ion.errors import ConfigurationError, NotFound
@@ -175,12 +176,20 @@ class _PersonaSpec(_Strict):
 class _CatalogSpec(_Strict):
     version: int = 1
     personas: list[_PersonaSpec] = Field(min_length=1)
+    # How turns are answered (single, duo, clarify); without it every turn is single.
+    orchestration: OrchestrationPolicy | None = None
 
 
 class PersonaCatalog:
     """An ordered, validated set of personas. Order = file order (used to break exact ties)."""
 
-    def __init__(self, personas: list[Persona], *, source: str = "<memory>") -> None:
+    def __init__(
+        self,
+        personas: list[Persona],
+        *,
+        source: str = "<memory>",
+        orchestration: OrchestrationPolicy | None = None,
+    ) -> None:
         if not personas:
             raise CatalogError(f"{source}: the catalog defines no personas")
         seen: set[str] = set()
@@ -191,9 +200,15 @@ class PersonaCatalog:
             missing = [lang for lang in _LANGUAGES if not p.system_prompt.get(lang)]
             if missing:
                 raise CatalogError(f"{source}: persona {p.id!r} lacks system_prompt {missing}")
+        if orchestration is not None:
+            try:
+                orchestration.check_personas([p.id for p in personas])
+            except ValueError as exc:
+                raise CatalogError(f"{source}: {exc}") from exc
         self._personas = tuple(personas)
         self._by_id = {p.id: p for p in personas}
         self.source = source
+        self.orchestration = orchestration
 
     @classmethod
     def from_yaml_text(cls, text: str, *, source: str = "<string>") -> PersonaCatalog:
@@ -207,7 +222,7 @@ class PersonaCatalog:
             raise CatalogError(f"{source}: invalid persona catalog:\n{exc}") from exc
         except ValueError as exc:
             raise CatalogError(f"{source}: invalid persona catalog: {exc}") from exc
-        return cls(personas, source=source)
+        return cls(personas, source=source, orchestration=spec.orchestration)
 
     @classmethod
     def from_path(cls, path: Path) -> PersonaCatalog:

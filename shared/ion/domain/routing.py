@@ -118,6 +118,8 @@ class _Scored:
     cues: dict[str, list[str]]
     analysis: ResonanceAnalysis
     features: TextFeatures
+    # Per persona: the sum of its cue weights found in the message (no priors/affinities).
+    strengths: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,12 @@ class Router:
         followup = self._apply_context(scored, context) if context is not None else 0.0
         return LexiconReading(_softmax(scored.raw), followup, context is not None)
 
+    def cue_strengths(self, message: str) -> dict[str, float]:
+        """Per persona, the summed weight of its own cues in `message` (keywords and patterns
+        only: no prior, no tone/intent affinity, no context). On the catalog's weight scale
+        (~3 decisive, ~2 strong), so "two strong needs" is a threshold in the catalog."""
+        return dict(self._score(message).strengths)
+
     # --- scoring ------------------------------------------------------------------------
 
     def _blend(self, message: str, scored: _Scored, in_context: bool, followup: float) -> _Blend:
@@ -296,6 +304,7 @@ class Router:
 
         raw: dict[str, float] = {}
         cues: dict[str, list[str]] = {}
+        strengths: dict[str, float] = {}
         per_owner: dict[str, dict[str, float]] = {cp.persona.id: {} for cp in self._compiled}
         # Only literal cues shadow each other; regex matches can be long and would swallow
         # unrelated keywords, so they are added on top.
@@ -305,7 +314,8 @@ class Router:
         for cp in self._compiled:
             t = cp.persona.traits
             found = per_owner[cp.persona.id]
-            score = t.prior + sum(found.values())
+            strengths[cp.persona.id] = sum(found.values())
+            score = t.prior + strengths[cp.persona.id]
             score += t.tone_affinity.get(key.tone, 0.0)
             score += t.intent_affinity.get(key.intent, 0.0)
             for name, weight in t.feature_affinity.items():
@@ -315,7 +325,7 @@ class Router:
             cues[cp.persona.id] = [
                 term for term, w in sorted(found.items(), key=lambda kv: -kv[1]) if w > 0
             ]
-        return _Scored(raw, cues, analysis, features)
+        return _Scored(raw, cues, analysis, features, strengths)
 
     def _followup_strength(self, scored: _Scored) -> float:
         """0..1: how much the message reads as a continuation of the previous turn."""

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 import unicodedata
 import uuid
@@ -59,6 +58,7 @@ from ion.domain.models import (
     Safety,
     Usage,
 )
+from ion.domain.orchestration import TurnPlan
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import PROMPT_VERSION, build_request
 from ion.domain.routing import MessageRouter
@@ -77,7 +77,11 @@ from ion.ports import (
     ResponseCache,
 )
 from ion.services.judge import without_judge
+from ion.services.memory import MemoryService
+from ion.services.orchestration import TurnOrchestrator
+from ion.services.profile import ProfileService
 from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
+from ion.services.turn_hold import TurnHold
 
 log = logging.getLogger(__name__)
 
@@ -129,72 +133,6 @@ def response_cache_key(
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-class TurnHold:
-    """What a prepared turn holds until it ends: the conversation's turn lease and a token
-    reservation. Each is given back (or settled) exactly once, whichever path comes first.
-    """
-
-    def __init__(
-        self,
-        store: ConversationStore | None = None,
-        conversation_id: str = "",
-        lease: str | None = None,
-        budget: QuotaGuard | None = None,
-        reservation: Reservation | None = None,
-    ) -> None:
-        self._lock = threading.Lock()
-        self._store = store
-        self._conversation_id = conversation_id
-        self._lease = lease
-        self._budget = budget
-        self._reservation = reservation
-
-    @property
-    def lease(self) -> str | None:
-        """The lease to save the turn with (None: none held, e.g. a new conversation)."""
-        return self._lease
-
-    def saved(self) -> None:
-        """The turn was saved with the lease, which released it in the same write."""
-        with self._lock:
-            self._lease = None
-
-    def release_lease(self) -> None:
-        with self._lock:
-            lease, self._lease = self._lease, None
-        if lease is None or self._store is None:
-            return
-        try:
-            self._store.release_turn(self._conversation_id, lease)
-        except Exception:
-            # It expires on its own; the request's outcome must not change for this.
-            log.exception("releasing a turn lease failed")
-
-    def _take_reservation(self) -> tuple[QuotaGuard | None, Reservation | None]:
-        with self._lock:
-            reservation, self._reservation = self._reservation, None
-        return self._budget, reservation
-
-    def settle(self, usage: Usage) -> None:
-        budget, reservation = self._take_reservation()
-        if budget is not None:
-            budget.settle(reservation, usage)
-
-    def keep_reservation(self) -> None:
-        """Charge the reservation as it is (the real usage of a cut-off call is unknown)."""
-        self._take_reservation()
-
-    def release_reservation(self) -> None:
-        budget, reservation = self._take_reservation()
-        if budget is not None:
-            budget.release(reservation)
-
-    def close(self) -> None:
-        """Give back whatever is still held (idempotent)."""
-        self.release_lease()
-        self.release_reservation()
-
-
 @dataclass(frozen=True)
 class PreparedTurn:
     """Everything decided before the LLM is called (what a stream's `meta` event shows)."""
@@ -218,6 +156,8 @@ class PreparedTurn:
     # The crisis check of the learner's message (a crisis turn gets the safe answer).
     assessment: SafetyAssessment = field(default_factory=lambda: SafetyAssessment(False, 0.0))
     safety: Safety = field(default_factory=Safety)
+    # Single, duo or clarify (a clarifying question makes no LLM call).
+    plan: TurnPlan = field(default_factory=lambda: TurnPlan("single", ()))
 
     @property
     def crisis(self) -> bool:
@@ -247,6 +187,8 @@ class ChatService:
         feedback: FeedbackStore | None = None,
         idempotency: IdempotencyStore | None = None,
         disagreements: DisagreementStore | None = None,
+        memory: MemoryService | None = None,
+        profiles: ProfileService | None = None,
     ) -> None:
         self._store = store
         self._llm = llm
@@ -275,6 +217,11 @@ class ChatService:
         self._crisis = crisis or load_policy()
         # True with the offline provider: a crisis is answered by the safe template.
         self._crisis_template_only = crisis_template_only
+        self._orchestrator = TurnOrchestrator(catalog)
+        # The rolling summary of what left the history window (None: the window alone).
+        self._memory = memory
+        # The learner's profile shapes prompts; the mentor proposes updates to it.
+        self._profiles = profiles
 
     @property
     def detector(self) -> CrisisDetector:
@@ -304,23 +251,32 @@ class ChatService:
     ) -> ConversationPage:
         return self._store.list_conversations(user_id, limit=limit, cursor=cursor)
 
-    def delete_conversation(self, user_id: str, conversation_id: str) -> None:
-        """Erase the conversation and every derived copy of its text.
+    def delete_conversation(self, user_id: str, conversation_id: str) -> dict[str, int]:
+        """Erase the conversation and every derived copy of its text; how many of each.
 
         The copies go first and the conversation last: if anything fails in between, the
         conversation is still there and the learner can delete it again (never an orphan
-        copy of erased text that nothing points to)."""
+        copy of erased text that nothing points to). Its summary lives with it."""
         self.owned_conversation(user_id, conversation_id)
+        messages = self._store.list_messages(conversation_id)
+        erased = {"messages": len(messages)}
         if self._feedback is not None:
-            self._feedback.delete_feedback_for_conversation(conversation_id)
+            erased["feedback"] = self._feedback.delete_feedback_for_conversation(conversation_id)
         if self._idempotency is not None:
-            self._idempotency.delete_idempotency_for_conversation(conversation_id)
+            erased["idempotency_records"] = self._idempotency.delete_idempotency_for_conversation(
+                conversation_id
+            )
         if self._cache_store is not None:
-            self._cache_store.delete_cached_answers_for_conversation(conversation_id)
+            erased["cached_answers"] = self._cache_store.delete_cached_answers_for_conversation(
+                conversation_id
+            )
         if self._disagreements is not None:
-            texts = [m.text for m in self._store.list_messages(conversation_id) if m.role == "user"]
-            self._disagreements.delete_disagreements_for_texts(texts)
+            texts = [m.text for m in messages if m.role == "user"]
+            erased["routing_disagreements"] = self._disagreements.delete_disagreements_for_texts(
+                texts
+            )
         self._store.delete_conversation(conversation_id)
+        return erased
 
     # --- a chat turn -----------------------------------------------------------------
 
@@ -392,21 +348,37 @@ class ChatService:
             is_new = True
 
         learner_history = [m.text for m in history if m.role == "user"]
+        # Crisis first: a crisis turn is the single safe answer, never a duo or a question.
         assessment = self._detector.assess(text, learner_history)
         if budget is not None and not assessment.crisis:
             # A learner in crisis is never turned away; everyone else spends their allowance.
             budget.admit(user_id, "chat")
         router = without_judge(self._router) if assessment.crisis else self._router
-        routed = router.route(
-            text, history=learner_history, current_persona=conversation.current_persona
-        )
+        clarifying = self._orchestrator.clarify_context(history)
+        if clarifying is not None:
+            # An answer to a clarifying question is routed with the message it clarifies.
+            routed = router.route(clarifying.routing_text(text))
+        else:
+            routed = router.route(
+                text, history=learner_history, current_persona=conversation.current_persona
+            )
         decision = routed.decision
+        if clarifying is not None and not assessment.crisis:
+            decision = self._orchestrator.answer_routing(decision, clarifying, text)
         language = routed.analysis.language
         safety = Safety()
         if assessment.crisis:
             crisis_persona = self._catalog.require(self._crisis.persona)
             decision = self._crisis.override(decision, crisis_persona.name)
             safety = Safety(crisis=True, resources=self._crisis.resources_for(language))
+        plan = self._orchestrator.plan(
+            decision,
+            text=text if clarifying is None else clarifying.routing_text(text),
+            language=language,
+            first_message=not learner_history,
+            after_clarify=clarifying is not None,
+            crisis=assessment.crisis,
+        )
         persona = self._catalog.require(decision.primary)
         key = routed.analysis.key
         if retry_of is not None:
@@ -433,6 +405,11 @@ class ChatService:
                 max_output_tokens=self._max_output_tokens,
             )
         else:
+            summary = (
+                self._memory.summary_for(conversation.id, conversation.message_count)
+                if self._memory is not None and not is_new
+                else ""
+            )
             request = build_request(
                 persona=persona,
                 language=language,
@@ -441,16 +418,28 @@ class ChatService:
                 message=text,
                 history_window=self._history_window,
                 max_output_tokens=self._max_output_tokens,
+                summary=summary,
             )
+            request = self._orchestrator.duo(request, plan, language)
+            note = self._profiles.prompt_note(user_id, language) if self._profiles else ""
+            if note:
+                request = request.model_copy(update={"system_prompt": request.system_prompt + note})
         cache_key: str | None = None
         cached: CachedAnswer | None = None
         first_turn = is_new or (retry_of is not None and conversation.message_count == 1)
-        # A crisis turn is never served from the cache nor stored in it.
-        if self._cache is not None and first_turn and not assessment.crisis:
+        # A crisis turn is never served from the cache nor stored in it; a clarifying
+        # question needs no cache.
+        if (
+            self._cache is not None
+            and first_turn
+            and not assessment.crisis
+            and plan.mode != "clarify"
+        ):
             cache_key = response_cache_key(
                 user_id=user_id,
                 message=text,
-                persona_id=persona.id,
+                # The profile shapes the prompt: part of what the answer depends on.
+                persona_id="+".join(plan.personas) + profile_digest(request.system_prompt),
                 model=self._model_id,
                 language=routed.analysis.language,
                 resonance_key=key,
@@ -462,8 +451,10 @@ class ChatService:
                 log.exception("response cache lookup failed")
         reservation: Reservation | None = None
         if budget is not None and not assessment.crisis:
-            # A cached answer makes no LLM call: it is only checked against the budget.
-            reservation = budget.reserve(user_id, 0 if cached else estimate_tokens(request))
+            # A cached answer or a clarifying question makes no LLM call: it is only
+            # checked against the budget.
+            no_call = cached is not None or plan.mode == "clarify"
+            reservation = budget.reserve(user_id, 0 if no_call else estimate_tokens(request))
         turn = PreparedTurn(
             user_id=user_id,
             conversation=conversation,
@@ -480,6 +471,7 @@ class ChatService:
             hold=TurnHold(self._store, conversation.id, lease, budget, reservation),
             assessment=assessment,
             safety=safety,
+            plan=plan,
         )
         if assessment.crisis:
             self._report_crisis(turn, language)
@@ -549,6 +541,9 @@ class ChatService:
                 return self._finish(turn, _cached_response(turn.cached), _elapsed_ms(started))
             if turn.crisis:
                 return self._finish(turn, self._safe_response(turn), _elapsed_ms(started))
+            if turn.plan.mode == "clarify":
+                response = self._orchestrator.clarify_response(turn.plan, turn.request.language)
+                return self._finish(turn, response, _elapsed_ms(started))
             try:
                 response = self._llm.generate(turn.request)
             except LlmError as exc:
@@ -575,14 +570,15 @@ class ChatService:
         parts: list[str] = []
         finished = False
         source: Iterator[LlmChunk]
-        if turn.cached is not None or turn.crisis:
+        if turn.cached is not None or turn.crisis or turn.plan.mode == "clarify":
             # A crisis answer is composed whole (model, else template) so that it always
             # arrives complete and with its resources.
-            response = (
-                _cached_response(turn.cached)
-                if turn.cached is not None
-                else self._safe_response(turn)
-            )
+            if turn.cached is not None:
+                response = _cached_response(turn.cached)
+            elif turn.crisis:
+                response = self._safe_response(turn)
+            else:
+                response = self._orchestrator.clarify_response(turn.plan, turn.request.language)
             source = iter([LlmChunk(text=response.text), LlmChunk(final=response)])
         else:
             source = self._llm.stream(turn.request)
@@ -592,7 +588,7 @@ class ChatService:
                     turn.hold.settle(chunk.final.usage)
                     reply = self._finish(turn, chunk.final, _elapsed_ms(started))
                     finished = True
-                    if turn.cached is None and not turn.crisis:
+                    if turn.cached is None and not turn.crisis and turn.plan.mode != "clarify":
                         self._remember(turn, chunk.final)
                     if on_reply is not None:
                         on_reply(reply)
@@ -699,6 +695,8 @@ class ChatService:
             model=model,
             latency_ms=latency_ms,
             status="incomplete",
+            mode=turn.plan.mode,
+            personas=turn.plan.personas,
         )
         self._save(turn, "complete", assistant)
 
@@ -717,6 +715,9 @@ class ChatService:
             latency_ms=latency_ms,
             finish_reason=response.finish_reason,
             crisis=turn.crisis,
+            mode=turn.plan.mode,
+            personas=turn.plan.personas,
+            quick_replies=turn.plan.quick_replies,
         )
         self._save(turn, "complete", assistant)
         reply = ChatReply(
@@ -733,8 +734,20 @@ class ChatService:
             finish_reason=response.finish_reason,
             cached=turn.cached is not None,
             safety=turn.safety,
+            mode=turn.plan.mode,
+            personas=turn.plan.personas,
+            quick_replies=turn.plan.quick_replies,
         )
         self._publish_turn(turn, reply)
+        if self._profiles is not None and not turn.crisis and turn.plan.mode != "clarify":
+            self._profiles.propose(turn.user_id, turn.user_message.text, turn.conversation.id)
+        if self._memory is not None:
+            added = 1 if turn.retry_of is not None else 2
+            self._memory.after_turn(
+                turn.conversation.id,
+                turn.conversation.message_count + added,
+                turn.request.language,
+            )
         return reply
 
     def _publish_turn(self, turn: PreparedTurn, reply: ChatReply) -> None:
@@ -755,6 +768,11 @@ class ChatService:
         except Exception:
             # The reply is already stored; an event problem must never fail the learner's chat.
             log.exception("publishing %s failed", events.CHAT_TURN_COMPLETED)
+
+
+def profile_digest(system_prompt: str) -> str:
+    """A short digest of the turn's system prompt (the learner's profile shapes it)."""
+    return "#" + hashlib.sha256(system_prompt.encode("utf-8")).hexdigest()[:16]
 
 
 def _cached_response(entry: CachedAnswer) -> LlmResponse:

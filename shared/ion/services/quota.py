@@ -23,7 +23,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from ion.domain.events import hash_user_id
 from ion.domain.models import LlmRequest, Usage
@@ -79,6 +79,13 @@ class QuotaGuard:
 
     def _now(self) -> datetime:
         return self._clock.now().astimezone(UTC)
+
+    def forget(self, user_id: str) -> int:
+        """Erase every counter of the user (rate windows and token budgets); how many."""
+        user_hash = hash_user_id(user_id)
+        prefixes = [f"rate:{bucket}:{user_hash}:" for bucket in get_args(Bucket)]
+        prefixes.append(f"tokens:{user_hash}:")
+        return sum(self._store.delete_counters_with_prefix(prefix) for prefix in prefixes)
 
     def _per_minute(self, bucket: Bucket) -> int:
         return self.limits.chat_per_minute if bucket == "chat" else self.limits.api_per_minute

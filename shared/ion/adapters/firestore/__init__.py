@@ -19,6 +19,7 @@ from ion.adapters.firestore.backup import (
     root_collections,
 )
 from ion.adapters.firestore.conversations import FirestoreStore
+from ion.adapters.firestore.profiles import FirestoreProfileStore
 from ion.adapters.firestore.quota import FirestoreQuotaStore
 from ion.adapters.firestore.records import FirestoreLearningAndBackupStore
 from ion.adapters.pubsub import PubSubTransport
@@ -71,6 +72,7 @@ def backend(settings: Settings) -> StorageBackend:
         conversations=store,
         records=FirestoreLearningAndBackupStore(client, dedupe_days=settings.event_dedupe_days),
         quota=FirestoreQuotaStore(client),
+        profiles=FirestoreProfileStore(client, timeout_s=settings.store_timeout_s),
         open_event_transport=event_transport,
         prepare_emulators=prepare_emulators,
         native_backup_mode="firestore-export",

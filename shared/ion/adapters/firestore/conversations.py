@@ -31,7 +31,13 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ion.adapters.firestore.rpc import UNAVAILABLE, call, rpc_options, unavailable_errors
+from ion.adapters.firestore.rpc import (
+    UNAVAILABLE,
+    call,
+    delete_matching,
+    rpc_options,
+    unavailable_errors,
+)
 from ion.adapters.store_rules import (
     TurnConflict,
     check_outbox_id,
@@ -45,7 +51,14 @@ from ion.adapters.store_rules import (
 )
 from ion.domain.models import Conversation, Message
 from ion.errors import ConfigurationError, DependencyUnavailable
-from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
+from ion.ports import (
+    CachedAnswer,
+    ConversationMemory,
+    ConversationPage,
+    IdempotencyRecord,
+    OutboxEntry,
+    TurnClaim,
+)
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -60,6 +73,9 @@ _MESSAGE_FIELDS = frozenset(Message.model_fields) - {"conversation_id"}
 LEASE = "turn_lease"
 LEASE_UNTIL = "turn_lease_until"
 _RELEASED = {LEASE: firestore.DELETE_FIELD, LEASE_UNTIL: firestore.DELETE_FIELD}
+
+
+MEMORY_FIELD = "memory"
 
 
 def seq_id(seq: int) -> str:
@@ -314,6 +330,43 @@ class FirestoreStore:
                 if last_page:
                     return bool(existed)
 
+    # --- MemoryStore ---------------------------------------------------------------
+    # A field of the conversation's document (save_turn merges its own fields only), so
+    # deleting the conversation deletes it.
+
+    def get_memory(self, conversation_id: str) -> ConversationMemory | None:
+        if not valid_id(conversation_id):
+            return None
+        ref = self._conversations.document(conversation_id)
+        snap = self._call(lambda: ref.get([MEMORY_FIELD], **self._rpc))
+        data = (snap.to_dict() or {}).get(MEMORY_FIELD) if snap.exists else None
+        if not data:
+            return None
+        return ConversationMemory(
+            summary=data["summary"],
+            through=data["through"],
+            updated_at=to_utc(data["updated_at"]),
+        )
+
+    def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
+        if not valid_id(conversation_id):
+            return False
+        current = self.get_memory(conversation_id)
+        if current is not None and current.through >= memory.through:
+            return self.get_conversation(conversation_id) is not None
+        ref = self._conversations.document(conversation_id)
+        doc = {
+            "summary": memory.summary,
+            "through": memory.through,
+            "updated_at": to_utc(memory.updated_at),
+        }
+        try:
+            # update() fails on a missing document: a deleted conversation stays deleted.
+            self._call(lambda: ref.update({MEMORY_FIELD: doc}, **self._rpc))
+        except gexc.NotFound:
+            return False
+        return True
+
     def ping(self) -> None:
         query = self._conversations.select([]).limit(1)
         self._call(lambda: list(query.stream(**self._rpc)))
@@ -367,19 +420,7 @@ class FirestoreStore:
         query = (
             collection.where(filter=FieldFilter(field, "==", value)).select([]).limit(BATCH_LIMIT)
         )
-        deleted = 0
-        with unavailable_errors():
-            while True:
-                refs = [snap.reference for snap in query.stream(**self._rpc)]
-                if not refs:
-                    return deleted
-                batch = self._client.batch()
-                for ref in refs:
-                    batch.delete(ref)
-                batch.commit(**self._rpc)
-                deleted += len(refs)
-                if len(refs) < BATCH_LIMIT:
-                    return deleted
+        return delete_matching(self._client, query, self._rpc, BATCH_LIMIT)
 
     # --- IdempotencyStore ----------------------------------------------------------
 
@@ -436,6 +477,9 @@ class FirestoreStore:
 
     def delete_idempotency_for_conversation(self, conversation_id: str) -> int:
         return self._delete_where(self._idempotency, "conversation_id", conversation_id)
+
+    def delete_idempotency_for_user(self, user_id: str) -> int:
+        return self._delete_where(self._idempotency, "user_id", user_id)
 
     def release_idempotency(self, user_id: str, key: str) -> None:
         ref = self._idempotency_ref(user_id, key)

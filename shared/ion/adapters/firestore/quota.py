@@ -15,8 +15,14 @@ from datetime import datetime
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ion.adapters.firestore.rpc import UNAVAILABLE, rpc_options, unavailable_errors
+from ion.adapters.firestore.rpc import (
+    UNAVAILABLE,
+    delete_matching,
+    rpc_options,
+    unavailable_errors,
+)
 from ion.errors import DependencyUnavailable
 
 QUOTA = "quota"
@@ -37,6 +43,7 @@ def _doc_id(key: str) -> str:
 
 class FirestoreQuotaStore:
     def __init__(self, client: firestore.Client, *, timeout_s: float = 5.0) -> None:
+        self._client = client
         self._collection = client.collection(QUOTA)
         # A retried Increment may count twice (at worst one extra request refused; for a
         # negative one, a reservation given back twice), never zero times; bounded so a
@@ -55,6 +62,18 @@ class FirestoreQuotaStore:
         if not transformed:
             raise DependencyUnavailable("Firestore returned no value for the quota increment")
         return int(transformed[0].integer_value)
+
+    def delete_counters_with_prefix(self, prefix: str) -> int:
+        """Every counter document whose `key` field starts with `prefix` (a range query on
+        the automatic single-field index), deleted in batches."""
+        query = (
+            self._collection.where(filter=FieldFilter("key", ">=", prefix))
+            .where(filter=FieldFilter("key", "<", prefix + "\uf8ff"))
+            .select([])
+            .limit(500)
+        )
+        with _errors():
+            return delete_matching(self._client, query, self._rpc, 500)
 
     def counter(self, key: str) -> int:
         with _errors():

@@ -64,3 +64,21 @@ def call(fn: Callable[[], T]) -> T:
     """`fn()` with `unavailable_errors`."""
     with unavailable_errors():
         return fn()
+
+
+def delete_matching(client: Any, query: Any, rpc: dict[str, Any], batch_limit: int) -> int:
+    """Delete every document `query` (key-only, limited to `batch_limit`) finds, one batch
+    per page, until a page comes back short; how many went."""
+    deleted = 0
+    with unavailable_errors():
+        while True:
+            refs = [snap.reference for snap in query.stream(**rpc)]
+            if not refs:
+                return deleted
+            batch = client.batch()
+            for ref in refs:
+                batch.delete(ref)
+            batch.commit(**rpc)
+            deleted += len(refs)
+            if len(refs) < batch_limit:
+                return deleted

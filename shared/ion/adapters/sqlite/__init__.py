@@ -12,6 +12,7 @@ from ion.adapters.backup_format import Manifest
 from ion.adapters.outbox import InProcessTransport
 from ion.adapters.sqlite.backup import SqliteSnapshotTarget, export_sqlite, restore_sqlite
 from ion.adapters.sqlite.conversations import SqliteStore
+from ion.adapters.sqlite.profiles import SqliteProfileStore
 from ion.adapters.sqlite.quota import SqliteQuotaStore
 from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
 from ion.settings import Settings
@@ -34,6 +35,7 @@ def backend(settings: Settings) -> StorageBackend:
             store.database, dedupe_days=settings.event_dedupe_days
         ),
         quota=SqliteQuotaStore(store.database),
+        profiles=SqliteProfileStore(store.database),
         open_event_transport=InProcessTransport,
         prepare_emulators=list,
         native_backup_mode="sqlite-snapshot",

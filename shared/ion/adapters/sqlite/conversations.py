@@ -29,7 +29,14 @@ from ion.adapters.store_rules import (
     to_utc,
 )
 from ion.domain.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
-from ion.ports import CachedAnswer, ConversationPage, IdempotencyRecord, OutboxEntry, TurnClaim
+from ion.ports import (
+    CachedAnswer,
+    ConversationMemory,
+    ConversationPage,
+    IdempotencyRecord,
+    OutboxEntry,
+    TurnClaim,
+)
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -126,13 +133,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " WHERE response IS NOT NULL AND json_valid(response)",
         "CREATE INDEX idempotency_keys_by_conversation ON idempotency_keys (conversation_id)",
     ),
+    # How an answer was given: {"mode", "personas", "quick_replies"} (NULL: a single answer).
+    ("ALTER TABLE messages ADD COLUMN orchestration TEXT",),
+    (
+        # The rolling summary of the messages before the history window (JSON: summary,
+        # through, updated_at); in the conversation's row, so it goes with it.
+        "ALTER TABLE conversations ADD COLUMN memory TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _CONVERSATION_COLUMNS = "id, user_id, created_at, updated_at, title, current_persona, message_count"
 _MESSAGE_COLUMNS = (
     "id, conversation_id, role, text, created_at, persona, routing, resonance_key, model, "
-    "usage, latency_ms, finish_reason, status, crisis"
+    "usage, latency_ms, finish_reason, status, crisis, orchestration"
 )
 
 # Composed once from constant column lists (never from input), hence the S608 waivers.
@@ -155,13 +169,13 @@ _UPSERT_CONVERSATION_RELEASING = (
 )
 _INSERT_MESSAGE = (
     f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Parameters: _message_row(m)[2:] (role .. status), then conversation_id, id.
 _UPDATE_MESSAGE = (
     "UPDATE messages SET role = ?, text = ?, created_at = ?, persona = ?, routing = ?, "
     "resonance_key = ?, model = ?, usage = ?, latency_ms = ?, finish_reason = ?, status = ?, "
-    "crisis = ? WHERE conversation_id = ? AND id = ?"
+    "crisis = ?, orchestration = ? WHERE conversation_id = ? AND id = ?"
 )
 _IDEMPOTENCY_COLUMNS = (
     "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response, "
@@ -357,6 +371,31 @@ class SqliteStore:
         self._db.purge_wal()
         return existed
 
+    # --- MemoryStore ---------------------------------------------------------------
+
+    def get_memory(self, conversation_id: str) -> ConversationMemory | None:
+        row = self._db.read_one("SELECT memory FROM conversations WHERE id = ?", (conversation_id,))
+        if row is None or row[0] is None:
+            return None
+        return ConversationMemory.model_validate_json(row[0])
+
+    def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT memory FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None:
+                current = ConversationMemory.model_validate_json(row[0])
+                if current.through >= memory.through:
+                    return True  # a newer summary is already there
+            conn.execute(
+                "UPDATE conversations SET memory = ? WHERE id = ?",
+                (memory.model_dump_json(), conversation_id),
+            )
+        return True
+
     def ping(self) -> None:
         self._db.read_one("SELECT 1 FROM conversations LIMIT 1")
 
@@ -456,6 +495,11 @@ class SqliteStore:
             cursor = conn.execute(
                 "DELETE FROM idempotency_keys WHERE conversation_id = ?", (conversation_id,)
             )
+            return cursor.rowcount
+
+    def delete_idempotency_for_user(self, user_id: str) -> int:
+        with self._db.write() as conn:
+            cursor = conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
             return cursor.rowcount
 
     def release_idempotency(self, user_id: str, key: str) -> None:
@@ -577,7 +621,15 @@ def _message_row(m: Message) -> tuple[Any, ...]:
         m.finish_reason,
         m.status,
         int(m.crisis),
+        _orchestration_json(m),
     )
+
+
+def _orchestration_json(m: Message) -> str | None:
+    if m.mode == "single" and not m.personas and not m.quick_replies:
+        return None
+    shape = {"mode": m.mode, "personas": m.personas, "quick_replies": m.quick_replies}
+    return json.dumps(shape, ensure_ascii=False, separators=(",", ":"))
 
 
 def _message(row: tuple[Any, ...]) -> Message:
@@ -596,4 +648,5 @@ def _message(row: tuple[Any, ...]) -> Message:
         finish_reason=row[11],
         status=row[12],
         crisis=bool(row[13]),
+        **({} if row[14] is None else json.loads(row[14])),
     )

@@ -65,5 +65,14 @@ class SqliteQuotaStore:
         row = self._db.read_one("SELECT value FROM quota_counters WHERE key = ?", (key,))
         return 0 if row is None else int(row[0])
 
+    def delete_counters_with_prefix(self, prefix: str) -> int:
+        # A range on the primary key (no LIKE: a key may hold '%' or '_').
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM quota_counters WHERE key >= ? AND key < ?",
+                (prefix, prefix + "\U0010ffff"),
+            )
+            return cursor.rowcount
+
     def close(self) -> None:
         self._db.close()

@@ -20,6 +20,7 @@ from ion.errors import DependencyUnavailable, IonError, LlmError, ValidationFail
 if TYPE_CHECKING:
     from ion.bootstrap import App
     from ion.domain.semantic import HeadArtifact
+    from ion.services.chat import PreparedTurn
 
 
 if TYPE_CHECKING:
@@ -165,13 +166,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if conversation_id is not None:
         app.chat.owned_conversation(args.user, conversation_id)  # 404 before any typing
 
+    # The quick replies of the last clarifying question: a number picks one.
+    offered: tuple[str, ...] = ()
+
     def one(text: str) -> None:
-        nonlocal conversation_id
+        nonlocal conversation_id, offered
+        if offered and text.isdigit() and 1 <= int(text) <= len(offered):
+            text = offered[int(text) - 1]
+            print(f"(you chose: {text})")
+        offered = ()
         text = clean_text(text, field_name="message", max_chars=app.settings.max_message_chars)
         turn = app.chat.prepare(args.user, text, conversation_id)
         key = turn.resonance_key
         print(
-            f"[{turn.persona.name} ({turn.persona.name_ko}) · {key.as_string()} · "
+            f"[{_turn_voices(app, turn)} · {key.as_string()} · "
             f"confidence {turn.routing.confidence:.2f}]",
             flush=True,
         )
@@ -200,6 +208,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
             raise
         # Only a stored turn moves the session on to its conversation.
         conversation_id = turn.conversation.id
+        if turn.plan.quick_replies:
+            offered = turn.plan.quick_replies
+            print(f"(answer with a number 1-{len(offered)} or in your own words)", flush=True)
 
     if args.message:
         one(" ".join(args.message))
@@ -230,6 +241,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
             one(text)
         except IonError as exc:
             print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+
+
+def _turn_voices(app: App, turn: PreparedTurn) -> str:
+    """Who answers: one persona, a duo ("Nana (나나) + Lua (루아)") or a question."""
+    if turn.plan.mode == "clarify":
+        return "a clarifying question"
+    names = []
+    for persona_id in turn.plan.personas or (turn.persona.id,):
+        persona = app.catalog.require(persona_id)
+        names.append(f"{persona.name} ({persona.name_ko})")
+    return " + ".join(names)
 
 
 def _local_router() -> Router:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from ion.bootstrap import get_app
 from ion.domain.models import ChatReply, Conversation, Message, Safety
 from ion.domain.text import clean_text
-from ion.entrypoints.http import feedback_api
+from ion.entrypoints.http import feedback_api, me_api, profile_api
 from ion.entrypoints.http.api import (
     ID_PATTERN,
     Call,
@@ -128,6 +128,10 @@ def _turn_error(exc: IonError, request_id: str, conversation_id: str) -> Respons
 
 
 def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
+    # A reply stored before turns had a mode was a single persona's answer.
+    reply.setdefault("mode", "single")
+    reply.setdefault("personas", [reply["persona"]["id"]])
+    reply.setdefault("quick_replies", [])
     if not wants_stream:
         response = json_response(reply)
     else:
@@ -142,6 +146,9 @@ def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
                     "routing": reply["routing"],
                     "resonance_key": reply["resonance_key"],
                     "safety": reply["safety"],
+                    "mode": reply["mode"],
+                    "personas": reply["personas"],
+                    "quick_replies": reply["quick_replies"],
                     "request_id": call.request_id,
                 },
             ),
@@ -178,6 +185,9 @@ def reply_json(reply: ChatReply) -> dict[str, Any]:
         "finish_reason": reply.finish_reason,
         "cached": reply.cached,
         "safety": safety_json(reply.safety),
+        "mode": reply.mode,
+        "personas": list(reply.personas),
+        "quick_replies": list(reply.quick_replies),
     }
 
 
@@ -223,6 +233,9 @@ def _sse_response(
                 "routing": turn.routing.model_dump(mode="json"),
                 "resonance_key": turn.resonance_key.model_dump(mode="json"),
                 "safety": safety_json(turn.safety),
+                "mode": turn.plan.mode,
+                "personas": list(turn.plan.personas),
+                "quick_replies": list(turn.plan.quick_replies),
                 "request_id": request_id,
             },
         )
@@ -308,6 +321,9 @@ def message_json(message: Message) -> dict[str, Any]:
         "latency_ms": message.latency_ms,
         "finish_reason": message.finish_reason,
         "crisis": message.crisis,
+        "mode": message.mode,
+        "personas": list(message.personas),
+        "quick_replies": list(message.quick_replies),
     }
 
 
@@ -357,6 +373,14 @@ ROUTES = (
         "/v1/conversations/{conversation_id}/messages/{message_id}/feedback",
         feedback_api.post_feedback,
     ),
+    route("GET", "/v1/me/export", me_api.export_me),
+    route("DELETE", "/v1/me", me_api.delete_me),
+    route("GET", "/v1/me/profile", profile_api.get_profile),
+    route("PUT", "/v1/me/profile", profile_api.put_profile),
+    route(
+        "POST", "/v1/me/profile/suggestions/{suggestion_id}/accept", profile_api.accept_suggestion
+    ),
+    route("DELETE", "/v1/me/profile/suggestions/{suggestion_id}", profile_api.dismiss_suggestion),
 )
 
 

@@ -1,0 +1,220 @@
+"""How a turn is answered: by one persona, by two (a duo), or by a clarifying question.
+
+The rule is data: the `orchestration` section of personas.yaml holds its thresholds, the
+duo marker and instruction, and the clarifying question with one choice per persona.
+
+- **duo**: the routed primary has a strong need of its own (cue strength ≥
+  `duo.min_primary_cue`) and another persona's cues are strong too (≥
+  `duo.min_secondary_cue`, and at least `duo.min_secondary_ratio` of the primary's). Cue
+  strength is the summed weight of a persona's own cues in the message (the catalog's
+  scale: ~3 decisive, ~2 strong), so a mere topic hint never makes a duo.
+- **clarify**: only for the first learner message of a conversation, never right after a
+  clarifying question, never when the routing judge gave a verdict, and only for a short
+  message (≤ `clarify.max_tokens` words) that either says nothing but "I need help" (every
+  word is one of `clarify.generic_words`: "help", "question", "음", "질문"...) or has no
+  cue of any persona (strongest < `clarify.vague_cue`) and a routing confidence below
+  `clarify.max_confidence`.
+- a crisis turn is always single (the safe answer), whatever the rest says.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ion.domain.models import Language, RoutingDecision, TurnMode
+
+__all__ = [
+    "ClarifyRule",
+    "DuoRule",
+    "Mode",
+    "OrchestrationPolicy",
+    "TurnPlan",
+    "chosen_reply",
+    "plan_turn",
+]
+
+Mode = TurnMode
+_LANGUAGES: tuple[Language, ...] = ("ko", "en")
+_WORD = re.compile(r"\S+")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _both_languages(value: dict[str, str], what: str) -> dict[str, str]:
+    missing = [lang for lang in _LANGUAGES if not value.get(lang, "").strip()]
+    extra = sorted(set(value) - set(_LANGUAGES))
+    if missing or extra:
+        raise ValueError(f"{what} needs exactly the languages {list(_LANGUAGES)}")
+    return value
+
+
+class DuoRule(_Strict):
+    min_primary_cue: float = Field(ge=0.0)
+    min_secondary_cue: float = Field(gt=0.0)
+    min_secondary_ratio: float = Field(ge=0.0, le=1.0)
+    # How the secondary's part starts ({name} = the persona's name in that language).
+    marker: dict[str, str]
+    # Appended to the primary's system prompt ({name}, {role}, {style}, {marker}).
+    instruction: dict[str, str]
+
+    @field_validator("marker", "instruction")
+    @classmethod
+    def _languages(cls, v: dict[str, str]) -> dict[str, str]:
+        return _both_languages(v, "duo text")
+
+
+class ClarifyRule(_Strict):
+    max_confidence: float = Field(ge=0.0, le=1.0)
+    max_tokens: int = Field(ge=1, le=20)
+    vague_cue: float = Field(ge=0.0)
+    # Words that carry no need of their own (Hangul entries match as word stems).
+    generic_words: frozenset[str] = frozenset()
+    choices_offered: int = Field(ge=2, le=4)
+    question: dict[str, str]
+    # One short choice per persona id, in both languages.
+    choices: dict[str, dict[str, str]]
+
+    @field_validator("question")
+    @classmethod
+    def _question_languages(cls, v: dict[str, str]) -> dict[str, str]:
+        return _both_languages(v, "clarify question")
+
+    @field_validator("choices")
+    @classmethod
+    def _choice_languages(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for persona_id, texts in v.items():
+            _both_languages(texts, f"clarify choice {persona_id!r}")
+        return v
+
+
+class OrchestrationPolicy(_Strict):
+    duo: DuoRule
+    clarify: ClarifyRule
+
+    def check_personas(self, persona_ids: Sequence[str]) -> None:
+        """No choice may name an unknown persona, and there must be enough choices to
+        offer. A persona without a choice (a new one) is simply never offered."""
+        unknown = sorted(set(self.clarify.choices) - set(persona_ids))
+        if unknown:
+            raise ValueError(f"orchestration.clarify.choices: unknown personas {unknown}")
+        if self.clarify.choices_offered > len(self.clarify.choices):
+            raise ValueError("orchestration.clarify.choices_offered exceeds the choices")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    """How a turn is answered. `personas`: who shaped it, primary first; for a clarifying
+    question, the personas its `quick_replies` stand for, in the same order."""
+
+    mode: Mode
+    personas: tuple[str, ...]
+    quick_replies: tuple[str, ...] = ()
+
+    @property
+    def secondary(self) -> str | None:
+        return self.personas[1] if self.mode == "duo" else None
+
+
+def plan_turn(
+    policy: OrchestrationPolicy,
+    *,
+    decision: RoutingDecision,
+    strengths: Mapping[str, float],
+    text: str,
+    language: Language,
+    first_message: bool,
+    after_clarify: bool,
+    crisis: bool,
+) -> TurnPlan:
+    """Single, duo or clarify for one routed learner message (rules: module docstring)."""
+    primary = decision.primary
+    if crisis:
+        return TurnPlan("single", (primary,))
+    if _should_clarify(policy.clarify, decision, strengths, text, first_message, after_clarify):
+        choosable = [pid for pid in decision.scores if pid in policy.clarify.choices]
+        ranked = sorted(choosable, key=lambda pid: -decision.scores[pid])
+        offered = tuple(ranked[: policy.clarify.choices_offered])
+        replies = tuple(policy.clarify.choices[pid][language] for pid in offered)
+        return TurnPlan("clarify", offered, replies)
+    secondary = duo_partner(policy.duo, primary, strengths, decision.secondary)
+    if secondary is not None:
+        return TurnPlan("duo", (primary, secondary))
+    return TurnPlan("single", (primary,))
+
+
+def duo_partner(
+    rule: DuoRule, primary: str, strengths: Mapping[str, float], routed_secondary: str | None
+) -> str | None:
+    """The persona that adds a part to `primary`'s answer, or None (most messages)."""
+    own = strengths.get(primary, 0.0)
+    if own < rule.min_primary_cue:
+        return None
+    # Strongest other need; the router's secondary wins a tie.
+    others = sorted(
+        (pid for pid in strengths if pid != primary),
+        key=lambda pid: (-strengths[pid], pid != routed_secondary),
+    )
+    if not others:
+        return None
+    best = others[0]
+    strength = strengths[best]
+    if strength >= rule.min_secondary_cue and strength >= rule.min_secondary_ratio * own:
+        return best
+    return None
+
+
+def _should_clarify(
+    rule: ClarifyRule,
+    decision: RoutingDecision,
+    strengths: Mapping[str, float],
+    text: str,
+    first_message: bool,
+    after_clarify: bool,
+) -> bool:
+    if not first_message or after_clarify or decision.judged:
+        return False
+    words = _WORD.findall(text)
+    if len(words) > rule.max_tokens:
+        return False
+    if words and all(_generic(word, rule.generic_words) for word in words):
+        return True
+    no_cue = max(strengths.values(), default=0.0) < rule.vague_cue
+    return no_cue and decision.confidence < rule.max_confidence
+
+
+# Crying/laughing jamo (ㅠ, ㅋ) are not stripped: they carry a feeling.
+_PUNCTUATION = " .,!?~…·:;'\"()[]-_*"
+
+
+def _generic(word: str, generic: frozenset[str]) -> bool:
+    folded = unicodedata.normalize("NFC", word).casefold().strip(_PUNCTUATION)
+    if not folded:
+        return True  # punctuation alone ("...", "?")
+    if folded in generic:
+        return True
+    # A Korean word with its particle or ending: "질문이", "도와주세요", "있는데요".
+    return any(
+        folded.startswith(stem) for stem in generic if stem and "\uac00" <= stem[0] <= "\ud7a3"
+    )
+
+
+def _fold(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split()).strip(" .!?。")
+
+
+def chosen_reply(text: str, quick_replies: Sequence[str]) -> int | None:
+    """The index of the quick reply the learner sent back (exactly, or its number), if any."""
+    folded = _fold(text)
+    for index, reply in enumerate(quick_replies):
+        if folded == _fold(reply):
+            return index
+    if folded.isdigit() and 1 <= int(folded) <= len(quick_replies):
+        return int(folded) - 1
+    return None
