@@ -13,6 +13,8 @@ from werkzeug.test import TestResponse
 
 from ion.bootstrap import App
 from ion.errors import LlmError
+from ion.services.quota import QuotaGuard
+from tests.fakes.clock import ManualClock
 from tests.fakes.jwks_server import unsigned_token
 from tests.fakes.llm import RecordingLlm
 from tests.support.app import TEST_JWT_SECRET
@@ -285,6 +287,8 @@ def test_llm_failure_is_503_and_keeps_the_message(
 def test_invalid_requests_and_replays_do_not_use_up_the_chat_limit(
     api: CheckedClient, auth: dict[str, str], app: App
 ) -> None:
+    # A stopped clock: the limit is per minute, and a slow machine may cross a minute.
+    app.quota = QuotaGuard(app.quota.store, ManualClock(), app.quota.limits)
     limit = app.settings.rate_limit_per_minute
     for _ in range(limit + 2):
         assert api.post("/v1/chat", json={"message": ""}, headers=auth).status_code == 422
