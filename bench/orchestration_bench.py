@@ -123,7 +123,7 @@ def _prompt_chars(request: LlmRequest) -> int:
 
 
 def part_two(rounds: int, model_latency_ms: int) -> None:
-    from tests.fake_gemini import Behaviour, FakeGemini
+    from tests.fakes.gemini import Behaviour, FakeGemini
 
     with FakeGemini() as fake:
         fake.set_default(

@@ -83,11 +83,24 @@ def _strings(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+#: Each part of a message is routed once, whatever thresholds are tried.
+_PARTS: dict[str, tuple[str, float]] = {}
+_PART_ROUTER: list[Router] = []
+
+
+def route_part(part: str) -> tuple[str, float]:
+    if part not in _PARTS:
+        decision = _PART_ROUTER[0].route(part).decision
+        _PARTS[part] = (decision.primary, decision.confidence)
+    return _PARTS[part]
+
+
 def plan(policy: OrchestrationPolicy, item: Routed) -> TurnPlan:
     return plan_turn(
         policy,
         decision=item.decision,
         strengths=item.strengths,
+        route_part=route_part,
         text=item.text,
         language=item.language,
         first_message=True,
@@ -189,18 +202,12 @@ def search(
     if best_clarify is None:
         raise SystemExit("no clarify threshold meets the rate bound")
     best_duo: tuple[float, dict[str, float], Score] | None = None
-    for primary, secondary, share in itertools.product(
-        (1.5, 2.0, 2.5, 3.0), (1.0, 1.4, 1.8, 2.2, 2.6, 3.0), (0.2, 0.3, 0.4, 0.5)
-    ):
-        duo = {
-            "min_primary_cue": primary,
-            "min_secondary_cue": secondary,
-            "min_secondary_ratio": share,
-        }
+    for confidence in (0.6, 0.7, 0.8, 0.85, 0.9, 0.95):
+        duo = {"min_clause_confidence": confidence}
         result = score(_with(base, duo, best_clarify[1]), labelled, corpus)
         if result.corpus_unwarranted_duo_rate > MAX_UNWARRANTED_DUO_RATE:
             continue
-        key = result.duo_pair_right + result.duo_precision + 1e-3 * (secondary + share)
+        key = result.duo_pair_right + result.duo_precision + 1e-3 * confidence
         if best_duo is None or key > best_duo[0]:
             best_duo = (key, duo, result)
     if best_duo is None:
@@ -221,6 +228,7 @@ def main() -> int:
         raise SystemExit("the catalog has no orchestration section")
     embedder, status = load_embedder()
     router, _ = build_router(catalog, embedder)
+    _PART_ROUTER.append(router)
     cues = Router(catalog)
     print(f"router: {status.detail}", file=sys.stderr)
 
@@ -246,9 +254,7 @@ def main() -> int:
         print("best:   ", result.line())
         print(
             "thresholds: duo",
-            chosen.duo.model_dump(
-                include={"min_primary_cue", "min_secondary_cue", "min_secondary_ratio"}
-            ),
+            chosen.duo.model_dump(include={"min_clause_confidence"}),
             "clarify",
             chosen.clarify.model_dump(include={"max_confidence", "vague_cue", "max_tokens"}),
         )
@@ -256,6 +262,9 @@ def main() -> int:
         heldout_paths = sorted((REPO / "data" / "orchestration" / "heldout").glob("*.jsonl"))
         heldout = route_all(read_rows(heldout_paths), router, cues)
         print("heldout:", score(policy, heldout, []).line())
+        for path in heldout_paths:
+            writer = route_all(read_rows([path]), router, cues)
+            print(f"  {path.stem}:", score(policy, writer, []).line())
     return 0
 
 

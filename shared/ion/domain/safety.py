@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from ion.domain.semantic import SemanticLayer
+from ion.domain.text import join_short_pieces
 from ion.errors import ConfigurationError
 
 __all__ = ["CrisisDetector", "CrisisRules", "SafetyAssessment", "load_rules", "segments"]
@@ -68,21 +69,7 @@ def segments(text: str) -> list[str]:
     """The texts the model reads for one message: the whole, then its sentence groups."""
     if len(text) <= SEGMENT_ABOVE_CHARS:
         return [text]
-    sentences: list[str] = []
-    pending = ""
-    for part in _SENTENCE_END.split(text):
-        part = part.strip()
-        if not part:
-            continue
-        pending = f"{pending} {part}" if pending else part
-        if len(pending) >= _MIN_SEGMENT_CHARS:
-            sentences.append(pending)
-            pending = ""
-    if pending:
-        if sentences:
-            sentences[-1] = f"{sentences[-1]} {pending}"
-        else:
-            sentences.append(pending)
+    sentences = join_short_pieces(_SENTENCE_END.split(text), _MIN_SEGMENT_CHARS)
     if len(sentences) <= 1:
         return [text]
     size = math.ceil(len(sentences) / MAX_SEGMENTS)

@@ -1,9 +1,11 @@
-"""Learner text validation, the same for every way in (HTTP API, `ion chat`)."""
+"""Learner text: validation, the same for every way in (HTTP API, `ion chat`), and the
+joining of short pieces when a message is read in parts."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from ion.errors import ValidationFailed
 
@@ -28,3 +30,24 @@ def clean_text(value: str, *, field_name: str, max_chars: int) -> str:
     if len(value) > max_chars:
         raise ValidationFailed(f"{field_name} is longer than the limit of {max_chars} characters")
     return value
+
+
+def join_short_pieces(pieces: Iterable[str], min_chars: int) -> list[str]:
+    """Non-empty `pieces` (stripped), each shorter than `min_chars` joined to the next one
+    and a short last one to the one before: "Anyway." or "솔직히" says nothing alone."""
+    joined: list[str] = []
+    pending = ""
+    for piece in pieces:
+        piece = piece.strip()
+        if not piece:
+            continue
+        pending = f"{pending} {piece}" if pending else piece
+        if len(pending) >= min_chars:
+            joined.append(pending)
+            pending = ""
+    if pending:
+        if joined:
+            joined[-1] = f"{joined[-1]} {pending}"
+        else:
+            joined.append(pending)
+    return joined

@@ -223,6 +223,12 @@ class ChatService:
         # The learner's profile shapes prompts; the mentor proposes updates to it.
         self._profiles = profiles
 
+    def _route_part(self, part: str) -> tuple[str, float]:
+        # One part of a message for the duo rule: the local router, never the judge (no
+        # LLM call), with no history (the part alone says which need it carries).
+        decision = without_judge(self._router).route(part).decision
+        return decision.primary, decision.confidence
+
     @property
     def detector(self) -> CrisisDetector:
         return self._detector
@@ -373,6 +379,7 @@ class ChatService:
             safety = Safety(crisis=True, resources=self._crisis.resources_for(language))
         plan = self._orchestrator.plan(
             decision,
+            route_part=self._route_part,
             text=text if clarifying is None else clarifying.routing_text(text),
             language=language,
             first_message=not learner_history,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ion.domain.models import Language, LlmRequest, LlmResponse, Message, RoutingDecision, Usage
-from ion.domain.orchestration import TurnPlan, chosen_reply, plan_turn
+from ion.domain.orchestration import PartRouter, TurnPlan, chosen_reply, plan_turn
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import duo_request
 from ion.domain.routing import Router
@@ -49,7 +49,7 @@ class TurnOrchestrator:
     def __init__(self, catalog: PersonaCatalog) -> None:
         self._catalog = catalog
         self._policy = catalog.orchestration
-        # Cue strengths only (no semantic head): one lexicon pass over the message.
+        # Cue strengths only (no semantic head), for the clarify rule: one lexicon pass.
         self._cues = Router(catalog)
 
     @property
@@ -92,6 +92,7 @@ class TurnOrchestrator:
         self,
         decision: RoutingDecision,
         *,
+        route_part: PartRouter,
         text: str,
         language: Language,
         first_message: bool,
@@ -104,6 +105,7 @@ class TurnOrchestrator:
             self._policy,
             decision=decision,
             strengths=self._cues.cue_strengths(text),
+            route_part=route_part,
             text=text,
             language=language,
             first_message=first_message,
