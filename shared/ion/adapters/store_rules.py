@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ion.domain.models import Conversation, Message
+from ion.domain.records import ConversationPage
 from ion.errors import BadRequest, Conflict
 
 
@@ -143,3 +144,12 @@ def payload_json(payload: dict[str, Any]) -> str:
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"outbox payload must be JSON-serialisable: {exc}") from exc
+
+
+def conversation_page(fetched: Sequence[Conversation], limit: int) -> ConversationPage:
+    """A page from `limit + 1` fetched conversations (newest first): the extra one only
+    says that another page exists, and the cursor points after the page's last."""
+    page = list(fetched[:limit])
+    more = len(fetched) > limit
+    cursor = encode_cursor(page[-1].updated_at, page[-1].id) if more and page else None
+    return ConversationPage(conversations=page, next_cursor=cursor)

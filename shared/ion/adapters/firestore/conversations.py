@@ -43,8 +43,8 @@ from ion.adapters.store_rules import (
     check_outbox_id,
     check_turn,
     check_updated,
+    conversation_page,
     decode_cursor,
-    encode_cursor,
     payload_json,
     to_utc,
     valid_id,
@@ -159,12 +159,7 @@ class FirestoreStore:
             query = query.start_after({"updated_at": after_updated, "__name__": after_id})
         query = query.limit(limit + 1)  # one extra document tells whether another page exists
         snaps = self._call(lambda: list(query.stream(**self._rpc)))
-        conversations = [_conversation(s.id, s.to_dict() or {}) for s in snaps[:limit]]
-        next_cursor = None
-        if len(snaps) > limit:
-            last = conversations[-1]
-            next_cursor = encode_cursor(last.updated_at, last.id)
-        return ConversationPage(conversations=conversations, next_cursor=next_cursor)
+        return conversation_page([_conversation(s.id, s.to_dict() or {}) for s in snaps], limit)
 
     def save_turn(
         self,

@@ -23,8 +23,8 @@ from ion.adapters.store_rules import (
     check_outbox_id,
     check_turn,
     check_updated,
+    conversation_page,
     decode_cursor,
-    encode_cursor,
     payload_json,
     to_utc,
 )
@@ -257,12 +257,7 @@ class SqliteStore:
         sql += " ORDER BY updated_at DESC, id DESC LIMIT ?"
         params.append(limit + 1)  # one extra row tells whether another page exists
         rows = self._db.read(sql, params)
-        conversations = [_conversation(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = conversations[-1]
-            next_cursor = encode_cursor(last.updated_at, last.id)
-        return ConversationPage(conversations=conversations, next_cursor=next_cursor)
+        return conversation_page([_conversation(row) for row in rows], limit)
 
     def save_turn(
         self,
