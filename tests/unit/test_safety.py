@@ -407,3 +407,22 @@ def test_a_hangul_syllable_reads_as_two_letters() -> None:
     assert rules.read("그냥 안 깼으면")[2] is None
     assert rules.read("잘 있어")[2] == "short"
     assert rules.read("again")[2] == "short"
+
+
+def test_a_signal_spoken_about_counts_only_after_distress() -> None:
+    # A friend's words, a statistic or a denial name the topic, not the learner's own risk:
+    # however much the model leans, only earlier distress makes them count.
+    detector = CrisisDetector(load_rules(), thresholds=(0.9, 0.3, 0.1, 0.5, 0.95))
+    for text in [
+        "I'm not suicidal, just exhausted after finals",
+        "친구가 요즘 자꾸 사라지고 싶다고 해요. 제가 뭘 해줄 수 있을까요?",
+        "그런 생각은 전혀 없어요. 죽고 싶다거나 그런 건 아니고 그냥 지쳐서요",
+        "For my stats class I'm comparing suicide rates across OECD countries",
+    ]:
+        reading = detector.rules.read(text)
+        assert reading[0] is None and reading[1] is not None, text
+        assert not detector.verdict(reading, [], [0.6]).crisis, text
+        distressed = detector.verdict(reading, [(None, None, None)], [0.8, 0.6])
+        assert distressed.crisis, text
+    # Spoken about the self, the same signal needs no help from the model.
+    assert detector.rules.read("honestly I've been feeling suicidal this week")[0] == "en_explicit"

@@ -99,6 +99,9 @@ def _fold(text: str) -> str:
     return _decompose(text.casefold())
 
 
+#: Suffix of a signal demoted because the text talks about the topic rather than the self.
+DISCUSSED = " (discussed)"
+
 #: (signal family, weak-signal family, guard family) found in a text, or None each; the
 #: guard is "short" for a text too short for the model to read alone.
 RuleReading = tuple[str | None, str | None, str | None]
@@ -128,7 +131,7 @@ class CrisisRules:
         signal = self._first(self.signals, folded)
         weak = self._first(self.weak_signals, folded)
         if signal is not None and any(p.search(folded) for p in self.discussion):
-            signal, weak = None, weak or f"{signal} (discussed)"
+            signal, weak = None, weak or f"{signal}{DISCUSSED}"
         elif (
             signal is not None
             and any(p.search(folded) for p in self.joking)
@@ -274,7 +277,9 @@ class CrisisDetector:
         reasons: list[str] = []
         if signal is not None:
             reasons.append(f"signal:{signal}")
-        if weak is not None and (distress or p >= self.weak_threshold):
+        # A signal spoken about (a friend, a film, "not suicidal") counts only after distress.
+        leaning = p >= self.weak_threshold and not (weak or "").endswith(DISCUSSED)
+        if weak is not None and (distress or leaning):
             reasons.append(f"weak:{weak}" + (" after distress" if distress else ""))
         # Too short to read ("again", "one more"): the model alone never fires, however sure.
         if guard is None:

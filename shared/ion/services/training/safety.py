@@ -13,6 +13,7 @@ import numpy as np
 from ion.domain.ngrams import ngram_counts
 from ion.domain.safety import (
     CONTEXT_TURNS,
+    DISCUSSED,
     CrisisDetector,
     CrisisRules,
     RuleReading,
@@ -87,6 +88,7 @@ class SafetyCalibration:
     guard: np.ndarray
     short: np.ndarray
     p: np.ndarray
+    discussed: np.ndarray
     history_signal: np.ndarray
     history_unguarded_max: np.ndarray
 
@@ -104,6 +106,7 @@ class SafetyCalibration:
         return cls(
             signal=np.asarray([r[0] is not None for r in reads]),
             weak=np.asarray([r[1] is not None for r in reads]),
+            discussed=np.asarray([(r[1] or "").endswith(DISCUSSED) for r in reads]),
             guard=np.asarray([r[2] is not None for r in reads]),
             short=np.asarray([r[2] == "short" for r in reads]),
             p=np.asarray([probs[-1] for probs in probabilities]),
@@ -117,9 +120,9 @@ class SafetyCalibration:
         self, threshold: float, context: float, weak: float, distress_at: float, guarded: float
     ) -> np.ndarray:
         distress = self.history_signal | (self.history_unguarded_max >= distress_at)
-        return (
+        return np.asarray(
             self.signal
-            | (self.weak & (distress | (self.p >= weak)))
+            | (self.weak & (distress | ((self.p >= weak) & ~self.discussed)))
             | (~self.short & (self.p >= np.where(self.guard, guarded, threshold)))
             | (distress & (self.p >= context))
         )
