@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -215,6 +216,8 @@ def main() -> int:
     parser.add_argument("--leak-config", default="1x8", help="WORKERSxTHREADS; '' skips")
     parser.add_argument("--leak-requests", type=int, default=5000)
     args = parser.parse_args()
+    # Stopped from outside (kill PID): the servers are stopped by the `finally` blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk")
     configs = [parse_config(c) for c in args.configs.split(",") if c]
