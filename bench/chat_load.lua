@@ -1,7 +1,7 @@
 -- wrk script for bench/load_bench.py: authenticated POST /v1/chat, a new learner message
 -- (and so a new conversation) on every request, so the embedding cache misses as it does
--- for real messages. Environment: BENCH_TOKEN (a bearer token), BENCH_REQUESTS_PER_THREAD
--- (optional: each wrk thread stops after that many responses, for the leak check).
+-- for real messages. Environment: BENCH_TOKEN (a bearer token), BENCH_RUN (a tag that
+-- differs between wrk runs, so no run repeats another's messages).
 
 local openers = {
   "How do Python decorators work in",
@@ -15,14 +15,13 @@ local openers = {
 }
 
 local token = os.getenv("BENCH_TOKEN") or ""
-local limit = tonumber(os.getenv("BENCH_REQUESTS_PER_THREAD") or "0")
+local run = os.getenv("BENCH_RUN") or "0"
 local headers = {
   ["Content-Type"] = "application/json",
   ["Authorization"] = "Bearer " .. token,
 }
 local next_thread = 0
 local sent = 0
-local answered = 0
 
 function setup(thread)
   next_thread = next_thread + 1
@@ -31,15 +30,6 @@ end
 
 function request()
   sent = sent + 1
-  local text = openers[sent % #openers + 1] .. " step " .. thread_id .. "-" .. sent .. "?"
+  local text = openers[sent % #openers + 1] .. " step " .. run .. "-" .. thread_id .. "-" .. sent .. "?"
   return wrk.format("POST", "/v1/chat", headers, '{"message":"' .. text .. '"}')
-end
-
-if limit > 0 then
-  function response(status, response_headers, body)
-    answered = answered + 1
-    if answered >= limit then
-      wrk.thread:stop()
-    end
-  end
 end

@@ -12,8 +12,9 @@ prints requests/s, p50, p99, p99/p50, non-2xx answers and the memory of the serv
 process tree after the run (RSS summed over gunicorn's master and workers, and PSS,
 which counts the pages the workers share with the master once).
 
-Then the leak check (`--leak-config`): a fresh chat server, RSS after `--leak-requests`
-and after twice as many requests, and the growth between the two.
+Then the leak check (`--leak-config`): a fresh chat server, RSS after at least
+`--leak-requests` answered requests and after twice as many (wrk runs of 5 s until the
+count is reached), and the growth between the two.
 
     .venv/bin/python bench/load_bench.py [--configs 1x4,1x8,2x4,2x8] [--duration 10]
 """
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,9 +100,7 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def wrk(
-    port: int, token: str, *, connections: int, duration_s: float, per_thread: int = 0
-) -> WrkResult:
+def wrk(port: int, token: str, *, connections: int, duration_s: float) -> WrkResult:
     threads = 2
     result = subprocess.run(
         [
@@ -113,11 +113,7 @@ def wrk(
             f"--script={LUA}",
             f"http://127.0.0.1:{port}/v1/chat",
         ],
-        env={
-            **os.environ,
-            "BENCH_TOKEN": token,
-            "BENCH_REQUESTS_PER_THREAD": str(per_thread),
-        },
+        env={**os.environ, "BENCH_TOKEN": token, "BENCH_RUN": str(time.time_ns())},
         capture_output=True,
         text=True,
         check=True,
@@ -177,19 +173,17 @@ def leak_check(source: Source, workers: int, threads: int, args: argparse.Namesp
     env = clean_env({**CHAT_ENV, "ION_DATA_DIR": data_dir, "WORKERS": str(workers), "THREADS": str(threads)})  # fmt: skip
     process = start(source, port, env)
     token = bench_token()
-    per_thread = args.leak_requests // 2  # wrk's two threads
     try:
         wait_answering(f"http://127.0.0.1:{port}/health", process)
         first_chats(port, token, 4 * workers)
-        first = wrk(port, token, connections=args.connections, duration_s=3600, per_thread=per_thread)  # fmt: skip
+        done1, failed1 = drive(port, token, args.leak_requests, args.connections)
         rss1, pss1 = memory_mb(process.pid)
-        second = wrk(port, token, connections=args.connections, duration_s=3600, per_thread=per_thread)  # fmt: skip
+        more, failed2 = drive(port, token, args.leak_requests, args.connections)
         rss2, pss2 = memory_mb(process.pid)
     finally:
         stop(process)
-    done1 = first.requests
-    done2 = done1 + second.requests
-    failed = first.non_2xx + second.non_2xx + first.socket_errors + second.socket_errors
+    done2 = done1 + more
+    failed = failed1 + failed2
     print(
         f"\nleak check, chat WORKERS={workers} THREADS={threads}, {args.connections} "
         f"connections ({failed} failed requests):"
@@ -200,6 +194,17 @@ def leak_check(source: Source, workers: int, threads: int, args: argparse.Namesp
         f"  growth over the last {done2 - done1} requests: RSS {rss2 - rss1:+.1f} MB, "
         f"PSS {pss2 - pss1:+.1f} MB (target: RSS ≤ 256 MB, no growth)"
     )
+
+
+def drive(port: int, token: str, requests: int, connections: int) -> tuple[int, int]:
+    """wrk runs of a few seconds until at least `requests` were answered (wrk stops on a
+    duration, not a count); how many were answered and how many failed."""
+    done = failed = 0
+    while done < requests:
+        result = wrk(port, token, connections=connections, duration_s=5)
+        done += result.requests
+        failed += result.non_2xx + result.socket_errors
+    return done, failed
 
 
 def parse_config(text: str) -> tuple[int, int]:
