@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8080
 
-.PHONY: setup run test lint typecheck unit fmt bench docs clean package tf-fmt checkov tf-check screenshots \
+.PHONY: setup run test lint typecheck unit fmt bench bench-load docs clean package tf-fmt checkov tf-check screenshots \
 	security bandit audit browser
 
 # Checkov lives in its own venv: it pins a fork of python-hcl2 that clashes with the
@@ -95,6 +95,11 @@ bench: setup
 	$(BIN)/python bench/stream_ttfb_bench.py
 	$(BIN)/python bench/sse_ttfb_bench.py
 	$(BIN)/python bench/cold_start_bench.py
+	$(BIN)/python bench/overhead_bench.py
+
+# Throughput and tail latency under wrk (apt-get install wrk), several minutes.
+bench-load: setup
+	$(BIN)/python bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -11,6 +11,9 @@ measures, from sending the request:
   `--think-ms`)
 - `done`: the whole answer stored and the stream finished
 
+In the same run, a bare functions-framework function that streams `meta`, one `delta`
+and `done` at once, driven the same way: the floor, so `chat - bare` is our overhead.
+
 The response cache is off (ION_CACHE_TTL_S=0) so every request reaches the fake. The
 first (cold) request, which imports google-genai and builds the client in the worker, is
 reported separately and excluded from the percentiles.
@@ -36,9 +39,11 @@ from pathlib import Path
 from _common import (  # first: puts shared/ and the repository root on sys.path
     ROOT,
     floor_ms,
+    percentile,
     print_stats,
     scripted_stream,
 )
+from _server import Source, start, stop, wait_answering
 
 from ion.adapters.tokens import issue_token
 from tests.fakes.gemini import FakeGemini
@@ -51,6 +56,38 @@ MESSAGES = (
     "what should I learn next after flask?",
     "is 200 ms p99 good enough for a chat api?",
 )
+
+
+BARE_SSE = '''"""The baseline: a bare functions-framework function streaming three SSE events."""
+
+import functions_framework
+from flask import Response
+
+
+@functions_framework.http
+def stream(request):
+    def events():
+        yield "event: meta\\ndata: {}\\n\\n"
+        yield 'event: delta\\ndata: {"text": "hello"}\\n\\n'
+        yield "event: done\\ndata: {}\\n\\n"
+
+    return Response(events(), mimetype="text/event-stream")
+'''
+
+
+def bare_streams(tmp: Path, runs: int) -> list[tuple[float, float, float]]:
+    folder = Path(tmp) / "bare-sse"
+    folder.mkdir()
+    (folder / "main.py").write_text(BARE_SSE)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ION_")}
+    process = start(Source(folder, "stream", {}), port, {**env, "WORKERS": "1", "THREADS": "4"})
+    try:
+        wait_answering(f"http://127.0.0.1:{port}/", process)
+        one_stream(port, "unused", MESSAGES[0])
+        return [one_stream(port, "unused", MESSAGES[i % len(MESSAGES)]) for i in range(runs)]
+    finally:
+        stop(process)
 
 
 def free_port() -> int:
@@ -154,12 +191,8 @@ def main() -> None:
                 one_stream(port, token, MESSAGES[i % len(MESSAGES)]) for i in range(args.runs)
             ]
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            stop(process)
+        bare = bare_streams(Path(tmp), args.runs)
 
     ms = 1000.0
     print(
@@ -177,6 +210,16 @@ def main() -> None:
     ):
         values = [r[index] for r in results]
         print_stats(name, values, base)
+    print("bare functions-framework function streaming meta, delta, done at once (the floor):")
+    for index, name in enumerate(("meta", "delta", "done")):
+        print_stats(name, [r[index] for r in bare], 0.0)
+    for index, name in enumerate(("meta", "delta")):
+        chat_p = [percentile([r[index] for r in results], q) for q in (50, 99)]
+        bare_p = [percentile([r[index] for r in bare], q) for q in (50, 99)]
+        print(
+            f"overhead to {name}: p50 {(chat_p[0] - bare_p[0]) * ms:.2f} ms, p99 "
+            f"{(chat_p[1] - bare_p[1]) * ms:.2f} ms over the bare function (target p99 ≤ 20 ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ locals {
       min_instances   = var.chat_min_instances
       max_instances   = var.chat_max_instances
       concurrency     = var.chat_concurrency
+      cpu             = var.chat_cpu
       memory          = "1Gi"
       timeout_seconds = 300 # streamed answers and Gemini retries
     }
@@ -93,9 +94,10 @@ locals {
         ION_LLM_PROVIDER  = "offline"
         ION_ROUTING_JUDGE = "gemini"
       }
-      min_instances   = 0
+      min_instances   = var.route_min_instances
       max_instances   = var.route_max_instances
-      concurrency     = 40
+      concurrency     = var.route_concurrency
+      cpu             = var.route_cpu
       memory          = "512M"
       timeout_seconds = 30
     }
@@ -131,6 +133,15 @@ locals {
 }
 
 locals {
+  # gunicorn inside each public API (functions-framework reads WORKERS and THREADS; its
+  # default is 4 threads per CPU, fewer than the requests Cloud Run sends at once).
+  gunicorn_environment = {
+    for entry_point, function in local.http_functions : entry_point => {
+      WORKERS = function.cpu
+      THREADS = tostring(function.concurrency)
+    }
+  }
+
   # One instance of each public API per region of var.http_regions, keyed
   # "<entry point>-<region>": the load balancer (edge.tf) sends each caller to the nearest
   # healthy region. Firestore and Pub/Sub are global, so every region serves the same data.
@@ -158,14 +169,17 @@ module "http_function" {
   build_service_account = google_service_account.build.id
   labels                = var.labels
 
-  # Vertex AI is called in the function's own region (ION_GCP_LOCATION).
-  environment        = merge(local.common_env, var.extra_environment, each.value.environment, local.gemini_environment, { ION_GCP_LOCATION = each.value.region })
+  # Vertex AI is called in the function's own region (ION_GCP_LOCATION). gunicorn
+  # (functions-framework reads WORKERS and THREADS): one worker per vCPU, and as many
+  # threads as the requests Cloud Run sends at once, so no admitted request waits inside
+  # the instance for a thread while others wait on Gemini (docs/performance.md).
+  environment        = merge(local.common_env, var.extra_environment, each.value.environment, local.gemini_environment, { ION_GCP_LOCATION = each.value.region }, local.gunicorn_environment[each.value.entry_point])
   secret_environment = merge(local.jwt_secrets, local.gemini_secrets)
 
   min_instances   = each.value.min_instances
   max_instances   = each.value.max_instances
   concurrency     = each.value.concurrency
-  cpu             = "1"
+  cpu             = each.value.cpu
   memory          = each.value.memory
   timeout_seconds = each.value.timeout_seconds
   ingress         = "ALLOW_INTERNAL_AND_GCLB"

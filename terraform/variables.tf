@@ -143,20 +143,74 @@ variable "chat_max_instances" {
 
 variable "chat_min_instances" {
   type        = number
-  description = "Warm instances of the chat function (0 = no idle cost, cold starts of a few seconds)."
+  description = "Warm instances of the chat function in each region (0 = no idle cost, but the first request after idle pays the cold start: docs/performance.md)."
   default     = 0
+
+  validation {
+    condition     = var.chat_min_instances >= 0 && floor(var.chat_min_instances) == var.chat_min_instances
+    error_message = "chat_min_instances must be a whole number >= 0."
+  }
 }
 
 variable "chat_concurrency" {
   type        = number
-  description = "Concurrent requests per chat instance (requests mostly wait on Gemini)."
+  description = "Concurrent requests per chat instance (Cloud Run's max_instance_request_concurrency). Requests mostly wait on Gemini, so one vCPU serves many; gunicorn gets as many threads (THREADS), so none queues inside the instance (docs/performance.md)."
   default     = 20
+
+  validation {
+    condition     = var.chat_concurrency >= 1 && var.chat_concurrency <= 1000 && floor(var.chat_concurrency) == var.chat_concurrency
+    error_message = "chat_concurrency must be a whole number from 1 to 1000."
+  }
+}
+
+variable "chat_cpu" {
+  type        = string
+  description = "vCPUs per chat instance (Cloud Run's available_cpu): \"1\", \"2\", \"4\"... A concurrency above 1 needs at least 1 vCPU; each vCPU gets one gunicorn worker process (WORKERS)."
+  default     = "1"
+
+  validation {
+    condition     = can(regex("^[1-8]$", var.chat_cpu))
+    error_message = "chat_cpu must be a whole number of vCPUs from 1 to 8 (fractions force concurrency 1)."
+  }
+}
+
+variable "route_min_instances" {
+  type        = number
+  description = "Warm instances of the persona_route function in each region (0 = no idle cost)."
+  default     = 0
+
+  validation {
+    condition     = var.route_min_instances >= 0 && floor(var.route_min_instances) == var.route_min_instances
+    error_message = "route_min_instances must be a whole number >= 0."
+  }
 }
 
 variable "route_max_instances" {
   type        = number
   description = "Maximum instances of the persona_route function."
   default     = 5
+}
+
+variable "route_concurrency" {
+  type        = number
+  description = "Concurrent requests per persona_route instance (max_instance_request_concurrency; also its gunicorn THREADS)."
+  default     = 40
+
+  validation {
+    condition     = var.route_concurrency >= 1 && var.route_concurrency <= 1000 && floor(var.route_concurrency) == var.route_concurrency
+    error_message = "route_concurrency must be a whole number from 1 to 1000."
+  }
+}
+
+variable "route_cpu" {
+  type        = string
+  description = "vCPUs per persona_route instance (available_cpu); one gunicorn worker per vCPU."
+  default     = "1"
+
+  validation {
+    condition     = can(regex("^[1-8]$", var.route_cpu))
+    error_message = "route_cpu must be a whole number of vCPUs from 1 to 8 (fractions force concurrency 1)."
+  }
 }
 
 variable "events_max_instances" {

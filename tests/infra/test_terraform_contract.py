@@ -291,7 +291,14 @@ ENTRY_POINTS = [
 MERGED_ENVIRONMENT = "${merge(local.common_env, var.extra_environment, each.value.environment)}"
 HTTP_ENVIRONMENT = (
     "${merge(local.common_env, var.extra_environment, each.value.environment, "
-    "local.gemini_environment, {ION_GCP_LOCATION = each.value.region})}"
+    "local.gemini_environment, {ION_GCP_LOCATION = each.value.region}, "
+    'local.gunicorn_environment["ENTRY_POINT"])}'
+)
+# gunicorn inside a public API (functions-framework reads WORKERS and THREADS): one worker
+# per vCPU, one thread per request Cloud Run may send at once.
+GUNICORN_ENVIRONMENT = (
+    "${{for entry_point, function in local.http_functions : entry_point => "
+    "{WORKERS = function.cpu, THREADS = tostring(function.concurrency)}}}"
 )
 GEMINI_ENVIRONMENT = (
     '${var.gemini_auth == "vertex" ? {ION_GEMINI_VERTEX = "true"} : {ION_GEMINI_VERTEX = "false"}}'
@@ -390,10 +397,22 @@ def environment(entry_point: str) -> dict[str, Any]:
     own = {**locals_()["common_env"], **module["each.value"]["environment"]}
     if module["environment"] == MERGED_ENVIRONMENT:
         return own
-    assert module["environment"] == HTTP_ENVIRONMENT, entry_point
+    assert module["environment"] == HTTP_ENVIRONMENT.replace("ENTRY_POINT", entry_point)
     assert locals_()["gemini_environment"] == GEMINI_ENVIRONMENT
     vertex = "true" if gemini_auth() == "vertex" else "false"
-    return {**own, "ION_GEMINI_VERTEX": vertex, "ION_GCP_LOCATION": module["each.value"]["region"]}
+    return {
+        **own,
+        "ION_GEMINI_VERTEX": vertex,
+        "ION_GCP_LOCATION": module["each.value"]["region"],
+        **gunicorn_environment(entry_point),
+    }
+
+
+def gunicorn_environment(entry_point: str) -> dict[str, str]:
+    """WORKERS and THREADS of a public API, with the variables at their defaults."""
+    assert locals_()["gunicorn_environment"] == GUNICORN_ENVIRONMENT
+    spec = deployed()[entry_point]["each.value"]
+    return {"WORKERS": str(resolve(spec["cpu"])), "THREADS": str(resolve(spec["concurrency"]))}
 
 
 def provided(entry_point: str) -> dict[str, Any]:
@@ -950,3 +969,64 @@ def test_only_the_safety_reviewers_may_read_conversations() -> None:
     assert grant["role"] == "roles/datastore.viewer"
     assert grant["for_each"] == "${toset(var.safety_reviewers)}"
     assert variables()["safety_reviewers"]["default"] == []
+
+
+# ------------------------------------------------------------------------------------------
+# Scaling: instances, concurrency, CPU and gunicorn (docs/performance.md)
+# ------------------------------------------------------------------------------------------
+
+# The module input -> the service_config argument of google_cloudfunctions2_function.
+SCALING_ARGUMENTS = {
+    "min_instances": "min_instance_count",
+    "concurrency": "max_instance_request_concurrency",
+    "cpu": "available_cpu",
+}
+SCALING_VARIABLES = {
+    "chat": {"min_instances": "chat_min_instances", "concurrency": "chat_concurrency", "cpu": "chat_cpu"},
+    "persona_route": {
+        "min_instances": "route_min_instances",
+        "concurrency": "route_concurrency",
+        "cpu": "route_cpu",
+    },
+}  # fmt: skip
+
+
+def test_the_function_module_passes_scaling_inputs_to_the_service_config() -> None:
+    (function,) = resources("google_cloudfunctions2_function", MODULE).values()
+    (service,) = function["service_config"]
+    for module_input, argument in SCALING_ARGUMENTS.items():
+        assert service[argument] == f"${{var.{module_input}}}"
+
+
+@pytest.mark.parametrize("entry_point", sorted(SCALING_VARIABLES))
+def test_public_apis_scale_by_typed_described_validated_variables(entry_point: str) -> None:
+    module = deployed()[entry_point]
+    declared = variables()
+    for module_input, variable in SCALING_VARIABLES[entry_point].items():
+        # The module instance, with each.value substituted: the variable reaches the input.
+        assert module[module_input] == f"${{var.{variable}}}"
+        body = declared[variable]
+        assert body["type"] in ("number", "string"), variable
+        assert len(body["description"]) > 20, variable
+        assert body.get("validation"), variable
+
+
+@pytest.mark.parametrize("entry_point", sorted(SCALING_VARIABLES))
+def test_gunicorn_runs_a_worker_per_vcpu_and_a_thread_per_concurrent_request(
+    entry_point: str,
+) -> None:
+    spec = deployed()[entry_point]["each.value"]
+    cpu, concurrency = resolve(spec["cpu"]), resolve(spec["concurrency"])
+    env = environment(entry_point)
+    assert env["WORKERS"] == cpu
+    assert env["THREADS"] == str(concurrency)
+    # Cloud Run refuses a concurrency above 1 on a fraction of a vCPU.
+    assert int(cpu) >= 1
+
+
+def test_functions_framework_reads_the_gunicorn_variables_terraform_sets() -> None:
+    from functions_framework._http import gunicorn
+
+    source = Path(gunicorn.__file__).read_text(encoding="utf-8")
+    assert 'os.environ.get("WORKERS"' in source
+    assert 'os.environ.get("THREADS"' in source
