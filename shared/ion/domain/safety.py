@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,6 +100,9 @@ def _reading_length(text: str) -> int:
 def _fold(text: str) -> str:
     return _decompose(text.casefold())
 
+
+#: How many recent texts keep their reading (a few hundred conversations' context).
+RECENT_TEXTS = 4096
 
 #: Suffix of a signal demoted because the text talks about the topic rather than the self.
 DISCUSSED = " (discussed)"
@@ -208,6 +213,11 @@ class CrisisDetector:
     ) -> None:
         self._rules = rules
         self._semantic = semantic
+        # A conversation's earlier messages are read again on every turn: each text's
+        # rule reading and model probability are kept for the texts seen lately.
+        self._read = lru_cache(maxsize=RECENT_TEXTS)(rules.read)
+        self._recent: OrderedDict[str, float] = OrderedDict()
+        self._recent_lock = threading.Lock()
         if semantic is not None and "crisis" not in semantic.labels:
             raise ValueError("the safety head has no 'crisis' label")
         param = semantic.param if semantic is not None else (lambda _n, d: d)
@@ -238,6 +248,21 @@ class CrisisDetector:
     def _probabilities(self, texts: Sequence[str]) -> list[float]:
         if self._semantic is None:
             return [0.0] * len(texts)
+        with self._recent_lock:
+            known = {t: self._recent[t] for t in texts if t in self._recent}
+        fresh = list(dict.fromkeys(t for t in texts if t not in known))
+        if fresh:
+            known.update(zip(fresh, self._read_model(fresh), strict=True))
+            with self._recent_lock:
+                for text in fresh:
+                    self._recent[text] = known[text]
+                while len(self._recent) > RECENT_TEXTS:
+                    self._recent.popitem(last=False)
+        return [known[t] for t in texts]
+
+    def _read_model(self, texts: Sequence[str]) -> list[float]:
+        if self._semantic is None:
+            return [0.0] * len(texts)
         parts = [segments(text) for text in texts]
         flat = [segment for group in parts for segment in group]
         crisis = [math.exp(row["crisis"]) for row in self._semantic.log_proba(flat)]
@@ -257,9 +282,7 @@ class CrisisDetector:
         self, message: str, earlier: Sequence[str], probabilities: Sequence[float]
     ) -> SafetyAssessment:
         """The verdict from the rules and given model probabilities (earlier..., message)."""
-        return self.verdict(
-            self._rules.read(message), [self._rules.read(t) for t in earlier], probabilities
-        )
+        return self.verdict(self._read(message), [self._read(t) for t in earlier], probabilities)
 
     def verdict(
         self,
