@@ -357,9 +357,9 @@ def quota_limits(settings: Settings) -> QuotaLimits:
     )
 
 
-def build_app(settings: Settings | None = None) -> App:
+def build_app(settings: Settings | None = None, *, clock: Clock | None = None) -> App:
     settings = settings or Settings()
-    clock = SystemClock()
+    clock = clock or SystemClock()
     secrets = build_secrets(settings)
     # JWKS mode needs no secret (and has none to hand out as dev tokens).
     jwt_secret = None if settings.jwks_url else resolve_jwt_secret(settings, secrets)

@@ -43,7 +43,7 @@ from ion.errors import (
     LlmError,
     ValidationFailed,
 )
-from ion.services.chat import PreparedTurn
+from ion.services.turn_preparation import PreparedTurn
 from ion.services.idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim
 
 REPLAYED_HEADER = "Idempotent-Replayed"
