@@ -242,9 +242,7 @@ class ChatService:
                 retry_after_s=TURN_RETRY_AFTER_S,
             )
         try:
-            return self._prepared(
-                user_id, text, claim.conversation, now, claim.lease, budget
-            )
+            return self._prepared(user_id, text, claim.conversation, now, claim.lease, budget)
         except BaseException:
             TurnHold(self._store, conversation_id, claim.lease).release_lease()
             raise
@@ -324,7 +322,9 @@ class ChatService:
         started = time.perf_counter()
         try:
             if turn.cached is not None:
-                return self._recorder.finish(turn, cached_response(turn.cached), _elapsed_ms(started))
+                return self._recorder.finish(
+                    turn, cached_response(turn.cached), _elapsed_ms(started)
+                )
             if turn.crisis:
                 return self._recorder.finish(turn, self._safe_response(turn), _elapsed_ms(started))
             if turn.plan.mode == "clarify":
@@ -334,7 +334,9 @@ class ChatService:
                 response = self._llm.generate(turn.request)
             except LlmError as exc:
                 turn.hold.release_reservation()
-                self._recorder.save_unanswered(turn, "blocked" if exc.code == "blocked" else "unanswered")
+                self._recorder.save_unanswered(
+                    turn, "blocked" if exc.code == "blocked" else "unanswered"
+                )
                 raise
             turn.hold.settle(response.usage)  # spent, whatever happens to the save
             reply = self._recorder.finish(turn, response, _elapsed_ms(started))
@@ -390,7 +392,9 @@ class ChatService:
                 self._recorder.save_partial(turn, "".join(parts), _elapsed_ms(started), model)
             else:
                 turn.hold.release_reservation()
-                self._recorder.save_unanswered(turn, "blocked" if exc.code == "blocked" else "unanswered")
+                self._recorder.save_unanswered(
+                    turn, "blocked" if exc.code == "blocked" else "unanswered"
+                )
             raise
         finally:
             try:
