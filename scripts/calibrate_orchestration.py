@@ -5,7 +5,7 @@ uses (lexicons + semantic head, no feedback, no judge), then planned by the rule
 
   python scripts/calibrate_orchestration.py            # grid search on the training data
   python scripts/calibrate_orchestration.py --report   # the catalog's thresholds as they are
-  python scripts/calibrate_orchestration.py --check ../shared/routing/check_set_b.jsonl
+  python scripts/calibrate_orchestration.py --check FILE  # duo/clarify shares on FILE
 
 Training data only: data/orchestration/train (labelled single/duo/clarify messages) and
 data/routing/train (single-need messages: how often would they become a duo or a question).
@@ -33,7 +33,7 @@ from ion.domain.routing import Router
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_LABELLED = sorted((REPO / "data" / "orchestration" / "train").glob("*.jsonl"))
 TRAIN_SINGLE = sorted((REPO / "data" / "routing" / "train").glob("*.jsonl"))
-# Upper bounds on the training single-need messages (the issue: most messages stay single):
+# Upper bounds on the training single-need messages (most messages must stay single):
 # duos whose second persona the writer did not also accept, and clarifying questions.
 MAX_UNWARRANTED_DUO_RATE = 0.10
 MAX_CLARIFY_RATE = 0.01

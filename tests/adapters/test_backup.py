@@ -221,3 +221,35 @@ def test_cli_export_verify_restore_refuses_non_empty(
     assert "sha256 mismatch" in capsys.readouterr().err
     with pytest.raises(ValueError, match="damaged"):
         verify_backup(out, key=BACKUP_KEY)
+
+
+def test_restore_into_a_fresh_data_dir_brings_back_every_store(
+    clean_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore creates the whole schema of the file (one migration list), so the tables
+    of every store fit: learner profiles included, not only the conversation store's."""
+    from ion.adapters.sqlite.conversations import SqliteStore
+    from ion.adapters.sqlite.profiles import SqliteProfileStore
+    from ion.domain.profile import LearnerProfile
+
+    monkeypatch.setenv("ION_BACKUP_HMAC_KEY", BACKUP_KEY.decode())
+    data = clean_env / "data"
+    store = SqliteStore(data / "ion.sqlite3")
+    _add_conversations(store, 2)
+    profile = LearnerProfile(goals=["learn SQL"], notes="evenings only")
+    SqliteProfileStore(store.database).put_profile(
+        "alice", profile, updated_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    store.close()
+    out = clean_env / "export"
+    assert cli.main(["--data-dir", str(data), "backup", "export", str(out)]) == 0
+    counts = json.loads(capsys.readouterr().out)["counts"]
+    assert counts["learner_profiles"] == 1
+
+    fresh = clean_env / "fresh"
+    assert cli.main(["--data-dir", str(fresh), "backup", "restore", str(out)]) == 0
+    restored = SqliteStore(fresh / "ion.sqlite3")
+    record = SqliteProfileStore(restored.database).get_learner("alice")
+    assert record is not None and record.profile == profile
+    assert len(restored.list_messages("c1")) == 1
+    restored.close()

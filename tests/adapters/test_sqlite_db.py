@@ -83,3 +83,68 @@ def test_database_file_is_owner_only(tmp_path: Path) -> None:
     store.ping()
     assert stat.S_IMODE((tmp_path / "data" / "ion.sqlite3").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+def _schema(path: Path) -> dict[str, list[tuple[str, str, int, str | None, int]]]:
+    """Every table's columns (name, type, not null, default, primary key) and its indexes."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        shape: dict[str, list[tuple[str, str, int, str | None, int]]] = {}
+        for table in tables:
+            shape[table] = [
+                (row[1], row[2], row[3], row[4], row[5])
+                for row in conn.execute(f"PRAGMA table_info({table})")
+            ]
+            shape[table + " indexes"] = [
+                (row[1], "", 0, None, 0)
+                for row in conn.execute(f"PRAGMA index_list({table})")
+                if not str(row[1]).startswith("sqlite_autoindex")
+            ]
+        return shape
+    finally:
+        conn.close()
+
+
+def test_a_database_made_before_the_one_migration_list_upgrades(tmp_path: Path) -> None:
+    """A file from the code where conversations had their own versioned migrations and the
+    other stores created their tables IF NOT EXISTS: kept rows stay, the version moves on,
+    and the schema ends up the same as a new file's."""
+    from ion.adapters.sqlite.migrations import SCHEMA_VERSION
+
+    old = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(old, isolation_level=None)
+    conn.executescript((FIXTURES / "sqlite_schema_before_migrations.sql").read_text())
+    assert conn.execute("PRAGMA user_version").fetchone() == (7,)
+    conn.execute(
+        "INSERT INTO conversations (id, user_id, created_at, updated_at, title, message_count)"
+        " VALUES ('c1', 'alice', ?, ?, 'hello', 0)",
+        (NOW.isoformat(), NOW.isoformat()),
+    )
+    conn.execute("INSERT INTO quota_counters VALUES ('k', 3, ?)", (LATER.isoformat(),))
+    conn.close()
+
+    database = SqliteDatabase(old)
+    store, quota = SqliteStore(database), SqliteQuotaStore(database)
+    try:
+        conversation = store.get_conversation("c1")
+        assert conversation is not None and conversation.title == "hello"
+        assert quota.increment("k", 1, expires_at=LATER) == 4
+        version = database.connection().execute("PRAGMA user_version").fetchone()
+        assert version == (SCHEMA_VERSION,)
+    finally:
+        database.close()
+
+    fresh = tmp_path / "fresh.sqlite3"
+    SqliteDatabase(fresh).connection()
+    assert _schema(old) == _schema(fresh)

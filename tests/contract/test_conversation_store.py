@@ -753,7 +753,7 @@ def test_idempotency_renewed_lease_keeps_the_claim(store: Any) -> None:
 
 
 def test_sqlite_pragmas_and_schema_version(sqlite_store: Any) -> None:
-    from ion.adapters.sqlite.conversations import SCHEMA_VERSION
+    from ion.adapters.sqlite.migrations import SCHEMA_VERSION
 
     sqlite_store.ping()
     conn = sqlite_store._connection()
@@ -769,7 +769,8 @@ def test_sqlite_migration_3_attributes_stored_replies_and_drops_shared_cache(
 ) -> None:
     import sqlite3
 
-    from ion.adapters.sqlite.conversations import MIGRATIONS, SqliteStore
+    from ion.adapters.sqlite.conversations import SqliteStore
+    from ion.adapters.sqlite.migrations import MIGRATIONS
 
     path = tmp_path / "v2.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)

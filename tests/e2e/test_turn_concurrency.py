@@ -212,9 +212,13 @@ def test_an_instance_with_a_slow_clock_still_stores_messages_in_time_order(
         "/v1/chat", json={"message": "what is a closure?"}, headers=backend.auth()
     )
     cid = first.get_json()["conversation_id"]
-    behind = backend.app.chat._clock.now() - timedelta(minutes=5)
-    # another instance, its clock 5 minutes behind
-    backend.app.chat._clock = ManualClock(behind, tick=timedelta(milliseconds=1))
+    behind = backend.app.clock.now() - timedelta(minutes=5)
+    # another instance on the same store, its clock 5 minutes behind
+    other = build_app(
+        backend.app.settings, clock=ManualClock(behind, tick=timedelta(milliseconds=1))
+    )
+    other.chat._llm = backend.llm
+    set_app(other)
     body = {"message": "and an example?", "conversation_id": cid}
     assert backend.api.post("/v1/chat", json=body, headers=backend.auth()).status_code == 200
     _assert_ordered(backend, cid, 4)

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from ion.bootstrap import App
-from ion.entrypoints.cli.main import _is_loopback
+from ion.entrypoints.cli.serve import is_loopback
 from ion.entrypoints.http.local import create_local_app
 from ion.entrypoints.http.web import PAGE_CSP
 from tests.support.paths import REPO
@@ -70,8 +70,8 @@ def test_without_a_dev_user_the_page_gets_no_token(app: App) -> None:
 
 
 def test_dev_tokens_only_on_loopback() -> None:
-    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
-    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.4")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
 
 
 def test_the_page_may_call_its_own_origin_only(local: FlaskClient, auth: dict[str, str]) -> None:

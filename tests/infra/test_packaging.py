@@ -101,7 +101,7 @@ def test_archive_holds_main_the_ion_package_and_requirements(
         main_py = handle.read("main.py")
     assert main_py == (ROOT / PACKAGE.FUNCTIONS[function].source / "main.py").read_bytes()
     expected = {"main.py", "requirements.txt", "ion/__init__.py", "ion/py.typed"}
-    expected |= {"ion/domain/personas.yaml", "ion/bootstrap.py", "ion/settings.py"}
+    expected |= {"ion/domain/personas.yaml", "ion/bootstrap/__init__.py", "ion/settings.py"}
     expected |= {"ion/domain/resonance/reading_lexicons.yaml"}
     assert expected - set(names) == set()
     assert [n for n in names if "__pycache__" in n or n.endswith(".pyc")] == []

@@ -8,8 +8,8 @@ from typing import TypedDict, cast
 import pytest
 
 from ion.domain.models import Intent, Language, Pace, ResonanceKey, Tone
-from ion.services import chat as chat_module
-from ion.services.chat import normalise_for_cache, response_cache_key
+from ion.services import response_cache as cache_module
+from ion.services.response_cache import normalise_for_cache, response_cache_key
 
 KEY = ResonanceKey(tone=Tone.CURIOUS, pace=Pace.MEDIUM, intent=Intent.INQUIRY)
 
@@ -66,5 +66,5 @@ def test_each_part_changes_the_key(field: str, value: object) -> None:
 
 def test_prompt_version_changes_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     before = response_cache_key(**BASE)
-    monkeypatch.setattr(chat_module, "PROMPT_VERSION", "999")
+    monkeypatch.setattr(cache_module, "PROMPT_VERSION", "999")
     assert response_cache_key(**BASE) != before

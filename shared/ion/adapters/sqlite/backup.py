@@ -164,16 +164,9 @@ def sqlite_row_counts(db_path: Path) -> dict[str, int]:
 
 def ensure_app_schema(db_path: Path) -> None:
     """Create (or migrate) the schema that this release's SQLite stores define."""
-    from ion.adapters.sqlite.conversations import SqliteStore
-    from ion.adapters.sqlite.quota import SqliteQuotaStore
-    from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
-
     database = SqliteDatabase(db_path)
-    SqliteStore(database)
-    SqliteLearningAndBackupStore(database)
-    SqliteQuotaStore(database)
     try:
-        database.connection()  # applies every registered schema
+        database.connection()  # migrates every table of the file to this release's version
     finally:
         database.close()
 

@@ -2,7 +2,8 @@
 
 Safe for a multi-threaded server and for several processes on the same file: connections,
 WAL, busy timeout and `BEGIN IMMEDIATE` writes come from `SqliteDatabase` (sqlite_db.py),
-which the learning and quota stores share. The schema is versioned (PRAGMA user_version).
+which the learning and quota stores share. The schema is migrations.py's; the response cache, Idempotency-Key records and the
+outbox are in request_records.py.
 """
 
 from __future__ import annotations
@@ -18,130 +19,21 @@ from typing import Any
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
 from ion.adapters.sqlite.database import from_timestamp as _dt
 from ion.adapters.sqlite.database import to_timestamp as _ts
+from ion.adapters.sqlite.request_records import SqliteRequestRecords
 from ion.adapters.store_rules import (
     TurnConflict,
-    check_outbox_id,
     check_turn,
     check_updated,
     conversation_page,
     decode_cursor,
-    payload_json,
     to_utc,
 )
 from ion.domain.models import Conversation, Message, ResonanceKey, RoutingDecision, Usage
 from ion.ports import (
-    CachedAnswer,
     ConversationMemory,
     ConversationPage,
-    IdempotencyRecord,
-    OutboxEntry,
     TurnClaim,
 )
-
-# Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE conversations (
-            id              TEXT PRIMARY KEY,
-            user_id         TEXT NOT NULL,
-            created_at      TEXT NOT NULL,
-            updated_at      TEXT NOT NULL,
-            title           TEXT NOT NULL DEFAULT '',
-            current_persona TEXT,
-            message_count   INTEGER NOT NULL DEFAULT 0 CHECK (message_count >= 0)
-        )
-        """,
-        """
-        CREATE INDEX conversations_by_user
-            ON conversations (user_id, updated_at DESC, id DESC)
-        """,
-        """
-        CREATE TABLE messages (
-            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            seq             INTEGER NOT NULL CHECK (seq >= 0),
-            id              TEXT NOT NULL,
-            role            TEXT NOT NULL,
-            text            TEXT NOT NULL,
-            created_at      TEXT NOT NULL,
-            persona         TEXT,
-            routing         TEXT,
-            resonance_key   TEXT,
-            model           TEXT,
-            usage           TEXT,
-            latency_ms      INTEGER,
-            finish_reason   TEXT,
-            status          TEXT NOT NULL,
-            PRIMARY KEY (conversation_id, seq)
-        )
-        """,
-        """
-        CREATE TABLE outbox (
-            id          TEXT PRIMARY KEY,
-            event_type  TEXT NOT NULL,
-            payload     TEXT NOT NULL,
-            created_at  TEXT NOT NULL,
-            attempts    INTEGER NOT NULL DEFAULT 0,
-            last_error  TEXT
-        )
-        """,
-        "CREATE INDEX outbox_by_age ON outbox (created_at, id)",
-    ),
-    (
-        """
-        CREATE TABLE response_cache (
-            cache_key     TEXT PRIMARY KEY,
-            text          TEXT NOT NULL,
-            model         TEXT NOT NULL,
-            finish_reason TEXT,
-            created_at    TEXT NOT NULL,
-            expires_at    TEXT NOT NULL
-        )
-        """,
-        "CREATE INDEX response_cache_by_expiry ON response_cache (expires_at)",
-        """
-        CREATE TABLE idempotency_keys (
-            user_id      TEXT NOT NULL,
-            idem_key     TEXT NOT NULL,
-            request_hash TEXT NOT NULL,
-            state        TEXT NOT NULL CHECK (state IN ('pending', 'done')),
-            created_at   TEXT NOT NULL,
-            expires_at   TEXT NOT NULL,
-            locked_until TEXT NOT NULL,
-            response     TEXT,
-            PRIMARY KEY (user_id, idem_key)
-        )
-        """,
-        "CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at)",
-    ),
-    (
-        # The turn lease: one turn at a time per conversation (claim_turn / save_turn).
-        "ALTER TABLE conversations ADD COLUMN turn_lease TEXT",
-        "ALTER TABLE conversations ADD COLUMN turn_lease_until TEXT",
-    ),
-    # Answers given under the crisis policy.
-    ("ALTER TABLE messages ADD COLUMN crisis INTEGER NOT NULL DEFAULT 0",),
-    (
-        # Erasure: cached answers and Idempotency-Key replies name their conversation, so
-        # deleting it deletes them. Old cache entries cannot be attributed (and were shared
-        # across users): dropped. Old replies carry their conversation id in the JSON.
-        "DELETE FROM response_cache",
-        "ALTER TABLE response_cache ADD COLUMN conversation_id TEXT",
-        "CREATE INDEX response_cache_by_conversation ON response_cache (conversation_id)",
-        "ALTER TABLE idempotency_keys ADD COLUMN conversation_id TEXT",
-        "UPDATE idempotency_keys SET conversation_id = json_extract(response, '$.conversation_id')"
-        " WHERE response IS NOT NULL AND json_valid(response)",
-        "CREATE INDEX idempotency_keys_by_conversation ON idempotency_keys (conversation_id)",
-    ),
-    # How an answer was given: {"mode", "personas", "quick_replies"} (NULL: a single answer).
-    ("ALTER TABLE messages ADD COLUMN orchestration TEXT",),
-    (
-        # The rolling summary of the messages before the history window (JSON: summary,
-        # through, updated_at); in the conversation's row, so it goes with it.
-        "ALTER TABLE conversations ADD COLUMN memory TEXT",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _CONVERSATION_COLUMNS = "id, user_id, created_at, updated_at, title, current_persona, message_count"
 _MESSAGE_COLUMNS = (
@@ -177,22 +69,9 @@ _UPDATE_MESSAGE = (
     "resonance_key = ?, model = ?, usage = ?, latency_ms = ?, finish_reason = ?, status = ?, "
     "crisis = ?, orchestration = ? WHERE conversation_id = ? AND id = ?"
 )
-_IDEMPOTENCY_COLUMNS = (
-    "user_id, idem_key, request_hash, state, created_at, expires_at, locked_until, response, "
-    "conversation_id"
-)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Runs in the schema transaction (BEGIN IMMEDIATE): another process may have migrated."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        for statement in MIGRATIONS[target - 1]:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {target}")
-
-
-class SqliteStore:
+class SqliteStore(SqliteRequestRecords):
     """`ConversationStore`, `OutboxStore`, `ResponseCache` and `IdempotencyStore` on a
     SQLite file."""
 
@@ -200,7 +79,6 @@ class SqliteStore:
         self, database: SqliteDatabase | Path | str, *, busy_timeout_ms: int = 10_000
     ) -> None:
         self._db = as_database(database, busy_timeout_ms)
-        self._db.add_schema("conversations", _migrate)
 
     @property
     def path(self) -> Path:
@@ -394,178 +272,6 @@ class SqliteStore:
     def ping(self) -> None:
         self._db.read_one("SELECT 1 FROM conversations LIMIT 1")
 
-    # --- ResponseCache -------------------------------------------------------------
-
-    def get_cached_answer(self, key: str, now: datetime) -> CachedAnswer | None:
-        row = self._db.read_one(
-            "SELECT text, model, finish_reason, created_at, expires_at, conversation_id "
-            "FROM response_cache WHERE cache_key = ? AND expires_at > ?",
-            (key, _ts(now)),
-        )
-        if row is None:
-            return None
-        return CachedAnswer(
-            text=row[0],
-            model=row[1],
-            finish_reason=row[2],
-            created_at=_dt(row[3]),
-            expires_at=_dt(row[4]),
-            conversation_id=row[5],
-        )
-
-    def put_cached_answer(self, key: str, answer: CachedAnswer) -> None:
-        with self._db.write() as conn:
-            # Expired entries are swept here (indexed by expiry), so the table stays small.
-            conn.execute(
-                "DELETE FROM response_cache WHERE expires_at <= ?", (_ts(answer.created_at),)
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO response_cache "
-                "(cache_key, text, model, finish_reason, created_at, expires_at, conversation_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    answer.text,
-                    answer.model,
-                    answer.finish_reason,
-                    _ts(answer.created_at),
-                    _ts(answer.expires_at),
-                    answer.conversation_id,
-                ),
-            )
-
-    def delete_cached_answers_for_conversation(self, conversation_id: str) -> int:
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM response_cache WHERE conversation_id = ?", (conversation_id,)
-            )
-            return cursor.rowcount
-
-    # --- IdempotencyStore ----------------------------------------------------------
-
-    def claim_idempotency(
-        self, record: IdempotencyRecord, now: datetime
-    ) -> IdempotencyRecord | None:
-        r = record
-        with self._db.write() as conn:
-            conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (_ts(now),))
-            row = conn.execute(
-                f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency_keys "  # noqa: S608
-                "WHERE user_id = ? AND idem_key = ?",
-                (r.user_id, r.key),
-            ).fetchone()
-            if row is not None:
-                existing = _idempotency(row)
-                if existing.state == "done" or existing.locked_until > to_utc(now):
-                    return existing
-            conn.execute(
-                f"INSERT OR REPLACE INTO idempotency_keys ({_IDEMPOTENCY_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.user_id,
-                    r.key,
-                    r.request_hash,
-                    r.state,
-                    _ts(r.created_at),
-                    _ts(r.expires_at),
-                    _ts(r.locked_until),
-                    r.response,
-                    r.conversation_id,
-                ),
-            )
-        return None
-
-    def complete_idempotency(
-        self, user_id: str, key: str, response: str, *, conversation_id: str
-    ) -> None:
-        with self._db.write() as conn:
-            conn.execute(
-                "UPDATE idempotency_keys SET state = 'done', response = ?, conversation_id = ? "
-                "WHERE user_id = ? AND idem_key = ?",
-                (response, conversation_id, user_id, key),
-            )
-
-    def delete_idempotency_for_conversation(self, conversation_id: str) -> int:
-        with self._db.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM idempotency_keys WHERE conversation_id = ?", (conversation_id,)
-            )
-            return cursor.rowcount
-
-    def delete_idempotency_for_user(self, user_id: str) -> int:
-        with self._db.write() as conn:
-            cursor = conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
-            return cursor.rowcount
-
-    def release_idempotency(self, user_id: str, key: str) -> None:
-        with self._db.write() as conn:
-            conn.execute(
-                "DELETE FROM idempotency_keys WHERE user_id = ? AND idem_key = ? "
-                "AND state = 'pending'",
-                (user_id, key),
-            )
-
-    def renew_idempotency(self, user_id: str, key: str, locked_until: datetime) -> None:
-        with self._db.write() as conn:
-            conn.execute(
-                "UPDATE idempotency_keys SET locked_until = ? "
-                "WHERE user_id = ? AND idem_key = ? AND state = 'pending'",
-                (_ts(locked_until), user_id, key),
-            )
-
-    # --- OutboxStore -----------------------------------------------------------------
-
-    def add_outbox(self, entry: OutboxEntry) -> None:
-        """Insert, or replace an entry with the same id."""
-        check_outbox_id(entry.id)
-        with self._db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO outbox "
-                "(id, event_type, payload, created_at, attempts, last_error) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    entry.id,
-                    entry.event_type,
-                    payload_json(entry.payload),
-                    _ts(entry.created_at),
-                    entry.attempts,
-                    entry.last_error,
-                ),
-            )
-
-    def pending_outbox(self, limit: int) -> list[OutboxEntry]:
-        if limit <= 0:
-            return []
-        rows = self._db.read(
-            "SELECT id, event_type, payload, created_at, attempts, last_error "
-            "FROM outbox ORDER BY created_at, id LIMIT ?",
-            (limit,),
-        )
-        return [
-            OutboxEntry(
-                id=row[0],
-                event_type=row[1],
-                payload=json.loads(row[2]),
-                created_at=_dt(row[3]),
-                attempts=row[4],
-                last_error=row[5],
-            )
-            for row in rows
-        ]
-
-    def remove_outbox(self, entry_id: str) -> None:
-        """Idempotent: removing an absent entry is not an error."""
-        with self._db.write() as conn:
-            conn.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
-
-    def record_outbox_failure(self, entry_id: str, error: str) -> None:
-        """No-op for an absent entry (it was published and removed meanwhile)."""
-        with self._db.write() as conn:
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (error, entry_id),
-            )
-
 
 class _LeaseLost(Exception):
     """Raised inside save_turn's transaction (rolling it back) when the lease is gone."""
@@ -583,20 +289,6 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
         title=row[4],
         current_persona=row[5],
         message_count=row[6],
-    )
-
-
-def _idempotency(row: tuple[Any, ...]) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        user_id=row[0],
-        key=row[1],
-        request_hash=row[2],
-        state=row[3],
-        created_at=_dt(row[4]),
-        expires_at=_dt(row[5]),
-        locked_until=_dt(row[6]),
-        response=row[7],
-        conversation_id=row[8],
     )
 
 

@@ -13,8 +13,8 @@ Safe for a multi-threaded server and for several processes on the same file:
 - every write in a `BEGIN IMMEDIATE` transaction: the write lock is taken up front, waiting
   through the busy handler. A deferred transaction that reads and then writes would instead
   fail at once with SQLITE_BUSY(_SNAPSHOT) when another connection wrote meanwhile;
-- each store registers its schema (`add_schema`); a pending schema is applied once, in one
-  `BEGIN IMMEDIATE` transaction, before the database is used again.
+- the schema (every store's tables, `migrations.py`) is migrated to this release's version
+  once per database object, in one `BEGIN IMMEDIATE` transaction, before first use.
 
 `sqlite3.OperationalError` (locked past the busy timeout, disk I/O error, ...) surfaces as
 `DependencyUnavailable`; constraint errors (`IntegrityError`) pass through to the store.
@@ -26,21 +26,18 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from time import monotonic, sleep
 from typing import Any
 
+from ion.adapters.sqlite.migrations import migrate
 from ion.adapters.store_rules import to_utc
 from ion.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
-
-#: DDL run inside the schema transaction: idempotent statements, or a function of the
-#: connection (e.g. versioned migrations keyed on PRAGMA user_version).
-Schema = Sequence[str] | Callable[[sqlite3.Connection], None]
 
 # Serialises journal-mode switches within the process (rare: once per database object).
 _WAL_LOCK = threading.Lock()
@@ -100,7 +97,7 @@ def _is_transient_at_open(exc: sqlite3.Error) -> bool:
 
 
 class SqliteDatabase:
-    """Connections to one SQLite file: one per thread, with the pragmas, schemas and
+    """Connections to one SQLite file: one per thread, with the pragmas, schema and
     transactions described in the module docstring."""
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
@@ -110,32 +107,24 @@ class SqliteDatabase:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._wal_ready = False
-        self._schemas: dict[str, Schema] = {}
-        self._pending: list[str] = []
+        self._migrated = False
 
     @property
     def path(self) -> Path:
         return self._path
 
-    def add_schema(self, name: str, schema: Schema) -> None:
-        """Apply `schema` before this database is next used (once; a known name is a no-op)."""
-        with self._lock:
-            if name not in self._schemas:
-                self._schemas[name] = schema
-                self._pending.append(name)
-
     # --- connections -----------------------------------------------------------------
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection, with every registered schema applied."""
+        """This thread's connection, on a schema migrated to this release's version."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         # A connection must never cross a fork: reopen in the child.
         if conn is None or getattr(self._local, "pid", None) != os.getpid():
             conn = self._open()
             self._local.conn = conn
             self._local.pid = os.getpid()
-        if self._pending:
-            self._apply_schemas(conn)
+        if not self._migrated:
+            self._migrate(conn)
         return conn
 
     def _open(self) -> sqlite3.Connection:
@@ -190,20 +179,14 @@ class SqliteDatabase:
                     delay = min(delay * 2, 0.05)
             self._wal_ready = True
 
-    def _apply_schemas(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
         with self._lock:
-            if not self._pending:
+            if self._migrated:
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for name in self._pending:
-                        schema = self._schemas[name]
-                        if callable(schema):
-                            schema(conn)
-                        else:
-                            for statement in schema:
-                                conn.execute(statement)
+                    migrate(conn)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -213,7 +196,7 @@ class SqliteDatabase:
                 raise DependencyUnavailable(
                     f"sqlite database {self._path} unavailable: {exc}"
                 ) from exc
-            self._pending.clear()
+            self._migrated = True
 
     def purge_wal(self) -> None:
         """Copy the WAL into the database file and truncate it (after an erasure), so the

@@ -1,6 +1,7 @@
 """Learner profiles on SQLite: one row per user (profile and pending suggestions as JSON).
 
-Lives in the same file as `SqliteStore` (pass `SqliteStore.database`) and owns its table.
+Lives in the same file as `SqliteStore` (pass `SqliteStore.database`); its table is defined
+in migrations.py.
 """
 
 from __future__ import annotations
@@ -15,16 +16,6 @@ from ion.adapters.store_rules import to_utc
 from ion.domain.profile import LearnerProfile, ProfileSuggestion
 from ion.ports import LearnerRecord
 
-SCHEMA: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS learner_profiles (
-        user_id     TEXT PRIMARY KEY,
-        profile     TEXT NOT NULL,
-        suggestions TEXT NOT NULL DEFAULT '[]',
-        updated_at  TEXT
-    )
-    """,
-)
 _EMPTY = LearnerProfile().model_dump_json()
 
 
@@ -33,7 +24,6 @@ class SqliteProfileStore:
 
     def __init__(self, database: SqliteDatabase | Path | str) -> None:
         self._db = as_database(database, 10_000)
-        self._db.add_schema("learner_profiles", SCHEMA)
 
     def get_learner(self, user_id: str) -> LearnerRecord | None:
         row = self._db.read_one(

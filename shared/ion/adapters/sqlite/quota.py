@@ -1,5 +1,5 @@
 """`QuotaStore` on the SQLite file of the embedded backend (its own table; the connections
-of `SqliteDatabase`, shared with the other stores).
+of `SqliteDatabase`, shared with the other stores; the table is defined in migrations.py).
 
 Atomic across threads and processes: every increment is one `BEGIN IMMEDIATE` transaction
 (SQLite's single writer lock) running an upsert with `RETURNING`, so concurrent callers
@@ -15,14 +15,6 @@ from pathlib import Path
 
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS quota_counters (
-    key TEXT PRIMARY KEY,
-    value INTEGER NOT NULL,
-    expires_at TEXT NOT NULL
-) WITHOUT ROWID
-"""
-_INDEX = "CREATE INDEX IF NOT EXISTS quota_counters_expiry ON quota_counters (expires_at)"
 _UPSERT = """
 INSERT INTO quota_counters (key, value, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET value = value + excluded.value,
@@ -42,7 +34,6 @@ class SqliteQuotaStore:
         self, database: SqliteDatabase | Path | str, *, busy_timeout_ms: int = 10_000
     ) -> None:
         self._db = as_database(database, busy_timeout_ms)
-        self._db.add_schema("quota", (_SCHEMA, _INDEX))
         self._lock = threading.Lock()
         self._writes = 0
 

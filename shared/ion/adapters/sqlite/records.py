@@ -1,8 +1,8 @@
 """Feedback, routing statistics, consumed-event dedupe and the backup catalog on SQLite.
 
 Lives in the same file as `SqliteStore` (pass `SqliteStore.database`, or its path) but owns
-its tables, created with CREATE ... IF NOT EXISTS on first use. Connections, WAL, busy
-timeout and `BEGIN IMMEDIATE` writes come from `SqliteDatabase` (sqlite_db.py).
+its tables (defined in migrations.py). Connections, WAL, busy timeout and `BEGIN IMMEDIATE`
+writes come from `SqliteDatabase` (database.py).
 """
 
 from __future__ import annotations
@@ -26,86 +26,6 @@ from ion.ports import (
     RoutingStat,
     StatsDelta,
     text_hash,
-)
-
-SCHEMA: tuple[str, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS feedback (
-        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        message_id      TEXT NOT NULL,
-        user_id         TEXT NOT NULL,
-        rating          TEXT NOT NULL CHECK (rating IN ('up', 'down')),
-        comment         TEXT,
-        persona         TEXT NOT NULL,
-        resonance_key   TEXT,
-        created_at      TEXT NOT NULL,
-        updated_at      TEXT NOT NULL,
-        PRIMARY KEY (conversation_id, message_id)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS routing_stats (
-        persona     TEXT NOT NULL,
-        tone        TEXT NOT NULL,
-        pace        TEXT NOT NULL,
-        intent      TEXT NOT NULL,
-        turns       INTEGER NOT NULL DEFAULT 0,
-        ups         INTEGER NOT NULL DEFAULT 0,
-        downs       INTEGER NOT NULL DEFAULT 0,
-        updated_at  TEXT NOT NULL,
-        PRIMARY KEY (persona, tone, pace, intent)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS daily_counts (
-        day   TEXT NOT NULL,
-        name  TEXT NOT NULL,
-        count INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (day, name)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS processed_events (
-        event_id     TEXT PRIMARY KEY,
-        processed_at TEXT NOT NULL,
-        expires_at   TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS processed_events_by_expiry ON processed_events (expires_at)",
-    """
-    CREATE TABLE IF NOT EXISTS backups (
-        id          TEXT PRIMARY KEY,
-        kind        TEXT NOT NULL,
-        status      TEXT NOT NULL,
-        started_at  TEXT NOT NULL,
-        finished_at TEXT,
-        location    TEXT NOT NULL,
-        collections TEXT NOT NULL,
-        operation   TEXT,
-        error       TEXT,
-        trigger_id  TEXT
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS backups_by_start ON backups (started_at)",
-    """
-    CREATE TABLE IF NOT EXISTS routing_disagreements (
-        message_hash    TEXT PRIMARY KEY,
-        message         TEXT NOT NULL,
-        local_persona   TEXT NOT NULL,
-        judge_persona   TEXT NOT NULL,
-        judge_secondary TEXT,
-        confidence      REAL NOT NULL,
-        main_need       TEXT NOT NULL,
-        created_at      TEXT NOT NULL,
-        expires_at      TEXT NOT NULL,
-        text_hash       TEXT NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS routing_disagreements_by_text ON routing_disagreements (text_hash)",
-    "CREATE INDEX IF NOT EXISTS routing_disagreements_by_age"
-    " ON routing_disagreements (created_at DESC, message_hash DESC)",
-    "CREATE INDEX IF NOT EXISTS routing_disagreements_by_expiry"
-    " ON routing_disagreements (expires_at)",
 )
 
 #: Expired dedupe rows removed per applied event (keeps the table bounded, cheaply).
@@ -143,7 +63,6 @@ class SqliteLearningAndBackupStore:
         dedupe_days: int = 30,
     ) -> None:
         self._db = as_database(database, busy_timeout_ms)
-        self._db.add_schema("learning", SCHEMA)
         self._dedupe = timedelta(days=dedupe_days)
 
     @property

@@ -13,14 +13,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from flask import Flask, Request, Response, has_app_context, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ion.adapters.logging import bind_request, clean
-from ion.bootstrap import App, setup_instance_logging
+from ion.bootstrap import App, RouteApp, setup_instance_logging
 from ion.entrypoints.http.request_log import log_request
 from ion.errors import (
     BadRequest,
@@ -39,6 +39,8 @@ from ion.errors import (
 log = logging.getLogger("ion.http")
 
 T = TypeVar("T", bound=BaseModel)
+# What a function serves: the chat function's App, or persona_route's RouteApp.
+AppT = TypeVar("AppT", App, RouteApp)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
@@ -58,21 +60,21 @@ CORS_MAX_AGE_S = 600
 
 
 @dataclass
-class Call:
+class Call(Generic[AppT]):
     """One HTTP call being served."""
 
     request: Request
     request_id: str
     # The function's app, built on first use (so /health never builds it).
-    load_app: Callable[[], App]
+    load_app: Callable[[], AppT]
     params: dict[str, str] = field(default_factory=dict)
-    _app: App | None = None
+    _app: AppT | None = None
     user_id: str | None = None  # set once authenticated (logged only as a hash)
     started: float = field(default_factory=time.perf_counter)  # when serving began
     roles: frozenset[str] = frozenset()
 
     @property
-    def app(self) -> App:
+    def app(self) -> AppT:
         if self._app is None:
             self._app = self.load_app()
         return self._app
@@ -151,7 +153,8 @@ class Call:
         return int(raw)
 
 
-Handler = Callable[[Call], Response]
+# `ion serve` serves the route handlers with the whole App, which has every RouteApp field.
+Handler = Callable[[Call[Any]], Response]
 
 
 @dataclass(frozen=True)
@@ -232,13 +235,15 @@ def error_response(error: IonError, request_id: str) -> Response:
     return response
 
 
-def dispatch(routes: Iterable[Route], request: Request, load_app: Callable[[], App]) -> Response:
+def dispatch(routes: Iterable[Route], request: Request, load_app: Callable[[], AppT]) -> Response:
     """Answer `request` with the matching route; `load_app` gives the function's app."""
     started = time.perf_counter()
     setup_instance_logging()
     request_id = _request_id(request)
     bind_request(request_id)
-    call = Call(request=request, request_id=request_id, load_app=load_app, started=started)
+    call: Call[AppT] = Call(
+        request=request, request_id=request_id, load_app=load_app, started=started
+    )
     origin = request.headers.get("Origin")
     allowed_origin: str | None = None
     try:
@@ -317,7 +322,7 @@ def install_json_errors(app: Flask | None = None) -> None:
     app.register_error_handler(HTTPException, _http_exception)
 
 
-def _check_origin(call: Call, origin: str) -> str | None:
+def _check_origin(call: Call[Any], origin: str) -> str | None:
     """The origin when it is on ION_CORS_ORIGINS; None for a same-origin request (a page
     served by this very host, as `ion serve` serves the web chat: no CORS involved);
     OriginNotAllowed (403) otherwise."""
@@ -329,7 +334,7 @@ def _check_origin(call: Call, origin: str) -> str | None:
     return origin
 
 
-def _preflight(routes: Iterable[Route], call: Call, origin: str | None) -> Response:
+def _preflight(routes: Iterable[Route], call: Call[Any], origin: str | None) -> Response:
     """Answer a CORS preflight: 204 with what the path allows (origin already checked)."""
     if origin is None:
         raise BadRequest("a CORS preflight needs an Origin header")
@@ -362,7 +367,7 @@ def _secure(response: Response, allowed_origin: str | None) -> None:
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
 
 
-def _match(routes: Iterable[Route], call: Call) -> Handler:
+def _match(routes: Iterable[Route], call: Call[Any]) -> Handler:
     path = call.request.path.rstrip("/") or "/"
     allowed: list[str] = []
     for candidate in routes:

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Request, Response, stream_with_context
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
-from ion.bootstrap import get_app
+from ion.bootstrap import App, get_app
 from ion.domain.models import ChatReply, Conversation, Message, Safety
 from ion.domain.text import clean_text
 from ion.entrypoints.http import feedback_api, me_api, profile_api
@@ -43,8 +43,8 @@ from ion.errors import (
     LlmError,
     ValidationFailed,
 )
-from ion.services.chat import PreparedTurn
 from ion.services.idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim
+from ion.services.turn_preparation import PreparedTurn
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -60,7 +60,7 @@ class ChatBody(BaseModel):
     stream: StrictBool = False
 
 
-def post_chat(call: Call) -> Response:
+def post_chat(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     body = call.json_body(ChatBody)
@@ -106,7 +106,7 @@ def post_chat(call: Call) -> Response:
 
 
 def _claim_idempotency(
-    call: Call, user: str, text: str, conversation_id: str | None
+    call: Call[App], user: str, text: str, conversation_id: str | None
 ) -> IdempotencyClaim | None:
     """The request's Idempotency-Key claim, when it sent the header (rules: services)."""
     raw = call.request.headers.get(IDEMPOTENCY_HEADER)
@@ -127,7 +127,7 @@ def _turn_error(exc: IonError, request_id: str, conversation_id: str) -> Respons
     return response
 
 
-def _replay(call: Call, reply: dict[str, Any], wants_stream: bool) -> Response:
+def _replay(call: Call[App], reply: dict[str, Any], wants_stream: bool) -> Response:
     # A reply stored before turns had a mode was a single persona's answer.
     reply.setdefault("mode", "single")
     reply.setdefault("personas", [reply["persona"]["id"]])
@@ -200,7 +200,7 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 
 def _sse_response(
-    call: Call, turn: PreparedTurn, claim: IdempotencyClaim | None = None
+    call: Call[App], turn: PreparedTurn, claim: IdempotencyClaim | None = None
 ) -> Response:
     chat = call.app.chat
     request_id = call.request_id
@@ -269,7 +269,7 @@ def _sse_response(
     return response
 
 
-def _log_stream(call: Call, progress: dict[str, Any], *, completed: bool) -> None:
+def _log_stream(call: Call[App], progress: dict[str, Any], *, completed: bool) -> None:
     """One line per streamed turn: `time_to_meta_ms` feeds the latency SLO (time to the
     first event, terraform/slo.tf); `code` the error event's, like a request line's."""
     if "meta_at" not in progress:
@@ -327,7 +327,7 @@ def message_json(message: Message) -> dict[str, Any]:
     }
 
 
-def list_conversations(call: Call) -> Response:
+def list_conversations(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     settings = call.app.settings
@@ -342,7 +342,7 @@ def list_conversations(call: Call) -> Response:
     )
 
 
-def get_conversation(call: Call) -> Response:
+def get_conversation(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     conversation, messages = call.app.chat.conversation_messages(
@@ -353,7 +353,7 @@ def get_conversation(call: Call) -> Response:
     )
 
 
-def delete_conversation(call: Call) -> Response:
+def delete_conversation(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     # Erases the conversation with its feedback, Idempotency-Key records and cached answers.

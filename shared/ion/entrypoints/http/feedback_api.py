@@ -13,6 +13,7 @@ from typing import Any, Literal
 from flask import Response
 from pydantic import BaseModel, ConfigDict, StrictStr
 
+from ion.bootstrap import App
 from ion.domain.text import clean_text
 from ion.entrypoints.http.api import Call, json_response
 from ion.ports import Feedback
@@ -38,7 +39,7 @@ def feedback_json(feedback: Feedback) -> dict[str, Any]:
     }
 
 
-def post_feedback(call: Call) -> Response:
+def post_feedback(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     conversation_id = call.path_id("conversation_id")

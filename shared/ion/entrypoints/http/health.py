@@ -8,21 +8,23 @@ server log with the request id, never into the body.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Response
 
+from ion.bootstrap import App
 from ion.entrypoints.http.api import Call, json_response
 from ion.errors import ConfigurationError
 
 log = logging.getLogger("ion.http")
 
 
-def health(call: Call) -> Response:
+def health(call: Call[Any]) -> Response:
     # Deliberately builds nothing: liveness must not depend on Firestore or the LLM.
     return json_response({"status": "ok"}, private=False)
 
 
-def ready(call: Call) -> Response:
+def ready(call: Call[Any]) -> Response:
     checks: dict[str, dict[str, object]] = {}
     try:
         app = call.app
@@ -50,8 +52,9 @@ def ready(call: Call) -> Response:
             "ok": False,
             "detail": f"{app.settings.backend} store unreachable; see the server log",
         }
-    llm_ok, llm_detail = app.llm.readiness()
-    checks["llm"] = {"ok": llm_ok, "detail": llm_detail, "provider": app.settings.llm_provider}
+    if isinstance(app, App):  # persona_route's RouteApp has no language model to check
+        llm_ok, llm_detail = app.llm.readiness()
+        checks["llm"] = {"ok": llm_ok, "detail": llm_detail, "provider": app.settings.llm_provider}
     checks["auth"] = {"ok": True, "detail": app.verifier.describe()}
     # Degraded, not down: without the model, routing uses the lexicons and learners still
     # get answers, so this check is reported but does not fail readiness.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from flask import Response
 
+from ion.bootstrap import App
 from ion.entrypoints.http.api import Call, json_response
 
 
-def export_me(call: Call) -> Response:
+def export_me(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     body = call.app.learner_data.export(user)
@@ -22,7 +23,7 @@ def export_me(call: Call) -> Response:
     return response
 
 
-def delete_me(call: Call) -> Response:
+def delete_me(call: Call[App]) -> Response:
     user = call.user()
     # Not charged to the API limit: erasure is never refused for being busy, and its own
     # counters are among what it erases.

@@ -16,12 +16,13 @@ from typing import Any
 
 from flask import Response
 
+from ion.bootstrap import RouteApp
 from ion.entrypoints.http.api import Call, json_response
 from ion.errors import BadRequest
 from ion.services.operator import DayRange, day_range
 
 
-def _days(call: Call) -> DayRange:
+def _days(call: Call[RouteApp]) -> DayRange:
     args = call.request.args
     return day_range(args.get("from"), args.get("to"), today=call.app.operator.today())
 
@@ -30,7 +31,7 @@ def _range_json(days: DayRange) -> dict[str, Any]:
     return {"from": days.first.isoformat(), "to": days.last.isoformat()}
 
 
-def daily_activity(call: Call) -> Response:
+def daily_activity(call: Call[RouteApp]) -> Response:
     """Per UTC day: turns and net ups/downs per persona, and crisis detections (counts)."""
     call.app.quota.admit(call.operator(), "api")
     series = call.app.operator.daily(_days(call))
@@ -46,7 +47,7 @@ def daily_activity(call: Call) -> Response:
     )
 
 
-def list_disagreements(call: Call) -> Response:
+def list_disagreements(call: Call[RouteApp]) -> Response:
     """The routing judge's disagreements with the local router, newest first."""
     call.app.quota.admit(call.operator(), "api")
     days = _days(call)

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Response
 
+from ion.bootstrap import App
 from ion.domain.profile import MAX_NOTES_CHARS, LearnerProfile
 from ion.domain.text import clean_text
 from ion.entrypoints.http.api import Call, json_response
@@ -45,27 +46,27 @@ def _cleaned(profile: LearnerProfile) -> dict[str, Any]:
     return data
 
 
-def get_profile(call: Call) -> Response:
+def get_profile(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")  # every authenticated call counts
     return json_response(profile_json(call.app.profiles.record(user)))
 
 
-def put_profile(call: Call) -> Response:
+def put_profile(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")
     body = call.json_body(LearnerProfile)
     return json_response(profile_json(call.app.profiles.replace(user, _cleaned(body))))
 
 
-def accept_suggestion(call: Call) -> Response:
+def accept_suggestion(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")
     record = call.app.profiles.accept(user, call.path_id("suggestion_id"))
     return json_response(profile_json(record))
 
 
-def dismiss_suggestion(call: Call) -> Response:
+def dismiss_suggestion(call: Call[App]) -> Response:
     user = call.user()
     call.app.quota.admit(user, "api")
     record = call.app.profiles.dismiss(user, call.path_id("suggestion_id"))

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from ion.bootstrap import get_app
+from ion.bootstrap import RouteApp, get_route_app
 from ion.domain.models import Safety
 from ion.domain.routing import RouteResult
 from ion.domain.text import clean_text
@@ -40,7 +40,7 @@ def route_json(result: RouteResult, persona_name: str) -> dict[str, Any]:
     }
 
 
-def post_route(call: Call) -> Response:
+def post_route(call: Call[RouteApp]) -> Response:
     call.app.quota.admit(call.user(), "api")  # every authenticated call counts
     body = call.json_body(RouteBody)
     limit = call.app.settings.max_message_chars
@@ -50,12 +50,12 @@ def post_route(call: Call) -> Response:
         for index, item in enumerate(body.history)
     ]
     app = call.app
-    assessment = app.chat.detector.assess(message, history)
+    assessment = app.detector.assess(message, history)
     router = without_judge(app.router) if assessment.crisis else app.router
     result = router.route(message, history=history)
     safety = Safety()
     if assessment.crisis:
-        policy = app.chat.crisis_policy
+        policy = app.crisis_policy
         crisis_persona = app.catalog.require(policy.persona)
         decision = policy.override(result.decision, crisis_persona.name)
         result = RouteResult(decision=decision, analysis=result.analysis)
@@ -72,7 +72,7 @@ def post_route(call: Call) -> Response:
     return json_response(answer)
 
 
-def list_personas(call: Call) -> Response:
+def list_personas(call: Call[RouteApp]) -> Response:
     call.app.quota.admit(call.user(), "api")  # every authenticated call counts
     return json_response(
         {
@@ -90,7 +90,7 @@ def list_personas(call: Call) -> Response:
     )
 
 
-def routing_stats(call: Call) -> Response:
+def routing_stats(call: Call[RouteApp]) -> Response:
     """The feedback statistics and the nudges they give now (read fresh from the store);
     operators only."""
     call.app.quota.admit(call.operator(), "api")  # every authenticated call counts
@@ -127,4 +127,4 @@ ROUTES = (
 
 
 def handle(request: Request) -> Response:
-    return dispatch(ROUTES, request, get_app)
+    return dispatch(ROUTES, request, get_route_app)
