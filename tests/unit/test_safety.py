@@ -426,3 +426,35 @@ def test_a_signal_spoken_about_counts_only_after_distress() -> None:
         assert distressed.crisis, text
     # Spoken about the self, the same signal needs no help from the model.
     assert detector.rules.read("honestly I've been feeling suicidal this week")[0] == "en_explicit"
+
+
+class _CountingEmbedder:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.texts: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    def embed(self, texts: Any) -> Any:
+        self.texts.extend(texts)
+        return self._inner.embed(texts)
+
+
+def test_earlier_messages_are_read_once_per_instance() -> None:
+    embedder, _ = load_embedder()
+    counting = _CountingEmbedder(embedder)
+    detector, status = build_detector(counting)
+    assert status.ok, status.detail
+    counting.texts.clear()  # the fingerprint check at load
+    conversation = ["요즘 잠을 못 자요", "과제가 너무 밀렸어요", "그냥 다 그만두고 싶어요"]
+    for turn, message in enumerate(conversation):
+        first = detector.assess(message, conversation[:turn])
+        assert counting.texts == [message], turn  # the earlier ones were read already
+        counting.texts.clear()
+        # Asked again (a retried turn), nothing is embedded, and the verdict is the same.
+        assert detector.assess(message, conversation[:turn]) == first
+        assert counting.texts == []
