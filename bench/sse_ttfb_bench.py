@@ -58,6 +58,12 @@ MESSAGES = (
 )
 
 
+def fresh_message(index: int) -> str:
+    """Every request a new text, as real learners send: the embedding cache misses and each
+    turn pays the model, which is part of the time to `meta`."""
+    return f"{MESSAGES[index % len(MESSAGES)]} (question {index})"
+
+
 BARE_SSE = '''"""The baseline: a bare functions-framework function streaming three SSE events."""
 
 import functions_framework
@@ -85,7 +91,7 @@ def bare_streams(tmp: Path, runs: int) -> list[tuple[float, float, float]]:
     try:
         wait_answering(f"http://127.0.0.1:{port}/", process)
         one_stream(port, "unused", MESSAGES[0])
-        return [one_stream(port, "unused", MESSAGES[i % len(MESSAGES)]) for i in range(runs)]
+        return [one_stream(port, "unused", fresh_message(i)) for i in range(runs)]
     finally:
         stop(process)
 
@@ -188,7 +194,7 @@ def main() -> None:
             token = issue_token(SECRET, "bench", now=datetime.now(UTC), ttl_s=3600)
             cold = one_stream(port, token, MESSAGES[0])
             results = [
-                one_stream(port, token, MESSAGES[i % len(MESSAGES)]) for i in range(args.runs)
+                one_stream(port, token, fresh_message(i)) for i in range(args.runs)
             ]
         finally:
             stop(process)
