@@ -7,6 +7,7 @@ A missing or broken model never takes the service down: each loader says why it 
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +50,10 @@ def load_embedder() -> tuple[SentenceEmbedder | None, SemanticStatus]:
     except Exception as exc:
         log.error("embedding model unavailable, routing falls back to the lexicons: %s", exc)
         return None, SemanticStatus(False, f"embedding model unavailable: {exc}"[:200])
+    # The model's objects (its tokenizer: ~400,000 of them) live as long as the process:
+    # kept out of the collector's passes, their pages are not rewritten by it, so a worker
+    # forked after the load keeps sharing them with its parent.
+    gc.freeze()
     return embedder, SemanticStatus(True, embedder.name)
 
 
