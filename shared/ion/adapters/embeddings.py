@@ -21,9 +21,9 @@ import io
 import json
 import logging
 import marshal
-import zipfile
 import threading
 import unicodedata
+import zipfile
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
