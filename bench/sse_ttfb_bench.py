@@ -193,9 +193,7 @@ def main() -> None:
             wait_healthy(f"http://127.0.0.1:{port}", process)
             token = issue_token(SECRET, "bench", now=datetime.now(UTC), ttl_s=3600)
             cold = one_stream(port, token, MESSAGES[0])
-            results = [
-                one_stream(port, token, fresh_message(i)) for i in range(args.runs)
-            ]
+            results = [one_stream(port, token, fresh_message(i)) for i in range(args.runs)]
         finally:
             stop(process)
         bare = bare_streams(Path(tmp), args.runs)
