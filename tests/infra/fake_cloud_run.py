@@ -1,6 +1,6 @@
 """A fake `gcloud` for scripts/rollout.sh: a small program keeping Cloud Run services,
-revisions, traffic and tags in a JSON file, so the rollout logic runs for real and only
-Google's API is replaced."""
+revisions, traffic, tags and each template's annotations in a JSON file, so the rollout
+logic runs for real and only Google's API is replaced."""
 
 from __future__ import annotations
 
@@ -44,7 +44,23 @@ if args[:3] == ["run", "services", "describe"]:
         for tag, rev in svc["tags"].items():
             traffic.append({"revisionName": rev, "tag": tag, "url": f"https://{tag}---{args[3]}.run.app"})
         print(json.dumps({"metadata": {"name": args[3]},
+                          "spec": {"template": {"metadata": {"annotations": svc["template"]}}},
                           "status": {"latestCreatedRevisionName": svc["latest"], "traffic": traffic}}))
+elif args[:3] == ["run", "services", "update"]:
+    # A configuration change: a new revision from the changed template. Traffic names
+    # revisions (the pin step pinned it), so the new revision gets none.
+    svc = state["services"][args[3]]
+    boost = {"--cpu-boost": "true", "--no-cpu-boost": "false"}
+    flags = [a for a in args[4:] if a in boost]
+    assert len(flags) == 1, args
+    assert set(args[4:]) - set(flags) <= {f"--region={opt('region')}", "--no-traffic", "--quiet"}, args
+    template = {**svc["template"], "run.googleapis.com/startup-cpu-boost": boost[flags[0]]}
+    revision = f"{args[3]}-{len(svc['revisions']) + 1:05d}"
+    svc["revisions"].append(revision)
+    svc["latest"] = revision
+    svc["template"] = template
+    svc["annotations"][revision] = template
+    save()
 elif args[:3] == ["run", "services", "update-traffic"]:
     svc = state["services"][args[3]]
     split = opt("to-revisions")
@@ -84,6 +100,8 @@ class FakeCloud:
         )
         gcloud.chmod(0o755)
         self.rollout_dir = tmp_path / "rollout"
+        self.boost_file = tmp_path / "startup_cpu_boost_services.json"
+        self.boost_in_terraform()
         self.save({"services": {}})
 
     def load(self) -> dict[str, Any]:
@@ -93,17 +111,42 @@ class FakeCloud:
     def save(self, state: dict[str, Any]) -> None:
         self.state_path.write_text(json.dumps(state), encoding="utf-8")
 
-    def deploy(self, service: str, revision: str, *, takes_traffic: bool) -> None:
-        """What `terraform apply` does to a service: a new revision, maybe all traffic."""
+    def deploy(
+        self, service: str, revision: str, *, takes_traffic: bool, cpu_boost: bool = False
+    ) -> None:
+        """What `terraform apply` does to a service: a new revision, maybe all traffic.
+        `cpu_boost`: whether the template the Cloud Functions API left has startup CPU
+        boost (the API does not carry the setting; whether it keeps one set through Cloud
+        Run is not documented, so the tests cover both)."""
         state = self.load()
         svc = state["services"].setdefault(
-            service, {"revisions": [], "latest": "", "traffic": [], "tags": {}}
+            service,
+            {"revisions": [], "latest": "", "traffic": [], "tags": {}, "annotations": {}},
         )
+        template = {"run.googleapis.com/startup-cpu-boost": "true"} if cpu_boost else {}
         svc["revisions"].append(revision)
         svc["latest"] = revision
+        svc["template"] = template
+        svc["annotations"][revision] = template
         if takes_traffic or not svc["traffic"]:
             svc["traffic"] = [{"revisionName": revision, "percent": 100}]
         self.save(state)
+
+    def boost_in_terraform(self, *services: str) -> None:
+        """The file cloudbuild.yaml writes: terraform output -json startup_cpu_boost_services."""
+        self.boost_file.write_text(json.dumps(list(services)), encoding="utf-8")
+
+    def annotations(self, service: str, revision: str) -> dict[str, str]:
+        annotations: dict[str, str] = self.load()["services"][service]["annotations"][revision]
+        return annotations
+
+    def revisions(self, service: str) -> list[str]:
+        revisions: list[str] = self.load()["services"][service]["revisions"]
+        return revisions
+
+    def updates(self) -> list[list[str]]:
+        """The calls that change a service's configuration (each makes a revision)."""
+        return [call for call in self.load()["calls"] if call[:3] == ["run", "services", "update"]]
 
     def traffic(self, service: str) -> dict[str, int]:
         svc = self.load()["services"][service]
@@ -114,7 +157,8 @@ class FakeCloud:
         state["errors"] = errors
         self.save(state)
         env = {
-            **os.environ,
+            **{key: value for key, value in os.environ.items() if key != "CPU_BOOST_SERVICES"},
+            "CPU_BOOST_FILE": str(self.boost_file),
             "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
             "REGION": "us-central1",
             "SERVICES": "ion-chat",
