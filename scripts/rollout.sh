@@ -3,7 +3,8 @@
 # cloudbuild.yaml and by hand (docs/deploy.md).
 #
 #   rollout.sh pin          record each service's serving revision as stable, pin 100% to it
-#   rollout.sh candidate    tag the newest revision `candidate`, with no traffic
+#   rollout.sh candidate    set startup CPU boost as Terraform says (a new revision if it
+#                           changes), tag the newest revision `candidate`, with no traffic
 #   rollout.sh smoke        /health, /ready and an unauthenticated /v1 call on the candidate,
 #                           through the load balancer (the functions' only ingress)
 #   rollout.sh canary PCT   send PCT% to the candidate, the rest to stable
@@ -15,7 +16,10 @@
 # ROLLOUT_STATE (directory for the recorded revisions, default /workspace/rollout),
 # MAX_5XX (or _CANARY_MAX_5XX, default 0), EDGE_URL (the load balancer's base URL,
 # terraform output api_url; default: the content of $EDGE_URL_FILE, /workspace/edge_url),
-# SMOKE_ATTEMPTS (default 6) and SMOKE_RETRY_SECONDS (default 10) per smoke call.
+# SMOKE_ATTEMPTS (default 6) and SMOKE_RETRY_SECONDS (default 10) per smoke call,
+# CPU_BOOST_FILE (terraform output -json startup_cpu_boost_services, default
+# /workspace/startup_cpu_boost_services.json) or CPU_BOOST_SERVICES (space-separated; set,
+# even empty, it replaces the file).
 set -euo pipefail
 
 REGION="${REGION:-${_REGION:-us-central1}}"
@@ -45,6 +49,48 @@ print(traffic[0].get("revisionName", "") if traffic else "")'
 
 latest_revision() {
   gcloud run services describe "$1" --region="$REGION" --format='value(status.latestCreatedRevisionName)'
+}
+
+# The services Terraform wants started with CPU boost (output startup_cpu_boost_services).
+boost_services() {
+  if [[ -n "${CPU_BOOST_SERVICES+set}" ]]; then
+    echo "$CPU_BOOST_SERVICES"
+    return 0
+  fi
+  local file="${CPU_BOOST_FILE:-/workspace/startup_cpu_boost_services.json}"
+  if [[ ! -r "$file" ]]; then
+    echo "no startup CPU boost setting: $file is missing (terraform output -json startup_cpu_boost_services)" >&2
+    return 1
+  fi
+  python3 -c '
+import json, sys
+names = json.load(open(sys.argv[1]))
+if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+    sys.exit(f"{sys.argv[1]}: expected a JSON list of service names, got {names!r}")
+print(" ".join(names))' "$file"
+}
+
+# "true" when the service's template (what its next revision is made from, and what its
+# latest revision was made from) has startup CPU boost, else "false".
+template_cpu_boost() {
+  describe "$1" | python3 -c '
+import json, sys
+template = json.load(sys.stdin).get("spec", {}).get("template", {})
+print(template.get("metadata", {}).get("annotations", {}).get("run.googleapis.com/startup-cpu-boost", "false"))'
+}
+
+# The Cloud Functions API carries no startup CPU boost, so Terraform cannot set it and an
+# apply may leave it off a new revision: set it through Cloud Run when the template differs
+# from Terraform's setting. That makes one more revision, with no traffic (--no-traffic;
+# the pin step also pinned traffic to a named revision), and that revision is the one
+# tagged candidate. Nothing changes when the template already agrees.
+sync_cpu_boost() {
+  local service="$1" wanted="$2" current flag
+  current="$(template_cpu_boost "$service")"
+  [[ "$current" == "$wanted" ]] && return 0
+  if [[ "$wanted" == true ]]; then flag=--cpu-boost; else flag=--no-cpu-boost; fi
+  gcloud run services update "$service" --region="$REGION" "$flag" --no-traffic --quiet
+  echo "$service: startup CPU boost $wanted in $(latest_revision "$service")"
 }
 
 # The function (entry point) a Cloud Run service runs: the last part of the load
@@ -89,8 +135,15 @@ cmd_pin() {
 }
 
 cmd_candidate() {
+  local boosted
+  boosted="$(boost_services)"
   for service in $SERVICES; do
     local new stable
+    if [[ " $boosted " == *" $service "* ]]; then
+      sync_cpu_boost "$service" true
+    else
+      sync_cpu_boost "$service" false
+    fi
     new="$(latest_revision "$service")"
     stable="$(stable_of "$service")"
     if [[ -n "$stable" && "$new" == "$stable" ]]; then
@@ -100,7 +153,8 @@ cmd_candidate() {
     fi
     echo "$new" >"$STATE/$service.candidate"
     if [[ -z "$stable" ]]; then
-      # First deployment: the only revision already serves; tag it for the smoke test.
+      # First deployment: nothing serves learners yet, so no split to protect; tag the
+      # newest revision for the smoke test (promote gives it all traffic).
       update_traffic "$service" --set-tags="candidate=$new"
     else
       # Keeps (or puts back) 100% on stable even if the deploy moved traffic.
@@ -204,7 +258,7 @@ shift || true
 case "$command" in
   pin | candidate | smoke | canary | bake | promote | rollback) "cmd_$command" "$@" ;;
   *)
-    sed -n '2,18p' "$0"
+    sed -n '2,22p' "$0"
     exit 2
     ;;
 esac

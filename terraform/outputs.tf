@@ -33,6 +33,11 @@ output "services" {
   value       = { for key, function in merge(module.http_function, module.event_function) : key => function.service }
 }
 
+output "startup_cpu_boost_services" {
+  description = "Cloud Run services (the same name in every region of http_regions) whose revisions must start with startup CPU boost: all public APIs when startup_cpu_boost is true, none otherwise. cloudbuild.yaml hands it to scripts/rollout.sh, which sets or clears the boost on each new revision before it is tagged candidate."
+  value       = var.startup_cpu_boost ? sort(distinct([for function in module.http_function : function.service])) : []
+}
+
 output "http_regions" {
   description = "Regions the public APIs run in (cloudbuild.yaml rolls out each in turn)."
   value       = var.http_regions

@@ -213,6 +213,13 @@ variable "route_cpu" {
   }
 }
 
+variable "startup_cpu_boost" {
+  type        = bool
+  description = "Startup CPU boost for the public APIs (chat, persona_route): Cloud Run gives an instance extra CPU while it starts (imports, model loading) and shortly after, so the first request after a scale-out waits less. The google provider cannot set it on a gen2 function; the pipeline applies this setting to each new revision before the canary (output startup_cpu_boost_services, scripts/rollout.sh, docs/deploy.md)."
+  default     = true
+  nullable    = false
+}
+
 variable "events_max_instances" {
   type        = number
   description = "Maximum instances of the persona_events consumer."

@@ -1,20 +1,15 @@
 """cloudbuild.yaml: step order, substitutions, and the rollout script it drives.
 
-scripts/rollout.sh runs here against a fake `gcloud` (a small program keeping Cloud Run
-services, revisions, traffic and tags in a JSON file), so the canary, bake, promote and
-rollback logic is exercised for real; only Google's API is replaced.
+scripts/rollout.sh runs here against a fake `gcloud` (tests/infra/fake_cloud_run.py), so
+the canary, bake, promote and rollback logic is exercised for real; only Google's API is
+replaced.
 """
 
 from __future__ import annotations
 
 import http.server
 import itertools
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.infra.fake_cloud_run import ROLLOUT, FakeCloud, ok
 from tests.infra.test_terraform_contract import (
     PUBLIC_HTTP,
     http_regions,
@@ -31,8 +27,6 @@ from tests.infra.test_terraform_contract import (
     resources,
 )
 from tests.support.paths import REPO as ROOT
-
-ROLLOUT = ROOT / "scripts" / "rollout.sh"
 
 ORDER = [
     "lint",
@@ -152,133 +146,6 @@ def test_documented_rollback_is_the_command_the_script_runs() -> None:
 # ------------------------------------------------------------------------------------------
 # rollout.sh against a fake gcloud
 # ------------------------------------------------------------------------------------------
-
-FAKE_GCLOUD = r"""
-import json, sys
-path = sys.argv[1]
-args = sys.argv[2:]
-state = json.load(open(path))
-state.setdefault("calls", []).append(args)
-def save():
-    json.dump(state, open(path, "w"))
-def opt(name):
-    for a in args:
-        if a.startswith(f"--{name}="):
-            return a.split("=", 1)[1]
-    return None
-if args[:3] == ["run", "services", "describe"]:
-    svc = state["services"].get(args[3])
-    save()
-    if svc is None:
-        print(f"ERROR: service {args[3]} not found", file=sys.stderr)
-        sys.exit(1)
-    fmt = opt("format")
-    if fmt == "value(metadata.name)":
-        print(args[3])
-    elif fmt == "value(status.latestCreatedRevisionName)":
-        print(svc["latest"])
-    else:
-        traffic = [dict(t) for t in svc["traffic"]]
-        for tag, rev in svc["tags"].items():
-            traffic.append({"revisionName": rev, "tag": tag, "url": f"https://{tag}---{args[3]}.run.app"})
-        print(json.dumps({"metadata": {"name": args[3]},
-                          "status": {"latestCreatedRevisionName": svc["latest"], "traffic": traffic}}))
-elif args[:3] == ["run", "services", "update-traffic"]:
-    svc = state["services"][args[3]]
-    split = opt("to-revisions")
-    if split:
-        pairs = [p.split("=") for p in split.split(",")]
-        assert sum(int(n) for _, n in pairs) == 100, split
-        for rev, _ in pairs:
-            assert rev in svc["revisions"], rev
-        svc["traffic"] = [{"revisionName": r, "percent": int(n)} for r, n in pairs if int(n)]
-    tags = opt("set-tags")
-    if tags:
-        for pair in tags.split(","):
-            tag, rev = pair.split("=")
-            svc["tags"][tag] = rev
-    save()
-elif args[:2] == ["logging", "read"]:
-    save()
-    for _ in range(state.get("errors", 0)):
-        print(500)
-else:
-    save()
-    sys.exit(f"unexpected gcloud call {args}")
-"""
-
-
-class FakeCloud:
-    def __init__(self, tmp_path: Path) -> None:
-        self.state_path = tmp_path / "cloud.json"
-        self.bin = tmp_path / "bin"
-        self.bin.mkdir()
-        program = tmp_path / "fake_gcloud.py"
-        program.write_text(FAKE_GCLOUD, encoding="utf-8")
-        gcloud = self.bin / "gcloud"
-        gcloud.write_text(
-            f'#!/bin/sh\nexec "{sys.executable}" "{program}" "{self.state_path}" "$@"\n',
-            encoding="utf-8",
-        )
-        gcloud.chmod(0o755)
-        self.rollout_dir = tmp_path / "rollout"
-        self.save({"services": {}})
-
-    def load(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.state_path.read_text(encoding="utf-8"))
-        return data
-
-    def save(self, state: dict[str, Any]) -> None:
-        self.state_path.write_text(json.dumps(state), encoding="utf-8")
-
-    def deploy(self, service: str, revision: str, *, takes_traffic: bool) -> None:
-        """What `terraform apply` does to a service: a new revision, maybe all traffic."""
-        state = self.load()
-        svc = state["services"].setdefault(
-            service, {"revisions": [], "latest": "", "traffic": [], "tags": {}}
-        )
-        svc["revisions"].append(revision)
-        svc["latest"] = revision
-        if takes_traffic or not svc["traffic"]:
-            svc["traffic"] = [{"revisionName": revision, "percent": 100}]
-        self.save(state)
-
-    def traffic(self, service: str) -> dict[str, int]:
-        svc = self.load()["services"][service]
-        return {t["revisionName"]: t["percent"] for t in svc["traffic"]}
-
-    def run(self, *args: str, errors: int = 0, **more_env: str) -> subprocess.CompletedProcess[str]:
-        state = self.load()
-        state["errors"] = errors
-        self.save(state)
-        env = {
-            **os.environ,
-            "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
-            "REGION": "us-central1",
-            "SERVICES": "ion-chat",
-            "ROLLOUT_STATE": str(self.rollout_dir),
-            **more_env,
-        }
-        return subprocess.run(
-            ["bash", str(ROLLOUT), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> FakeCloud:
-    if shutil.which("bash") is None:
-        pytest.fail("bash is required by scripts/rollout.sh")
-    return FakeCloud(tmp_path)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_canary_rollout_moves_traffic_step_by_step(cloud: FakeCloud) -> None:
