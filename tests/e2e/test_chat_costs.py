@@ -1,0 +1,156 @@
+"""What one `POST /v1/chat` costs the stores, counted exactly through the real HTTP app:
+SQLite write transactions on the embedded backend, Firestore RPCs and their sequential
+rounds on the emulator (docs/data-model.md, "RPCs per chat turn"). Abuse protection (rate
+limits, the token budget's reservation and settlement), the response cache, the profile
+and the summary are all on, as in production.
+
+Each test makes a warm-up turn as another learner first, so the counts are a warm
+instance's: the schema is applied and the routing statistics are cached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from ion.bootstrap import App, build_app, get_app, set_app
+from tests.support.app import firestore_app_settings, function_client, make_settings
+from tests.support.costs import FirestoreRpcs, SqliteWrites
+from tests.support.pubsub import PubSubTopic
+
+FIRST = "How does a B-tree index work?"
+FOLLOW_UP = "and how is it different from a hash index?"
+CRISIS = "this sprint is endless and lately I keep thinking it'd be easier to just not wake up"
+
+
+@dataclass
+class Learner:
+    client: FlaskClient
+    auth: dict[str, str]
+
+    def chat(self, message: str, conversation_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"message": message}
+        if conversation_id is not None:
+            body["conversation_id"] = conversation_id
+        response = self.client.post("/v1/chat", json=body, headers=self.auth)
+        assert response.status_code == 200, response.get_json()
+        reply: dict[str, Any] = response.get_json()
+        return reply
+
+
+def learner(app: App, user: str) -> Learner:
+    return Learner(function_client("chat"), {"Authorization": f"Bearer {app.dev_token(user)}"})
+
+
+@contextmanager
+def serving(app: App) -> Iterator[None]:
+    """`app` is the instance's, warmed up by another learner's turn (schema, statistics)."""
+    set_app(app)
+    try:
+        learner(app, "warm-up").chat(FIRST)
+        yield
+    finally:
+        set_app(None)
+
+
+KINDS = ("first", "follow_up", "cached", "crisis")
+
+
+def set_up(kind: str, who: Learner) -> Callable[[], dict[str, Any]]:
+    """Whatever the kind of turn needs before it (not counted); the turn itself."""
+    if kind == "follow_up":
+        cid = who.chat(FIRST)["conversation_id"]
+        return lambda: who.chat(FOLLOW_UP, cid)
+    if kind == "cached":
+        who.chat(FIRST)  # the same first message in a new conversation is answered from it
+        return lambda: who.chat(FIRST)
+    return lambda: who.chat(CRISIS if kind == "crisis" else FIRST)
+
+
+def take_turn(kind: str, who: Learner, start_counting: Callable[[], None]) -> None:
+    """One turn of `kind`, counted from its request on; it was the kind it claims to be."""
+    turn = set_up(kind, who)
+    start_counting()
+    reply = turn()
+    assert reply["cached"] is (kind == "cached")
+    assert reply["safety"]["crisis"] is (kind == "crisis")
+
+
+# --- SQLite ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_writes(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqliteWrites]:
+    writes = SqliteWrites()
+    writes.install(monkeypatch)
+    with serving(build_app(make_settings(clean_env / "data"))):
+        writes.reset()
+        yield writes
+
+
+@pytest.fixture
+def alice(sqlite_writes: SqliteWrites) -> Learner:
+    return learner(get_app(), "alice")
+
+
+# What each kind of turn costs today (rises above a budget only with a reason).
+SQLITE_WRITES = {"first": 7, "follow_up": 7, "cached": 4, "crisis": 4}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sqlite_write_transactions_per_turn(
+    kind: str, sqlite_writes: SqliteWrites, alice: Learner
+) -> None:
+    take_turn(kind, alice, sqlite_writes.reset)
+    assert sqlite_writes.stray_writes == []  # every write is inside a counted transaction
+    assert sqlite_writes.transactions == SQLITE_WRITES[kind]
+
+
+# --- Firestore ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def firestore_rpcs(
+    clean_env: Path,
+    firestore_reset: None,
+    pubsub_topic: PubSubTopic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[FirestoreRpcs]:
+    app = build_app(firestore_app_settings(clean_env / "data", pubsub_topic.topic))
+    rpcs = FirestoreRpcs()
+    rpcs.install(app.store.client, monkeypatch)  # type: ignore[attr-defined]
+    with serving(app):
+        rpcs.reset()
+        yield rpcs
+
+
+@pytest.fixture
+def fs_alice(firestore_rpcs: FirestoreRpcs) -> Learner:
+    return learner(get_app(), "alice")
+
+
+# The RPCs in the order they are issued (C Commit, G BatchGetDocuments, Q RunQuery) and
+# the sequential rounds they take.
+FIRESTORE_RPCS = {
+    "first": ("C C G G C C C G C", 9),
+    "follow_up": ("C G C Q C G C C C G", 10),
+    "cached": ("C C G G G C G", 7),
+    "crisis": ("C C", 2),
+}
+LETTERS = {"commit": "C", "batch_get_documents": "G", "run_query": "Q"}
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("kind", KINDS)
+def test_firestore_rpcs_and_rounds_per_turn(
+    kind: str, firestore_rpcs: FirestoreRpcs, fs_alice: Learner
+) -> None:
+    take_turn(kind, fs_alice, firestore_rpcs.reset)
+    methods, rounds = FIRESTORE_RPCS[kind]
+    assert " ".join(LETTERS.get(m, m) for m in firestore_rpcs.methods) == methods
+    assert firestore_rpcs.rounds == rounds
