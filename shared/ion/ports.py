@@ -6,7 +6,8 @@ they exchange live in `ion.domain.records` and are re-exported here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +26,7 @@ from ion.domain.records import (
     CachedAnswer,
     ConversationMemory,
     ConversationPage,
+    CounterChange,
     DailyCount,
     Feedback,
     IdempotencyRecord,
@@ -37,6 +39,7 @@ from ion.domain.records import (
     RoutingStat,
     StatsDelta,
     TurnClaim,
+    TurnSnapshot,
     text_hash,
 )
 
@@ -52,6 +55,7 @@ __all__ = [
     "ConversationMemory",
     "ConversationPage",
     "ConversationStore",
+    "CounterChange",
     "DailyCount",
     "DisagreementStore",
     "EventPublisher",
@@ -79,7 +83,9 @@ __all__ = [
     "Secrets",
     "SentenceEmbedder",
     "StatsDelta",
+    "StoreAccess",
     "TurnClaim",
+    "TurnSnapshot",
     "text_hash",
 ]
 
@@ -124,13 +130,34 @@ class ConversationStore(Protocol):
         deleted meanwhile)."""
         ...
 
+    def read_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, history: int
+    ) -> TurnSnapshot:
+        """What a turn needs before its claim, writing nothing: the conversation (None when
+        absent or another user's), whether another turn holds it (`busy_until`), else its
+        last `history` messages and its summary, and the `version` to claim it with."""
+        ...
+
     def claim_turn(
-        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        now: datetime,
+        until: datetime,
+        expected: str | None = None,
+        counters: Sequence[CounterChange] = (),
     ) -> TurnClaim:
         """Atomically take the conversation's turn lease (valid until `until`) unless a live
         one (`now` < its expiry) exists. Of concurrent claims exactly one wins. A
         conversation that does not exist or belongs to another user is never claimed
-        (`conversation` None). A lease left by a crashed holder is free once expired."""
+        (`conversation` None). A lease left by a crashed holder is free once expired.
+
+        With `expected` (a `read_turn` version) the lease is taken only while the
+        conversation is still as that snapshot read it (else `changed`, nothing written), so
+        the snapshot's history is the claimed conversation's. The `counters` changes
+        (`QuotaStore`) are made in the same write, only when the lease is taken; their new
+        values are in `TurnClaim.counters`."""
         ...
 
     def release_turn(self, conversation_id: str, lease: str) -> None:
@@ -294,6 +321,10 @@ class QuotaStore(Protocol):
         """
         ...
 
+    def increment_many(self, changes: Sequence[CounterChange]) -> list[int]:
+        """`increment` for each change, all in one atomic write; the new values in order."""
+        ...
+
     def counter(self, key: str) -> int:
         """The counter's current value (0 when absent)."""
         ...
@@ -450,6 +481,24 @@ class ConversationDatabase(
     """What one backend's conversation store implements: the conversations with their
     cached answers, Idempotency-Key records and event outbox, so that erasing a
     conversation and writing a turn with its outbox entry stay in one database."""
+
+
+class StoreAccess(Protocol):
+    """How one backend's stores serve a request best: which writes share a commit, and
+    whether independent calls are worth making at the same time."""
+
+    def together(self) -> AbstractContextManager[None]:
+        """The writes made inside (by this thread) are committed together where the backend
+        can (SQLite: one transaction), each still all or nothing on its own: one that
+        fails undoes only itself, and what succeeded is kept when an exception ends the
+        block. Elsewhere each write is its own commit."""
+        ...
+
+    def at_once(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Every call's result, in order. Run at the same time where the backend gains from
+        it (network round trips), one after another (on this thread) elsewhere. Every
+        call runs to its end; then the first exception raised, if any, is raised."""
+        ...
 
 
 class EventTransport(Protocol):

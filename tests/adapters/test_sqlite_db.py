@@ -148,3 +148,30 @@ def test_a_database_made_before_the_one_migration_list_upgrades(tmp_path: Path) 
     fresh = tmp_path / "fresh.sqlite3"
     SqliteDatabase(fresh).connection()
     assert _schema(old) == _schema(fresh)
+
+
+def test_writes_together_share_one_transaction_and_a_failed_one_undoes_only_itself(
+    tmp_path: Path,
+) -> None:
+    db = SqliteDatabase(tmp_path / "ion.sqlite3")
+    quota = SqliteQuotaStore(db)
+    quota.increment("warm", 1, expires_at=datetime(2030, 1, 1, tzinfo=UTC))  # schema applied
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    with pytest.raises(RuntimeError), db.together():
+        quota.increment("a", 1, expires_at=later)
+        with db.write() as conn:
+            conn.execute("INSERT INTO quota_counters (key, value, expires_at) VALUES ('b', 5, 'x')")
+            raise RuntimeError("this write fails")
+        quota.increment("c", 1, expires_at=later)  # never reached
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    # What succeeded before the failure was kept; the failed write left nothing.
+    assert (quota.counter("a"), quota.counter("b"), quota.counter("c")) == (1, 0, 0)
+    with db.together():
+        pass  # no write: no transaction
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    db.close()

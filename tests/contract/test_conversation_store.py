@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -543,16 +543,15 @@ def test_a_turn_on_a_conversation_deleted_meanwhile_is_refused(store: Any) -> No
     store.release_turn("c1", held.lease)
 
 
-def test_racing_claims_exactly_one_wins(store: Any) -> None:
-    save_history(store, "c1", 2)
-    racers = 8
+def race_claims(racers: int, claim: Callable[[], TurnClaim]) -> list[TurnClaim]:
+    """`claim()` from `racers` threads released at the same moment; every outcome."""
     barrier = threading.Barrier(racers)
     results: list[TurnClaim] = []
     lock = threading.Lock()
 
     def race() -> None:
         barrier.wait()
-        got = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+        got = claim()
         with lock:
             results.append(got)
 
@@ -562,6 +561,13 @@ def test_racing_claims_exactly_one_wins(store: Any) -> None:
     for t in threads:
         t.join(60)
     assert len(results) == racers
+    return results
+
+
+def test_racing_claims_exactly_one_wins(store: Any) -> None:
+    save_history(store, "c1", 2)
+    racers = 8
+    results = race_claims(racers, lambda: store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S))
     assert sum(1 for r in results if r.lease is not None) == 1
     assert sorted(str(r.busy_until) for r in results if r.lease is None) == [str(T0 + LEASE_S)] * (
         racers - 1

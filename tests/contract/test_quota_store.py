@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ion.ports import QuotaStore
+from ion.ports import CounterChange, QuotaStore
 
 NOON = datetime(2026, 3, 4, 12, 0, 15, tzinfo=UTC)
 LATER = NOON + timedelta(hours=1)
@@ -53,3 +53,16 @@ def test_concurrent_increments_each_see_a_distinct_value(
     with ThreadPoolExecutor(threads) as pool:
         seen = [value for values in pool.map(work, range(threads)) for value in values]
     assert sorted(seen) == list(range(1, threads * each + 1))
+
+
+def test_several_counters_change_in_one_write(quota_store: QuotaStore) -> None:
+    assert quota_store.increment("tokens:u1", 100, expires_at=LATER) == 100
+    changes = [
+        CounterChange(key="rate:api:u1", amount=1, expires_at=LATER),
+        CounterChange(key="rate:chat:u1", amount=1, expires_at=LATER),
+        CounterChange(key="tokens:u1", amount=0, expires_at=LATER),  # a check: its value
+        CounterChange(key="rate:api:u1", amount=1, expires_at=LATER),  # twice: in order
+    ]
+    assert quota_store.increment_many(changes) == [1, 1, 100, 2]
+    assert quota_store.increment_many([]) == []
+    assert [quota_store.counter(k) for k in ("rate:api:u1", "rate:chat:u1")] == [2, 1]

@@ -102,3 +102,43 @@ def test_reservations_settle_and_release(
     guard.settle(third, Usage(input_tokens=2000, output_tokens=900))
     assert guard.tokens_used("u") == 3150
     assert guard_for(sqlite_quota, clock, daily_tokens=0).reserve("u", 10**9) is None
+
+
+def test_a_charge_is_one_write_judged_in_bucket_order(
+    sqlite_quota: SqliteQuotaStore, clock: ManualClock
+) -> None:
+    guard = guard_for(sqlite_quota, clock, chat_per_minute=1, api_per_minute=3, daily_tokens=1000)
+    reservation = guard.apply(guard.charge("u", ["api", "chat"], 400))
+    assert reservation is not None and reservation.tokens == 400
+    assert guard.tokens_used("u") == 400
+    # Over the chat limit: refused, and its reservation is given back at once.
+    with pytest.raises(RateLimited, match="for chat messages"):
+        guard.apply(guard.charge("u", ["api", "chat"], 400))
+    assert guard.tokens_used("u") == 400
+    # The API limit is judged first (the third request in this minute passes it).
+    guard.apply(guard.charge("u", ["api"]))
+    with pytest.raises(RateLimited) as caught:
+        guard.apply(guard.charge("u", ["api", "chat"], 400))
+    assert "chat" not in caught.value.message
+
+
+def test_a_charge_checks_the_budget_before_its_own_reservation(
+    sqlite_quota: SqliteQuotaStore, clock: ManualClock
+) -> None:
+    guard = guard_for(sqlite_quota, clock, daily_tokens=1000)
+    assert guard.apply(guard.charge("u", ["chat"], 0)) is None  # a check: nothing reserved
+    guard.apply(guard.charge("u", ["chat"], 999))
+    guard.apply(guard.charge("u", ["chat"], 500))  # 999 used before it: admitted
+    with pytest.raises(BudgetExhausted):
+        guard.apply(guard.charge("u", ["chat"], 0))  # even a check, once used up
+    with pytest.raises(BudgetExhausted):
+        guard.apply(guard.charge("u", ["chat"], 10))
+    assert guard.tokens_used("u") == 1499  # the refused reservation was given back
+
+
+def test_limits_turned_off_charge_nothing(
+    sqlite_quota: SqliteQuotaStore, clock: ManualClock
+) -> None:
+    guard = guard_for(sqlite_quota, clock, chat_per_minute=0, api_per_minute=0, daily_tokens=0)
+    charge = guard.charge("u", ["api", "chat"], 5000)
+    assert charge.changes == () and guard.apply(charge) is None

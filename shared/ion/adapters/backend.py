@@ -18,6 +18,7 @@ from ion.ports import (
     LearningAndBackupStore,
     ProfileStore,
     QuotaStore,
+    StoreAccess,
 )
 
 
@@ -32,6 +33,8 @@ class StorageBackend:
     quota: QuotaStore
     # Learner profiles and the mentor's pending suggestions.
     profiles: ProfileStore
+    # How a request uses these stores best: shared commits, calls made at once.
+    access: StoreAccess
     # Built on demand: the workers (event consumers, backups) publish nothing.
     open_event_transport: Callable[[], EventTransport]
     # `ion serve` on a laptop: create what the emulators lack (what was done, for the log).

@@ -262,6 +262,8 @@ def build_app(settings: Settings | None = None, *, clock: Clock | None = None) -
             llm=None if settings.llm_provider == "offline" else llm,
         ),
         profiles=profiles,
+        # Independent store calls at once (Firestore); one transaction per step (SQLite).
+        access=backend.access,
     )
     learner_data = LearnerDataService(
         chat=chat,

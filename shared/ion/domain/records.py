@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ion.domain.models import Conversation, ResonanceKey
+from ion.domain.models import Conversation, Message, ResonanceKey
 from ion.domain.profile import LearnerProfile, ProfileSuggestion
 
 Rating = Literal["up", "down"]
@@ -25,6 +25,7 @@ __all__ = [
     "CachedAnswer",
     "ConversationMemory",
     "ConversationPage",
+    "CounterChange",
     "DailyCount",
     "Feedback",
     "IdempotencyRecord",
@@ -37,6 +38,7 @@ __all__ = [
     "RoutingStat",
     "StatsDelta",
     "TurnClaim",
+    "TurnSnapshot",
     "text_hash",
 ]
 
@@ -59,6 +61,20 @@ class TurnClaim(BaseModel):
     lease: str | None = None
     # When the live lease that refused this claim expires.
     busy_until: datetime | None = None
+    # The counters' values after the claim's `counters` changes (in their order).
+    counters: tuple[int, ...] = ()
+    # With `expected`: the conversation changed since that snapshot (nothing written).
+    changed: bool = False
+
+
+class CounterChange(BaseModel):
+    """An amount added to one shared counter (`QuotaStore`), e.g. a rate-limit window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    amount: int
+    expires_at: datetime
 
 
 class ConversationMemory(BaseModel):
@@ -70,6 +86,22 @@ class ConversationMemory(BaseModel):
     # How many of the conversation's first messages the summary covers.
     through: int = Field(ge=0)
     updated_at: datetime
+
+
+class TurnSnapshot(BaseModel):
+    """What a turn reads before it claims its conversation (`ConversationStore.read_turn`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # None when the conversation does not exist or is another user's.
+    conversation: Conversation | None = None
+    # Its last messages, oldest first (none while another turn holds it).
+    history: list[Message] = Field(default_factory=list)
+    memory: ConversationMemory | None = None
+    # When the live lease of another turn expires (that turn is still running).
+    busy_until: datetime | None = None
+    # Opaque: `claim_turn(expected=version)` takes the lease only while it is unchanged.
+    version: str | None = None
 
 
 class LearnerRecord(BaseModel):

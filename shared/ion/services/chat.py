@@ -18,8 +18,9 @@ Two behaviours worth knowing:
   stored as a normal assistant message (model = the model that produced it) with usage
   0/0, since no LLM call was made; replies and events say `cached: true`.
 - **One turn at a time per conversation.** `prepare` claims the conversation's turn lease
-  before it reads the history, so concurrent turns never all call the model: the losers
-  get `TurnInProgress` (409, Retry-After) with no LLM call. The lease is released by the
+  on the conversation exactly as it read it (history included; else it reads again), so
+  concurrent turns never all call the model: the losers get `TurnInProgress` (409,
+  Retry-After) with no LLM call. The lease is released by the
   turn's save, or explicitly on every path that saves nothing; it expires if the
   instance dies.
 - **Token budget.** With a `QuotaGuard`, `prepare` reserves the call's estimate on the
@@ -37,8 +38,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
 
 from ion.domain import events
 from ion.domain.crisis import CrisisPolicy, load_policy
@@ -65,22 +66,28 @@ from ion.ports import (
     IdempotencyStore,
     LanguageModel,
     ResponseCache,
+    StoreAccess,
 )
 from ion.services.memory import MemoryService
 from ion.services.orchestration import TurnOrchestrator
 from ion.services.profile import ProfileService
-from ion.services.quota import QuotaGuard
+from ion.services.quota import Bucket, QuotaGuard
 from ion.services.response_cache import cached_response
-from ion.services.turn_hold import TurnHold
-from ion.services.turn_preparation import PreparedTurn, TurnPreparer, new_id
+from ion.services.store_access import SerialAccess
+from ion.services.turn_preparation import (
+    TURN_RETRY_AFTER_S,
+    PreparedTurn,
+    TurnPreparer,
+    new_id,
+)
 from ion.services.turn_recording import TurnRecorder
 
 log = logging.getLogger(__name__)
 
 #: The `model` of a crisis answer given by the safe template (no model answered).
 CRISIS_TEMPLATE_MODEL = "safety-template"
-# What a learner is told to wait when another turn of the conversation is running.
-TURN_RETRY_AFTER_S = 2
+# How often a turn reads its conversation again when it changed before the claim.
+_CLAIM_ATTEMPTS = 3
 
 
 class ChatService:
@@ -108,8 +115,11 @@ class ChatService:
         disagreements: DisagreementStore | None = None,
         memory: MemoryService | None = None,
         profiles: ProfileService | None = None,
+        access: StoreAccess | None = None,
     ) -> None:
         self._store = store
+        # One call after another, each write its own, unless the backend says otherwise.
+        self._access = access or SerialAccess()
         self._llm = llm
         self._clock = clock
         self._events = events
@@ -122,9 +132,6 @@ class ChatService:
         # The configured primary model: part of the cache key, and only its answers are
         # cached (a fallback model's answer is not replayed for the primary's key).
         self._model_id = model_id or llm.name
-        # Longer than any answer can take (the LLM's whole time budget), so only a holder
-        # that died loses it.
-        self._turn_lease = timedelta(seconds=turn_lease_s)
         # Every learner message is checked, before routing and before any cache.
         self._detector = detector or CrisisDetector(load_rules())
         self._crisis = crisis or load_policy()
@@ -147,6 +154,10 @@ class ChatService:
             memory=memory,
             # The learner's profile shapes prompts; the mentor proposes updates to it.
             profiles=profiles,
+            access=self._access,
+            # Longer than any answer can take (the LLM's whole time budget), so only a
+            # holder that died loses it.
+            turn_lease=timedelta(seconds=turn_lease_s),
         )
         self._recorder = TurnRecorder(
             store=store,
@@ -157,6 +168,7 @@ class ChatService:
             model_id=self._model_id,
             memory=memory,
             profiles=profiles,
+            access=self._access,
         )
 
     @property
@@ -223,42 +235,29 @@ class ChatService:
         conversation_id: str | None = None,
         *,
         budget: QuotaGuard | None = None,
+        buckets: Sequence[Bucket] = (),
     ) -> PreparedTurn:
-        """Claim the conversation's turn, decide everything the LLM call needs, and reserve
-        its tokens on `budget`. Raises NotFound, TurnInProgress (409, nothing claimed) or
+        """Decide everything the LLM call needs, claim the conversation's turn and charge
+        `budget` (the chat limit, the call's tokens and the request's other `buckets`) in
+        one write. Raises NotFound, TurnInProgress (409, nothing claimed), RateLimited or
         BudgetExhausted (429, nothing held). The returned turn holds the lease and the
         reservation until `answer`/`stream` end it, or `abandon` gives them back."""
         now = self._clock.now()
-        if conversation_id is None:
-            return self._prepared(user_id, text, None, now, None, budget)
-        claim = self._store.claim_turn(
-            conversation_id, user_id, now=now, until=now + self._turn_lease
-        )
-        if claim.conversation is None:
-            raise NotFound(f"conversation {conversation_id} not found")
-        if claim.lease is None:
-            raise TurnInProgress(
-                "another message in this conversation is still being answered; retry shortly",
-                retry_after_s=TURN_RETRY_AFTER_S,
-            )
-        try:
-            return self._prepared(user_id, text, claim.conversation, now, claim.lease, budget)
-        except BaseException:
-            TurnHold(self._store, conversation_id, claim.lease).release_lease()
-            raise
-
-    def _prepared(
-        self,
-        user_id: str,
-        text: str,
-        claimed: Conversation | None,
-        now: datetime,
-        lease: str | None,
-        budget: QuotaGuard | None,
-    ) -> PreparedTurn:
-        turn = self._preparer.prepare(user_id, text, claimed, now, lease, budget)
-        if turn.crisis:
-            self._report_crisis(turn, turn.request.language)
+        with self._access.together():
+            for _ in range(_CLAIM_ATTEMPTS):
+                turn = self._preparer.prepare(user_id, text, conversation_id, now, budget, buckets)
+                if turn is not None:
+                    break
+            else:
+                # Other turns kept changing the conversation between its read and the claim.
+                if budget is not None:
+                    budget.apply(budget.charge(user_id, buckets))  # every request counts
+                raise TurnInProgress(
+                    "another message in this conversation is still being answered; retry shortly",
+                    retry_after_s=TURN_RETRY_AFTER_S,
+                )
+            if turn.crisis:
+                self._report_crisis(turn, turn.request.language)
         return turn
 
     def _report_crisis(self, turn: PreparedTurn, language: Language) -> None:
@@ -338,10 +337,8 @@ class ChatService:
                     turn, "blocked" if exc.code == "blocked" else "unanswered"
                 )
                 raise
-            turn.hold.settle(response.usage)  # spent, whatever happens to the save
-            reply = self._recorder.finish(turn, response, _elapsed_ms(started))
-            self._recorder.remember(turn, response)
-            return reply
+            # Settled to what was spent, whatever happens to the save.
+            return self._recorder.finish(turn, response, _elapsed_ms(started), cacheable=True)
         finally:
             turn.hold.close()
 
@@ -373,11 +370,15 @@ class ChatService:
         try:
             for chunk in source:
                 if chunk.final is not None:
-                    turn.hold.settle(chunk.final.usage)
-                    reply = self._recorder.finish(turn, chunk.final, _elapsed_ms(started))
+                    reply = self._recorder.finish(
+                        turn,
+                        chunk.final,
+                        _elapsed_ms(started),
+                        cacheable=turn.cached is None
+                        and not turn.crisis
+                        and turn.plan.mode != "clarify",
+                    )
                     finished = True
-                    if turn.cached is None and not turn.crisis and turn.plan.mode != "clarify":
-                        self._recorder.remember(turn, chunk.final)
                     if on_reply is not None:
                         on_reply(reply)
                     yield chunk

@@ -75,27 +75,24 @@ class MemoryService:
         self._pending: set[str] = set()
         self._lock = threading.Lock()
 
-    def summary_for(self, conversation_id: str, message_count: int) -> str:
-        """The summary to put in the prompt ('' while everything fits the window)."""
-        if message_count <= self._window:
+    def summary_for(self, memory: ConversationMemory | None, message_count: int) -> str:
+        """The summary to put in the prompt, from the conversation's `memory` as the turn
+        read it ('' while everything fits the window)."""
+        if message_count <= self._window or memory is None:
             return ""
-        try:
-            memory = self._memory.get_memory(conversation_id)
-        except IonError:
-            # The answer matters more than the memory: go on with the window alone.
-            log.exception("reading the conversation summary failed")
-            return ""
-        return memory.summary if memory is not None else ""
+        return memory.summary
 
-    def after_turn(self, conversation_id: str, message_count: int, language: Language) -> None:
-        """Refresh the summary when enough messages have left the window (never raises)."""
+    def after_turn(
+        self,
+        conversation_id: str,
+        message_count: int,
+        language: Language,
+        current: ConversationMemory | None,
+    ) -> None:
+        """Refresh the summary (`current`: as the turn read it) when enough messages have
+        left the window (never raises)."""
         left_window = message_count - self._window
         if left_window < self._refresh_every:
-            return
-        try:
-            current = self._memory.get_memory(conversation_id)
-        except IonError:
-            log.exception("reading the conversation summary failed")
             return
         through = current.through if current is not None else 0
         if left_window - through < self._refresh_every:

@@ -82,20 +82,28 @@ class ProfileService:
         )
         return self.record(user_id)
 
-    def prompt_note(self, user_id: str, language: Language) -> str:
-        """The profile's note for a prompt ('' without one, or when it cannot be read)."""
+    def for_turn(self, user_id: str) -> LearnerRecord | None:
+        """The learner's record as a turn reads it once (empty when they have none); None
+        when it cannot be read: the turn goes on without it and proposes nothing."""
         try:
-            record = self._store.get_learner(user_id)
+            return self.record(user_id)
         except IonError:
             log.exception("reading the learner profile failed")
-            return ""
+            return None
+
+    def prompt_note(self, record: LearnerRecord | None, language: Language) -> str:
+        """The profile's note for a prompt ('' without one)."""
         return prompt_note(record.profile if record else None, language)
 
-    def propose(self, user_id: str, text: str, conversation_id: str) -> None:
-        """Record the updates a learner message supports as pending suggestions (best
-        effort: never fails the turn)."""
+    def propose(
+        self, user_id: str, text: str, conversation_id: str, record: LearnerRecord | None
+    ) -> None:
+        """Record the updates a learner message supports as pending suggestions, next to
+        those of `record` (the turn's read; a suggestion settled in between may come back
+        once). Best effort: never fails the turn; nothing when the record is unknown."""
+        if record is None:
+            return
         try:
-            record = self.record(user_id)
             fresh = propose_updates(text, record.profile, record.suggestions)
             if not fresh:
                 return

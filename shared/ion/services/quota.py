@@ -14,6 +14,14 @@
   (the last admitted one found less than the budget used or reserved), provided no request
   uses more than its reservation (documented in README, "Rate limits and budgets").
 
+A request's counter changes are made in one write (`charge`, then `apply` or a turn's
+claim, `ConversationStore.claim_turn(counters=...)`): its rate windows and its reservation.
+Its buckets are judged in order (the API limit before the chat limit, then the budget);
+one refused gives the reservation back at once. A refused request still counts in every
+window it reached, as it did when each was its own write: windows only grow, so one the
+API limit refuses can only push later requests, themselves over that limit, over the chat
+limit too. Exactly `limit` requests of a window are admitted, however many instances.
+
 Counters are keyed by the pseudonymous user hash, never the raw user id.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
@@ -28,7 +37,7 @@ from typing import Literal, get_args
 from ion.domain.events import hash_user_id
 from ion.domain.models import LlmRequest, Usage
 from ion.errors import BudgetExhausted, IonError, RateLimited
-from ion.ports import Clock, QuotaStore
+from ion.ports import Clock, CounterChange, QuotaStore
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,20 @@ def estimate_tokens(request: LlmRequest) -> int:
         + len(request.message)
     )
     return prompt_chars + max(request.max_output_tokens, 0)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The counter changes of one request (`QuotaGuard.charge`), to be made in one write."""
+
+    user_id: str
+    user_hash: str
+    now: datetime
+    # The buckets counted, in the order of their changes (before the budget's, if any).
+    buckets: tuple[Bucket, ...]
+    # Tokens reserved on today's budget (0: checked only); None: the budget is not involved.
+    tokens: int | None
+    changes: tuple[CounterChange, ...]
 
 
 @dataclass(frozen=True)
@@ -92,25 +115,75 @@ class QuotaGuard:
 
     def admit(self, user_id: str, bucket: Bucket) -> None:
         """Count one request in the current minute; RateLimited when over the limit."""
-        limit = self._per_minute(bucket)
-        if limit <= 0:
-            return
+        self.apply(self.charge(user_id, [bucket]))
+
+    def charge(self, user_id: str, buckets: Sequence[Bucket], tokens: int | None = None) -> Charge:
+        """What one request adds to the user's counters, made in one write (`apply`, or a
+        turn claim): one request in each bucket's current minute and, with `tokens`, a
+        reservation on today's budget (0: a check only, for an answer without an LLM call).
+        Limits turned off (0) add nothing."""
         now = self._now()
-        window = now.replace(second=0, microsecond=0)
         user_hash = hash_user_id(user_id)
-        key = f"rate:{bucket}:{user_hash}:{window:%Y%m%d%H%M}"
-        count = self._store.increment(key, 1, expires_at=window + timedelta(minutes=2))
-        if count > limit:
-            retry_after = max(1, math.ceil((window + timedelta(minutes=1) - now).total_seconds()))
-            log.warning(
-                "rate limited",
-                extra={"user_hash": user_hash, "bucket": bucket, "limit": limit},
+        window = now.replace(second=0, microsecond=0)
+        limited = tuple(b for b in buckets if self._per_minute(b) > 0)
+        changes = [
+            CounterChange(
+                key=f"rate:{b}:{user_hash}:{window:%Y%m%d%H%M}",
+                amount=1,
+                expires_at=window + timedelta(minutes=2),
             )
-            raise RateLimited(
-                f"too many requests: the limit is {limit} per minute"
-                + (" for chat messages" if bucket == "chat" else ""),
-                retry_after_s=retry_after,
+            for b in limited
+        ]
+        if tokens is not None and self.limits.daily_tokens > 0:
+            changes.append(
+                CounterChange(
+                    key=self._budget_key(user_id, now),
+                    amount=max(tokens, 0),
+                    expires_at=now + timedelta(seconds=_seconds_to_next_day(now) + 86_400),
+                )
             )
+        else:
+            tokens = None
+        return Charge(user_id, user_hash, now, limited, tokens, tuple(changes))
+
+    def apply(self, charge: Charge) -> Reservation | None:
+        """Make `charge` in one write and `admit_charge` it."""
+        if not charge.changes:
+            return None
+        return self.admit_charge(charge, self._store.increment_many(charge.changes))
+
+    def admit_charge(self, charge: Charge, values: Sequence[int]) -> Reservation | None:
+        """Judge a charge made, from its counters' new values: RateLimited (first bucket over
+        its limit) or BudgetExhausted (the budget was used up or reserved by others before
+        this reservation), after giving the reservation back; else the reservation."""
+        reservation = None
+        if charge.tokens is not None and charge.tokens > 0:
+            key, expires_at = charge.changes[-1].key, charge.changes[-1].expires_at
+            reservation = Reservation(key, charge.tokens, expires_at, charge.user_hash)
+        for bucket, count in zip(charge.buckets, values, strict=False):
+            limit = self._per_minute(bucket)
+            if count > limit:
+                self.release(reservation)
+                raise self._limited(charge, bucket, limit)
+        if charge.tokens is not None and values[-1] - charge.tokens >= self.limits.daily_tokens:
+            self.release(reservation)
+            raise self._exhausted(charge.user_id, charge.now)
+        return reservation
+
+    def _limited(self, charge: Charge, bucket: Bucket, limit: int) -> RateLimited:
+        window = charge.now.replace(second=0, microsecond=0)
+        retry_after = max(
+            1, math.ceil((window + timedelta(minutes=1) - charge.now).total_seconds())
+        )
+        log.warning(
+            "rate limited",
+            extra={"user_hash": charge.user_hash, "bucket": bucket, "limit": limit},
+        )
+        return RateLimited(
+            f"too many requests: the limit is {limit} per minute"
+            + (" for chat messages" if bucket == "chat" else ""),
+            retry_after_s=retry_after,
+        )
 
     def _budget_key(self, user_id: str, now: datetime) -> str:
         return f"tokens:{hash_user_id(user_id)}:{now:%Y%m%d}"

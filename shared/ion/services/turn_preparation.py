@@ -1,18 +1,21 @@
 """Preparing a chat turn: everything decided before the model is called.
 
-The learner's message is checked for a crisis (first, before routing and before any cache),
-charged on the rate limit, routed (or planned as a duo or a clarifying question), given its
-prompt (history window, conversation summary, learner profile), looked up in the first-turn
-response cache, and its tokens reserved on the daily budget. `ChatService` claims the
-conversation's turn lease before, and answers and stores the turn after.
+Reads first, at once where the store gains from it: the conversation (its history window
+and summary, `read_turn`) and the learner's profile. Then, with no further read, the
+message is checked for a crisis (first, before routing and before any cache), routed (or
+planned as a duo or a clarifying question) and given its prompt. Then one write: the
+conversation's turn lease is claimed while the conversation is still as it was read (else
+it is read again), and the same write charges the request's rate limits and reserves its
+tokens on the daily budget; a new conversation needs no lease, and its first-turn cache
+lookup is made at the same time as that charge. `ChatService` answers and stores the turn.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ion.domain.crisis import CrisisPolicy
@@ -30,12 +33,21 @@ from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import build_request
 from ion.domain.routing import MessageRouter
 from ion.domain.safety import CrisisDetector, SafetyAssessment
-from ion.ports import CachedAnswer, ConversationStore, ResponseCache
+from ion.errors import NotFound, TurnInProgress
+from ion.ports import (
+    CachedAnswer,
+    ConversationMemory,
+    ConversationStore,
+    LearnerRecord,
+    ResponseCache,
+    StoreAccess,
+    TurnSnapshot,
+)
 from ion.services.judge import without_judge
 from ion.services.memory import MemoryService
 from ion.services.orchestration import TurnOrchestrator
 from ion.services.profile import ProfileService
-from ion.services.quota import QuotaGuard, Reservation, estimate_tokens
+from ion.services.quota import Bucket, Charge, QuotaGuard, estimate_tokens
 from ion.services.response_cache import profile_digest, response_cache_key
 from ion.services.turn_hold import TurnHold
 
@@ -44,6 +56,8 @@ log = logging.getLogger(__name__)
 TITLE_CHARS = 80
 # A new message is never older than the one before it, even across instances' clocks.
 TICK = timedelta(microseconds=1)
+# What a learner is told to wait when another turn of the conversation is running.
+TURN_RETRY_AFTER_S = 2
 
 
 def new_id() -> str:
@@ -75,6 +89,10 @@ class PreparedTurn:
     safety: Safety = field(default_factory=Safety)
     # Single, duo or clarify (a clarifying question makes no LLM call).
     plan: TurnPlan = field(default_factory=lambda: TurnPlan("single", ()))
+    # As the turn read them: the conversation's summary and the learner's record (None:
+    # unknown, e.g. it could not be read).
+    memory: ConversationMemory | None = None
+    profile: LearnerRecord | None = None
 
     @property
     def crisis(self) -> bool:
@@ -82,7 +100,7 @@ class PreparedTurn:
 
 
 class TurnPreparer:
-    """Decides a turn (see the module docstring); reads the store, writes nothing."""
+    """Decides a turn, claims it and charges it (see the module docstring)."""
 
     def __init__(
         self,
@@ -100,8 +118,12 @@ class TurnPreparer:
         model_id: str,
         memory: MemoryService | None,
         profiles: ProfileService | None,
+        access: StoreAccess,
+        turn_lease: timedelta,
     ) -> None:
         self._store = store
+        self._access = access
+        self._turn_lease = turn_lease
         self._router = router
         self._catalog = catalog
         self._orchestrator = orchestrator
@@ -126,15 +148,136 @@ class TurnPreparer:
         self,
         user_id: str,
         text: str,
-        claimed: Conversation | None,
+        conversation_id: str | None,
         now: datetime,
-        lease: str | None,
         budget: QuotaGuard | None,
+        buckets: Sequence[Bucket] = (),
+    ) -> PreparedTurn | None:
+        """The turn, holding its conversation's lease and its token reservation; None when
+        the conversation changed between its read and the claim (read again).
+
+        Raises NotFound, TurnInProgress (409, nothing held), RateLimited or BudgetExhausted
+        (429, nothing held). `buckets` are the request's other rate limits, charged with the
+        turn's in the same write."""
+        snapshot: TurnSnapshot | None = None
+        if conversation_id is None:
+            # A crisis answer uses no profile (the detector keeps this reading for later).
+            in_crisis = self._detector.assess(text, []).crisis
+            wanted = self._profiles is not None and not in_crisis
+            profile = self._profiles.for_turn(user_id) if self._profiles and wanted else None
+        else:
+            cid = conversation_id
+            snapshot, profile = self._access.at_once(
+                lambda: self._store.read_turn(
+                    cid, user_id, now=now, history=max(self._history_window, 1)
+                ),
+                lambda: self._profiles.for_turn(user_id) if self._profiles else None,
+            )
+            if snapshot.conversation is None or snapshot.busy_until is not None:
+                if budget is not None:
+                    budget.apply(budget.charge(user_id, buckets))  # every request counts
+                if snapshot.conversation is None:
+                    raise NotFound(f"conversation {conversation_id} not found")
+                raise TurnInProgress(
+                    "another message in this conversation is still being answered; retry shortly",
+                    retry_after_s=TURN_RETRY_AFTER_S,
+                )
+        turn = self._decide(user_id, text, snapshot, profile, now)
+        if snapshot is None:
+            return self._charged_new(turn, budget, buckets, now)
+        return self._claimed(turn, snapshot, budget, buckets, now)
+
+    @staticmethod
+    def _charge(
+        turn: PreparedTurn,
+        budget: QuotaGuard | None,
+        buckets: Sequence[Bucket],
+        cached: CachedAnswer | None,
+    ) -> Charge | None:
+        if budget is None:
+            return None
+        if turn.crisis:
+            # A learner in crisis is never turned away: only the request's other limits.
+            return budget.charge(turn.user_id, buckets)
+        # A cached answer or a clarifying question makes no LLM call: the budget is only
+        # checked.
+        no_call = cached is not None or turn.plan.mode == "clarify"
+        tokens = 0 if no_call else estimate_tokens(turn.request)
+        return budget.charge(turn.user_id, [*buckets, "chat"], tokens)
+
+    def _charged_new(
+        self,
+        turn: PreparedTurn,
+        budget: QuotaGuard | None,
+        buckets: Sequence[Bucket],
+        now: datetime,
     ) -> PreparedTurn:
+        """A new conversation: nobody else can address it yet, so no lease; its cache lookup
+        and its charge are made at once (a cached answer's reservation is given back when
+        it is recorded)."""
+        key = turn.cache_key
+        charge = self._charge(turn, budget, buckets, None)
+        cached, reservation = self._access.at_once(
+            lambda: self._cached(key, now) if key is not None else None,
+            lambda: budget.apply(charge) if budget is not None and charge is not None else None,
+        )
+        hold = TurnHold(self._store, turn.conversation.id, None, budget, reservation)
+        return replace(turn, cached=cached, hold=hold)
+
+    def _claimed(
+        self,
+        turn: PreparedTurn,
+        snapshot: TurnSnapshot,
+        budget: QuotaGuard | None,
+        buckets: Sequence[Bucket],
+        now: datetime,
+    ) -> PreparedTurn | None:
+        """An existing conversation: claimed while still as read, charged in the same write."""
+        # Only the retry of a conversation's first message may be answered from the cache.
+        cached = self._cached(turn.cache_key, now) if turn.cache_key is not None else None
+        charge = self._charge(turn, budget, buckets, cached)
+        cid = turn.conversation.id
+        claim = self._store.claim_turn(
+            cid,
+            turn.user_id,
+            now=now,
+            until=now + self._turn_lease,
+            expected=snapshot.version,
+            counters=charge.changes if charge is not None else (),
+        )
+        if claim.lease is None:
+            return None
+        reservation = None
+        if budget is not None and charge is not None:
+            try:
+                reservation = budget.admit_charge(charge, claim.counters)
+            except BaseException:
+                TurnHold(self._store, cid, claim.lease).release_lease()
+                raise
+        hold = TurnHold(self._store, cid, claim.lease, budget, reservation)
+        return replace(turn, cached=cached, hold=hold)
+
+    def _cached(self, key: str, now: datetime) -> CachedAnswer | None:
+        try:
+            return self._cache.get_cached_answer(key, now) if self._cache else None
+        except Exception:
+            # The cache is an optimisation: when it fails, ask the model.
+            log.exception("response cache lookup failed")
+            return None
+
+    def _decide(
+        self,
+        user_id: str,
+        text: str,
+        snapshot: TurnSnapshot | None,
+        profile: LearnerRecord | None,
+        now: datetime,
+    ) -> PreparedTurn:
+        """Everything about the turn that needs no further read (see the module docstring)."""
         retry_of: Message | None = None
-        if claimed is not None:
-            conversation = claimed
-            history = self._store.recent_messages(conversation.id, max(self._history_window, 1))
+        if snapshot is not None and snapshot.conversation is not None:
+            conversation = snapshot.conversation
+            history = snapshot.history
             is_new = False
             last = history[-1] if history else None
             if last is not None:
@@ -161,9 +304,6 @@ class TurnPreparer:
         learner_history = [m.text for m in history if m.role == "user"]
         # Crisis first: a crisis turn is the single safe answer, never a duo or a question.
         assessment = self._detector.assess(text, learner_history)
-        if budget is not None and not assessment.crisis:
-            # A learner in crisis is never turned away; everyone else spends their allowance.
-            budget.admit(user_id, "chat")
         router = without_judge(self._router) if assessment.crisis else self._router
         clarifying = self._orchestrator.clarify_context(history)
         if clarifying is not None:
@@ -217,9 +357,10 @@ class TurnPreparer:
                 max_output_tokens=self._max_output_tokens,
             )
         else:
+            memory = snapshot.memory if snapshot is not None else None
             summary = (
-                self._memory.summary_for(conversation.id, conversation.message_count)
-                if self._memory is not None and not is_new
+                self._memory.summary_for(memory, conversation.message_count)
+                if self._memory is not None
                 else ""
             )
             request = build_request(
@@ -233,11 +374,10 @@ class TurnPreparer:
                 summary=summary,
             )
             request = self._orchestrator.duo(request, plan, language)
-            note = self._profiles.prompt_note(user_id, language) if self._profiles else ""
+            note = self._profiles.prompt_note(profile, language) if self._profiles else ""
             if note:
                 request = request.model_copy(update={"system_prompt": request.system_prompt + note})
         cache_key: str | None = None
-        cached: CachedAnswer | None = None
         first_turn = is_new or (retry_of is not None and conversation.message_count == 1)
         # A crisis turn is never served from the cache nor stored in it; a clarifying
         # question needs no cache.
@@ -256,17 +396,6 @@ class TurnPreparer:
                 language=routed.analysis.language,
                 resonance_key=key,
             )
-            try:
-                cached = self._cache.get_cached_answer(cache_key, now)
-            except Exception:
-                # The cache is an optimisation: when it fails, ask the model.
-                log.exception("response cache lookup failed")
-        reservation: Reservation | None = None
-        if budget is not None and not assessment.crisis:
-            # A cached answer or a clarifying question makes no LLM call: it is only
-            # checked against the budget.
-            no_call = cached is not None or plan.mode == "clarify"
-            reservation = budget.reserve(user_id, 0 if no_call else estimate_tokens(request))
         turn = PreparedTurn(
             user_id=user_id,
             conversation=conversation,
@@ -279,10 +408,10 @@ class TurnPreparer:
             request=request,
             retry_of=retry_of,
             cache_key=cache_key,
-            cached=cached,
-            hold=TurnHold(self._store, conversation.id, lease, budget, reservation),
             assessment=assessment,
             safety=safety,
             plan=plan,
+            memory=snapshot.memory if snapshot is not None else None,
+            profile=profile,
         )
         return turn

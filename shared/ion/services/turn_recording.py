@@ -1,6 +1,7 @@
-"""Recording a chat turn once it is answered: the atomic store write, the first-turn cache
-entry, the `chat.turn.completed` event, and what follows a turn (profile suggestions,
-the conversation summary). A failed or cut-off answer is stored too (`unanswered`,
+"""Recording a chat turn once it is answered: the atomic store write with the settlement of
+its token reservation and its profile suggestions (made at once), then the
+`chat.turn.completed` event, the first-turn cache entry and the conversation summary; on
+SQLite all in one transaction (`StoreAccess`). A failed or cut-off answer is stored too (`unanswered`,
 `incomplete`), so nothing the learner sent or saw is lost.
 """
 
@@ -11,7 +12,14 @@ from datetime import datetime, timedelta
 
 from ion.domain import events
 from ion.domain.models import ChatReply, Conversation, LlmResponse, Message, MessageStatus
-from ion.ports import CachedAnswer, Clock, ConversationStore, EventPublisher, ResponseCache
+from ion.ports import (
+    CachedAnswer,
+    Clock,
+    ConversationStore,
+    EventPublisher,
+    ResponseCache,
+    StoreAccess,
+)
 from ion.services.memory import MemoryService
 from ion.services.profile import ProfileService
 from ion.services.response_cache import CACHEABLE_FINISH
@@ -34,8 +42,10 @@ class TurnRecorder:
         model_id: str,
         memory: MemoryService | None,
         profiles: ProfileService | None,
+        access: StoreAccess,
     ) -> None:
         self._store = store
+        self._access = access
         self._events = events
         self._clock = clock
         # Only when the cache is on (ION_CACHE_TTL_S > 0).
@@ -123,7 +133,19 @@ class TurnRecorder:
         )
         self._save(turn, "complete", assistant)
 
-    def finish(self, turn: PreparedTurn, response: LlmResponse, latency_ms: int) -> ChatReply:
+    def finish(
+        self,
+        turn: PreparedTurn,
+        response: LlmResponse,
+        latency_ms: int,
+        *,
+        cacheable: bool = False,
+    ) -> ChatReply:
+        """Record an answered turn: its save, the settlement of its token reservation to
+        `response.usage` (also when the save fails: the tokens were spent) and the profile
+        suggestions its message supports, made at once; then its event, its cache entry
+        (`cacheable`: the model's answer to a first turn) and its summary. With SQLite all
+        of that is one transaction."""
         assistant = Message(
             id=turn.assistant_message_id,
             conversation_id=turn.conversation.id,
@@ -142,7 +164,6 @@ class TurnRecorder:
             personas=turn.plan.personas,
             quick_replies=turn.plan.quick_replies,
         )
-        self._save(turn, "complete", assistant)
         reply = ChatReply(
             conversation_id=turn.conversation.id,
             message_id=assistant.id,
@@ -161,17 +182,31 @@ class TurnRecorder:
             personas=turn.plan.personas,
             quick_replies=turn.plan.quick_replies,
         )
-        self._publish_turn(turn, reply)
-        if self._profiles is not None and not turn.crisis and turn.plan.mode != "clarify":
-            self._profiles.propose(turn.user_id, turn.user_message.text, turn.conversation.id)
-        if self._memory is not None:
-            added = 1 if turn.retry_of is not None else 2
-            self._memory.after_turn(
-                turn.conversation.id,
-                turn.conversation.message_count + added,
-                turn.request.language,
+        proposes = self._profiles is not None and not turn.crisis and turn.plan.mode != "clarify"
+        with self._access.together():
+            self._access.at_once(
+                lambda: self._save(turn, "complete", assistant),
+                lambda: turn.hold.settle(response.usage),
+                lambda: self._propose(turn) if proposes else None,
             )
+            self._publish_turn(turn, reply)
+            if cacheable:
+                self.remember(turn, response)
+            if self._memory is not None:
+                added = 1 if turn.retry_of is not None else 2
+                self._memory.after_turn(
+                    turn.conversation.id,
+                    turn.conversation.message_count + added,
+                    turn.request.language,
+                    turn.memory,
+                )
         return reply
+
+    def _propose(self, turn: PreparedTurn) -> None:
+        if self._profiles is not None:
+            self._profiles.propose(
+                turn.user_id, turn.user_message.text, turn.conversation.id, turn.profile
+            )
 
     def _publish_turn(self, turn: PreparedTurn, reply: ChatReply) -> None:
         envelope = events.chat_turn_completed(

@@ -30,6 +30,7 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ion.adapters.firestore.quota import QUOTA, add_counter_change, counter_values
 from ion.adapters.firestore.request_records import (
     BATCH_LIMIT,
     IDEMPOTENCY_KEYS,
@@ -57,7 +58,9 @@ from ion.errors import ConfigurationError, DependencyUnavailable
 from ion.ports import (
     ConversationMemory,
     ConversationPage,
+    CounterChange,
     TurnClaim,
+    TurnSnapshot,
 )
 
 CONVERSATIONS = "conversations"
@@ -89,6 +92,8 @@ class FirestoreStore(FirestoreRequestRecords):
         self._outbox = client.collection(OUTBOX)
         self._cache = client.collection(RESPONSE_CACHE)
         self._idempotency = client.collection(IDEMPOTENCY_KEYS)
+        # A turn claim charges the request's rate limits and token budget in its commit.
+        self._quota = client.collection(QUOTA)
 
     @classmethod
     def from_settings(
@@ -227,12 +232,48 @@ class FirestoreStore(FirestoreRequestRecords):
         except UNAVAILABLE as exc:
             raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
 
+    def read_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, history: int
+    ) -> TurnSnapshot:
+        if not valid_id(conversation_id):
+            return TurnSnapshot()
+        ref = self._conversations.document(conversation_id)
+        snap = self._call(lambda: ref.get(**self._rpc))
+        data = (snap.to_dict() or {}) if snap.exists else {}
+        if not snap.exists or data.get("user_id") != user_id:
+            return TurnSnapshot()
+        conversation = _conversation(snap.id, data)
+        busy_until = _busy_until(data, to_utc(now))
+        if busy_until is not None:
+            return TurnSnapshot(conversation=conversation, busy_until=busy_until)
+        # Read after the summary: a turn saved in between changes the summary, so the
+        # claim preconditioned on `version` fails and the turn reads again.
+        return TurnSnapshot(
+            conversation=conversation,
+            history=self.recent_messages(conversation_id, history),
+            memory=_memory(data.get(MEMORY_FIELD)),
+            version=_rfc3339(snap.update_time),
+        )
+
     def claim_turn(
-        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        now: datetime,
+        until: datetime,
+        expected: str | None = None,
+        counters: Sequence[CounterChange] = (),
     ) -> TurnClaim:
         if not valid_id(conversation_id):
-            return TurnClaim()
+            return TurnClaim(changed=expected is not None)
         ref = self._conversations.document(conversation_id)
+        if expected is not None:
+            # The snapshot showed it the user's and free; unchanged since, it still is.
+            taken = self._take(ref, _from_rfc3339(expected), until, counters)
+            if taken is None:
+                return TurnClaim(changed=True)
+            return TurnClaim(lease=taken[0], counters=taken[1])
         now = to_utc(now)
         for _ in range(5):
             snap = self._call(lambda: ref.get(**self._rpc))
@@ -240,30 +281,37 @@ class FirestoreStore(FirestoreRequestRecords):
             if not snap.exists or data.get("user_id") != user_id:
                 return TurnClaim()
             conversation = _conversation(snap.id, data)
-            held_until = data.get(LEASE_UNTIL)
-            if data.get(LEASE) is not None and held_until and to_utc(held_until) > now:
-                return TurnClaim(conversation=conversation, busy_until=to_utc(held_until))
-            holder = uuid.uuid4().hex
-            # Not a transaction: a write preconditioned on the update time we read, so of
-            # concurrent claims exactly one lands and the others read the new lease.
-            option = self._client.write_option(last_update_time=snap.update_time)
-            try:
-                result = ref.update(
-                    {LEASE: holder, LEASE_UNTIL: to_utc(until)}, option=option, **self._rpc
-                )
-            except gexc.FailedPrecondition:
-                continue  # someone else wrote it first: read again
-            except gexc.NotFound:
-                return TurnClaim()  # deleted meanwhile
-            except UNAVAILABLE as exc:
-                raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
-            # The token carries the claim's update time: save_turn and release_turn write
-            # only while the document is still as the claim left it (a fencing token).
-            return TurnClaim(
-                conversation=conversation,
-                lease=f"{holder}@{_rfc3339(result.update_time)}",
-            )
+            busy_until = _busy_until(data, now)
+            if busy_until is not None:
+                return TurnClaim(conversation=conversation, busy_until=busy_until)
+            taken = self._take(ref, snap.update_time, until, counters)
+            if taken is None:
+                continue  # someone else wrote it first (or deleted it): read again
+            return TurnClaim(conversation=conversation, lease=taken[0], counters=taken[1])
         raise DependencyUnavailable("firestore: the turn claim kept racing; try again")
+
+    def _take(
+        self, ref: Any, read_at: datetime, until: datetime, counters: Sequence[CounterChange]
+    ) -> tuple[str, tuple[int, ...]] | None:
+        """The lease and the counters' values, or None when the document changed since
+        `read_at` (or is gone). Not a transaction: a write preconditioned on the update time
+        read, so of concurrent claims exactly one lands; the counters change in the same
+        commit, only with the lease."""
+        holder = uuid.uuid4().hex
+        batch = self._client.batch()
+        option = self._client.write_option(last_update_time=read_at)
+        batch.update(ref, {LEASE: holder, LEASE_UNTIL: to_utc(until)}, option=option)
+        for change in counters:
+            add_counter_change(self._quota, batch, change)
+        try:
+            results = batch.commit(**self._rpc)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None
+        except UNAVAILABLE as exc:
+            raise DependencyUnavailable(f"firestore unavailable: {exc}") from exc
+        # The token carries the claim's update time: save_turn and release_turn write
+        # only while the document is still as the claim left it (a fencing token).
+        return f"{holder}@{_rfc3339(results[0].update_time)}", tuple(counter_values(results[1:]))
 
     def release_turn(self, conversation_id: str, lease: str) -> None:
         if not valid_id(conversation_id):
@@ -329,14 +377,7 @@ class FirestoreStore(FirestoreRequestRecords):
             return None
         ref = self._conversations.document(conversation_id)
         snap = self._call(lambda: ref.get([MEMORY_FIELD], **self._rpc))
-        data = (snap.to_dict() or {}).get(MEMORY_FIELD) if snap.exists else None
-        if not data:
-            return None
-        return ConversationMemory(
-            summary=data["summary"],
-            through=data["through"],
-            updated_at=to_utc(data["updated_at"]),
-        )
+        return _memory((snap.to_dict() or {}).get(MEMORY_FIELD) if snap.exists else None)
 
     def put_memory(self, conversation_id: str, memory: ConversationMemory) -> bool:
         if not valid_id(conversation_id):
@@ -383,6 +424,22 @@ def _conversation(conversation_id: str, data: dict[str, Any]) -> Conversation:
 # Nanosecond-exact text form of a Firestore update time (a precondition must match exactly).
 _rfc3339: Callable[[Any], str] = DatetimeWithNanoseconds.rfc3339
 _from_rfc3339: Callable[[str], datetime] = DatetimeWithNanoseconds.from_rfc3339
+
+
+def _busy_until(data: dict[str, Any], now: datetime) -> datetime | None:
+    """When the live lease on a conversation document expires (None: no live lease)."""
+    held_until = data.get(LEASE_UNTIL)
+    if data.get(LEASE) is not None and held_until and to_utc(held_until) > now:
+        return to_utc(held_until)
+    return None
+
+
+def _memory(data: dict[str, Any] | None) -> ConversationMemory | None:
+    if not data:
+        return None
+    return ConversationMemory(
+        summary=data["summary"], through=data["through"], updated_at=to_utc(data["updated_at"])
+    )
 
 
 def _lease_time(lease: str) -> datetime:

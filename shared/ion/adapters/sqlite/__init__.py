@@ -15,6 +15,7 @@ from ion.adapters.sqlite.conversations import SqliteStore
 from ion.adapters.sqlite.profiles import SqliteProfileStore
 from ion.adapters.sqlite.quota import SqliteQuotaStore
 from ion.adapters.sqlite.records import SqliteLearningAndBackupStore
+from ion.services.store_access import SerialAccess
 from ion.settings import Settings
 
 
@@ -36,6 +37,8 @@ def backend(settings: Settings) -> StorageBackend:
         ),
         quota=SqliteQuotaStore(store.database),
         profiles=SqliteProfileStore(store.database),
+        # Local calls, one after another; a step's writes share one transaction.
+        access=SerialAccess(store.database.together),
         open_event_transport=InProcessTransport,
         prepare_emulators=list,
         native_backup_mode="sqlite-snapshot",

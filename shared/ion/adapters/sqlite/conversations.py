@@ -19,6 +19,7 @@ from typing import Any
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
 from ion.adapters.sqlite.database import from_timestamp as _dt
 from ion.adapters.sqlite.database import to_timestamp as _ts
+from ion.adapters.sqlite.quota import apply_counter_changes
 from ion.adapters.sqlite.request_records import SqliteRequestRecords
 from ion.adapters.store_rules import (
     TurnConflict,
@@ -32,7 +33,9 @@ from ion.domain.models import Conversation, Message, ResonanceKey, RoutingDecisi
 from ion.ports import (
     ConversationMemory,
     ConversationPage,
+    CounterChange,
     TurnClaim,
+    TurnSnapshot,
 )
 
 _CONVERSATION_COLUMNS = "id, user_id, created_at, updated_at, title, current_persona, message_count"
@@ -44,7 +47,7 @@ _MESSAGE_COLUMNS = (
 # Composed once from constant column lists (never from input), hence the S608 waivers.
 _SELECT_CONVERSATIONS = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"  # noqa: S608
 _SELECT_CONVERSATION_AND_LEASE = (
-    f"SELECT {_CONVERSATION_COLUMNS}, turn_lease, turn_lease_until "  # noqa: S608
+    f"SELECT {_CONVERSATION_COLUMNS}, turn_lease, turn_lease_until, memory "  # noqa: S608
     "FROM conversations WHERE id = ?"
 )
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?"  # noqa: S608
@@ -198,23 +201,52 @@ class SqliteStore(SqliteRequestRecords):
                 f"{first_seq}..{first_seq + len(messages) - 1} (concurrent turn?)"
             ) from exc
 
+    def read_turn(
+        self, conversation_id: str, user_id: str, *, now: datetime, history: int
+    ) -> TurnSnapshot:
+        row = self._db.read_one(_SELECT_CONVERSATION_AND_LEASE, (conversation_id,))
+        if row is None or row[1] != user_id:
+            return TurnSnapshot()
+        conversation = _conversation(row)
+        busy_until = _busy_until(row, now)
+        if busy_until is not None:
+            return TurnSnapshot(conversation=conversation, busy_until=busy_until)
+        # Read after the row: a turn saved in between changes the row, so the claim
+        # expecting this version finds it changed and the turn reads again.
+        return TurnSnapshot(
+            conversation=conversation,
+            history=self.recent_messages(conversation_id, history),
+            memory=None if row[9] is None else ConversationMemory.model_validate_json(row[9]),
+            version=_version(row),
+        )
+
     def claim_turn(
-        self, conversation_id: str, user_id: str, *, now: datetime, until: datetime
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        now: datetime,
+        until: datetime,
+        expected: str | None = None,
+        counters: Sequence[CounterChange] = (),
     ) -> TurnClaim:
         with self._db.write() as conn:
             row = conn.execute(_SELECT_CONVERSATION_AND_LEASE, (conversation_id,)).fetchone()
+            if expected is not None and (row is None or _version(row) != expected):
+                return TurnClaim(changed=True)
             if row is None or row[1] != user_id:
                 return TurnClaim()
             conversation = _conversation(row)
-            held, held_until = row[7], row[8]
-            if held is not None and held_until is not None and _dt(held_until) > to_utc(now):
-                return TurnClaim(conversation=conversation, busy_until=_dt(held_until))
+            busy_until = _busy_until(row, now)
+            if busy_until is not None:
+                return TurnClaim(conversation=conversation, busy_until=busy_until)
             lease = uuid.uuid4().hex
             conn.execute(
                 "UPDATE conversations SET turn_lease = ?, turn_lease_until = ? WHERE id = ?",
                 (lease, _ts(until), conversation_id),
             )
-        return TurnClaim(conversation=conversation, lease=lease)
+            values = apply_counter_changes(conn, counters)
+        return TurnClaim(conversation=conversation, lease=lease, counters=tuple(values))
 
     def release_turn(self, conversation_id: str, lease: str) -> None:
         with self._db.write() as conn:
@@ -278,6 +310,20 @@ class _LeaseLost(Exception):
 
 
 # --- row mapping -------------------------------------------------------------------
+
+
+def _busy_until(row: tuple[Any, ...], now: datetime) -> datetime | None:
+    """When the live lease of a `_SELECT_CONVERSATION_AND_LEASE` row expires (None: none)."""
+    held, held_until = row[7], row[8]
+    if held is not None and held_until is not None and _dt(held_until) > to_utc(now):
+        return _dt(held_until)
+    return None
+
+
+def _version(row: tuple[Any, ...]) -> str:
+    """What changes with every write to a conversation's turn: a save (its `updated_at` and
+    `message_count`), a claim or a release (the lease)."""
+    return json.dumps([row[3], row[6], row[7], row[8]])
 
 
 def _conversation(row: tuple[Any, ...]) -> Conversation:

@@ -13,6 +13,8 @@ Safe for a multi-threaded server and for several processes on the same file:
 - every write in a `BEGIN IMMEDIATE` transaction: the write lock is taken up front, waiting
   through the busy handler. A deferred transaction that reads and then writes would instead
   fail at once with SQLITE_BUSY(_SNAPSHOT) when another connection wrote meanwhile;
+- `together()`: the writes of one step of a request (e.g. a chat turn's store write, its
+  token settlement and its events) share one transaction, each a savepoint of it;
 - the schema (every store's tables, `migrations.py`) is migrated to this release's version
   once per database object, in one `BEGIN IMMEDIATE` transaction, before first use.
 
@@ -226,9 +228,15 @@ class SqliteDatabase:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One `BEGIN IMMEDIATE` transaction: committed on exit, rolled back on any error."""
+        """One `BEGIN IMMEDIATE` transaction: committed on exit, rolled back on any error.
+
+        Inside `together()` (or another write of this thread) it is a savepoint of the
+        open transaction instead: still all or nothing, committed with the others."""
         with self.errors():
             conn = self.connection()
+            if getattr(self._local, "together", False) or conn.in_transaction:
+                yield from _savepoint(conn, self._local)
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -237,6 +245,30 @@ class SqliteDatabase:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The writes this thread makes inside share one transaction, begun by the first
+        of them and committed at the end, also when an exception ends the block: each
+        write stays all or nothing on its own (a failed one undid itself), so what
+        succeeded is kept, as it would be with a transaction each. Re-entrant."""
+        if getattr(self._local, "together", False):
+            yield
+            return
+        self._local.together = True
+        try:
+            yield
+        finally:
+            self._local.together = False
+            conn = getattr(self._local, "conn", None)
+            if conn is not None and conn.in_transaction:
+                with self.errors():
+                    try:
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Every row of one statement (autocommit: its own consistent read, never a write)."""
@@ -247,6 +279,25 @@ class SqliteDatabase:
         with self.errors():
             row: tuple[Any, ...] | None = self.connection().execute(sql, params).fetchone()
             return row
+
+
+def _savepoint(conn: sqlite3.Connection, local: threading.local) -> Iterator[sqlite3.Connection]:
+    """A savepoint of the thread's transaction (begun here when `together` has not yet)."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN IMMEDIATE")
+    depth = getattr(local, "depth", 0)
+    name = f"write_{depth}"
+    local.depth = depth + 1
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+        conn.execute(f"RELEASE {name}")
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    finally:
+        local.depth = depth
 
 
 def as_database(where: SqliteDatabase | Path | str, busy_timeout_ms: int) -> SqliteDatabase:

@@ -1,19 +1,22 @@
 """`QuotaStore` on the SQLite file of the embedded backend (its own table; the connections
 of `SqliteDatabase`, shared with the other stores; the table is defined in migrations.py).
 
-Atomic across threads and processes: every increment is one `BEGIN IMMEDIATE` transaction
-(SQLite's single writer lock) running an upsert with `RETURNING`, so concurrent callers
-each get a distinct new value.
+Atomic across threads and processes: every increment is an upsert with `RETURNING` in a
+`BEGIN IMMEDIATE` transaction (SQLite's single writer lock), so concurrent callers each get
+a distinct new value; several counters change in one transaction (`increment_many`, a turn
+claim).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
+from ion.ports import CounterChange
 
 _UPSERT = """
 INSERT INTO quota_counters (key, value, expires_at) VALUES (?, ?, ?)
@@ -29,28 +32,45 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+_purge_lock = threading.Lock()
+_writes = 0
+
+
+def apply_counter_changes(conn: sqlite3.Connection, changes: Sequence[CounterChange]) -> list[int]:
+    """Make `changes` in the caller's write transaction (also the conversation store's turn
+    claim); the counters' new values in order."""
+    global _writes
+    with _purge_lock:
+        _writes += len(changes)
+        purge = _writes >= _PURGE_EVERY
+        if purge:
+            _writes = 0
+    values = [
+        int(conn.execute(_UPSERT, (c.key, c.amount, _iso(c.expires_at))).fetchone()[0])
+        for c in changes
+    ]
+    if purge:
+        conn.execute("DELETE FROM quota_counters WHERE expires_at < ?", (_iso(datetime.now(UTC)),))
+    return values
+
+
 class SqliteQuotaStore:
     def __init__(
         self, database: SqliteDatabase | Path | str, *, busy_timeout_ms: int = 10_000
     ) -> None:
         self._db = as_database(database, busy_timeout_ms)
-        self._lock = threading.Lock()
-        self._writes = 0
 
     def _connection(self) -> sqlite3.Connection:
         return self._db.connection()
 
     def increment(self, key: str, amount: int, *, expires_at: datetime) -> int:
-        with self._lock:
-            self._writes += 1
-            purge = self._writes % _PURGE_EVERY == 0
+        return self.increment_many([CounterChange(key=key, amount=amount, expires_at=expires_at)])[
+            0
+        ]
+
+    def increment_many(self, changes: Sequence[CounterChange]) -> list[int]:
         with self._db.write() as conn:
-            (value,) = conn.execute(_UPSERT, (key, amount, _iso(expires_at))).fetchone()
-            if purge:
-                conn.execute(
-                    "DELETE FROM quota_counters WHERE expires_at < ?", (_iso(datetime.now(UTC)),)
-                )
-        return int(value)
+            return apply_counter_changes(conn, changes)
 
     def counter(self, key: str) -> int:
         row = self._db.read_one("SELECT value FROM quota_counters WHERE key = ?", (key,))

@@ -62,28 +62,35 @@ class ChatBody(BaseModel):
 
 def post_chat(call: Call[App]) -> Response:
     user = call.user()
-    call.app.quota.admit(user, "api")  # every authenticated call counts
-    body = call.json_body(ChatBody)
-    text = clean_text(
-        body.message, field_name="message", max_chars=call.app.settings.max_message_chars
-    )
-    if body.conversation_id is not None and not ID_PATTERN.match(body.conversation_id):
-        raise ValidationFailed("conversation_id: must match ^[A-Za-z0-9_-]{1,64}$")
+    try:
+        body = call.json_body(ChatBody)
+        text = clean_text(
+            body.message, field_name="message", max_chars=call.app.settings.max_message_chars
+        )
+        if body.conversation_id is not None and not ID_PATTERN.match(body.conversation_id):
+            raise ValidationFailed("conversation_id: must match ^[A-Za-z0-9_-]{1,64}$")
+        claim = _claim_idempotency(call, user, text, body.conversation_id)
+    except IonError:
+        call.app.quota.admit(user, "api")  # every authenticated call counts, refused ones too
+        raise
     chat = call.app.chat
     # An explicit "stream" in the body wins; otherwise the Accept header decides.
     if "stream" in body.model_fields_set:
         wants_stream = body.stream
     else:
         wants_stream = "text/event-stream" in call.request.headers.get("Accept", "")
-    claim = _claim_idempotency(call, user, text, body.conversation_id)
     if claim is not None and claim.replay is not None:
+        call.app.quota.admit(user, "api")
         return _replay(call, claim.replay, wants_stream)
     try:
-        # Claims the conversation's turn (409 while another turn of it runs), checks the
-        # message for crisis language, then (never for a learner in crisis) charges the
-        # chat rate limit and reserves the call's tokens on the daily budget (429): all
-        # before any LLM call. Invalid bodies and replays above never count.
-        turn = chat.prepare(user, text, body.conversation_id, budget=call.app.quota)
+        # Reads the conversation, checks the message for crisis language, then claims the
+        # conversation's turn (409 while another turn of it runs) in one write with the
+        # request's charges: the API limit, and (never for a learner in crisis) the chat
+        # limit and the call's tokens on the daily budget (429); all before any LLM call.
+        # Invalid bodies and replays above count on the API limit only.
+        turn = chat.prepare(
+            user, text, body.conversation_id, budget=call.app.quota, buckets=("api",)
+        )
         if wants_stream:
             return _sse_response(call, turn, claim)
         try:
