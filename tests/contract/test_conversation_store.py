@@ -33,6 +33,7 @@ from ion.errors import BadRequest, DependencyUnavailable
 from ion.ports import (
     CachedAnswer,
     ConversationStore,
+    CounterChange,
     IdempotencyRecord,
     TurnClaim,
 )
@@ -931,17 +932,25 @@ def test_firestore_chat_turn_costs_four_rpcs(
 
         monkeypatch.setattr(api, name, counted)
 
-    # What the chat service does for one turn on an existing conversation.
-    held = firestore_store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
-    current = held.conversation
-    history = firestore_store.recent_messages("c1", 12)
-    assert current is not None and len(history) == 4
+    # What the chat service does for one turn on an existing conversation: read it, claim
+    # it as read (charging the request's counters in the same commit), save the turn.
+    snapshot = firestore_store.read_turn("c1", "u1", now=T0, history=12)
+    assert snapshot.conversation is not None and len(snapshot.history) == 4
+    held = firestore_store.claim_turn(
+        "c1",
+        "u1",
+        now=T0,
+        until=T0 + LEASE_S,
+        expected=snapshot.version,
+        counters=[CounterChange(key="rate:chat:u1", amount=1, expires_at=T0 + LEASE_S)],
+    )
+    assert held.counters == (1,)
     firestore_store.save_turn(
-        current.model_copy(update={"message_count": 6}),
+        snapshot.conversation.model_copy(update={"message_count": 6}),
         [msg("c1", 4), msg("c1", 5)],
         lease=held.lease,
     )
-    assert calls == ["batch_get_documents", "commit", "run_query", "commit"]
+    assert calls == ["batch_get_documents", "run_query", "commit", "commit"]
 
 
 @pytest.mark.emulator

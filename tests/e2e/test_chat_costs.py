@@ -127,6 +127,7 @@ def firestore_rpcs(
     app = build_app(firestore_app_settings(clean_env / "data", pubsub_topic.topic))
     rpcs = FirestoreRpcs()
     rpcs.install(app.store.client, monkeypatch)  # type: ignore[attr-defined]
+    rpcs.watch(app.backend.access, monkeypatch)
     with serving(app):
         rpcs.reset()
         yield rpcs
@@ -137,13 +138,20 @@ def fs_alice(firestore_rpcs: FirestoreRpcs) -> Learner:
     return learner(get_app(), "alice")
 
 
-# The RPCs in the order they are issued (C Commit, G BatchGetDocuments, Q RunQuery) and
-# the sequential rounds they take.
+# The RPCs in the order they are issued (C Commit, G BatchGetDocuments, Q RunQuery), those
+# made at the same time in brackets (one branch each), and the sequential rounds they take.
+MAX_FIRESTORE_ROUNDS = 4
 FIRESTORE_RPCS = {
-    "first": ("G G C C C C", 6),
-    "follow_up": ("G Q G C C C", 6),
-    "cached": ("G G C C C", 5),
-    "crisis": ("C C", 2),
+    # The profile; the cache lookup with the charge; the save with the settlement; the
+    # cache entry.
+    "first": ("G, [G | C], [C | C], C", 4),
+    # The conversation (then its history window) with the profile; the claim with the
+    # charge; the save with the settlement.
+    "follow_up": ("[G Q | G], C, [C | C]", 4),
+    # A cached answer: its reservation is given back with the save.
+    "cached": ("G, [G | C], [C | C]", 3),
+    # No profile, no budget: the API limit; the save.
+    "crisis": ("[C], [C]", 2),
 }
 LETTERS = {"commit": "C", "batch_get_documents": "G", "run_query": "Q"}
 
@@ -154,6 +162,7 @@ def test_firestore_rpcs_and_rounds_per_turn(
     kind: str, firestore_rpcs: FirestoreRpcs, fs_alice: Learner
 ) -> None:
     take_turn(kind, fs_alice, firestore_rpcs.reset)
-    methods, rounds = FIRESTORE_RPCS[kind]
-    assert " ".join(LETTERS.get(m, m) for m in firestore_rpcs.methods) == methods
+    plan, rounds = FIRESTORE_RPCS[kind]
+    assert firestore_rpcs.plan(LETTERS) == plan
+    assert firestore_rpcs.rounds <= MAX_FIRESTORE_ROUNDS
     assert firestore_rpcs.rounds == rounds

@@ -8,9 +8,10 @@ with their sequential rounds (the counts that tests/e2e/test_chat_costs.py asser
 - `FirestoreRpcs` wraps every RPC method of a Firestore client's GAPIC stub. Each RPC is
   recorded with the logical phase it was issued in, never with wall-clock overlap, so the
   number of sequential rounds cannot flake: an RPC issued by the request's own thread is a
-  round of its own; RPCs made in the branches of one concurrent group (`branch`) form one
-  round, as long as its longest branch (a branch that makes two RPCs one after the other
-  counts two).
+  round of its own; the calls one `StoreAccess.at_once` starts together (`watch`) are the
+  branches of one group, whose RPCs form one round, as long as its longest branch (a
+  branch that makes two RPCs one after the other counts two). That they really run at the
+  same time is tests/unit/test_store_access.py's to show.
 """
 
 from __future__ import annotations
@@ -122,9 +123,24 @@ class FirestoreRpcs:
 
             monkeypatch.setattr(api, name, counted)
 
-    def new_group(self) -> int:
-        with self._lock:
-            return next(self._groups)
+    def watch(self, access: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Record the calls one `access.at_once` starts as the branches of one group."""
+        original = access.at_once
+
+        def grouped(*calls: Callable[[], Any]) -> list[Any]:
+            with self._lock:
+                group = next(self._groups)
+
+            def in_branch(index: int, call: Callable[[], Any]) -> Callable[[], Any]:
+                def run() -> Any:
+                    with self.branch(group, index):
+                        return call()
+
+                return run
+
+            return list(original(*(in_branch(i, call) for i, call in enumerate(calls))))
+
+        monkeypatch.setattr(access, "at_once", grouped)
 
     @contextmanager
     def branch(self, group: int, index: int) -> Iterator[None]:
@@ -140,9 +156,29 @@ class FirestoreRpcs:
         with self._lock:
             self.calls = []
 
-    @property
-    def methods(self) -> list[str]:
-        return [call.method for call in self.calls]
+    def plan(self, letters: dict[str, str]) -> str:
+        """The RPCs as issued, in `letters`: a direct one alone, a group as `[a | b]`, its
+        branches in the order they were started (empty ones left out), each in order. The
+        same for every run: branches of a group run at the same time, but each is recorded
+        on its own."""
+        items: list[str | dict[int, list[str]]] = []
+        groups: dict[int, dict[int, list[str]]] = {}
+        for call in self.calls:
+            letter = letters.get(call.method, call.method)
+            if call.branch is None:
+                items.append(letter)
+                continue
+            group, index = call.branch
+            if group not in groups:
+                groups[group] = {}
+                items.append(groups[group])
+            groups[group].setdefault(index, []).append(letter)
+        return ", ".join(
+            item
+            if isinstance(item, str)
+            else "[" + " | ".join(" ".join(item[i]) for i in sorted(item)) + "]"
+            for item in items
+        )
 
     @property
     def rounds(self) -> int:

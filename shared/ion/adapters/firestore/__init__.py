@@ -25,7 +25,7 @@ from ion.adapters.firestore.records import FirestoreLearningAndBackupStore
 from ion.adapters.pubsub import PubSubTransport
 from ion.errors import ConfigurationError
 from ion.ports import BackupTarget, EventTransport
-from ion.services.store_access import SerialAccess
+from ion.services.store_access import ConcurrentAccess
 from ion.settings import Settings
 
 # During a Pub/Sub outage an event goes to the outbox quickly instead of holding the
@@ -74,7 +74,7 @@ def backend(settings: Settings) -> StorageBackend:
         records=FirestoreLearningAndBackupStore(client, dedupe_days=settings.event_dedupe_days),
         quota=FirestoreQuotaStore(client),
         profiles=FirestoreProfileStore(client, timeout_s=settings.store_timeout_s),
-        access=SerialAccess(),
+        access=ConcurrentAccess(),
         open_event_transport=event_transport,
         prepare_emulators=prepare_emulators,
         native_backup_mode="firestore-export",
