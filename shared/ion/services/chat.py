@@ -332,7 +332,6 @@ class ChatService:
             try:
                 response = self._llm.generate(turn.request)
             except LlmError as exc:
-                turn.hold.release_reservation()
                 self._recorder.save_unanswered(
                     turn, "blocked" if exc.code == "blocked" else "unanswered"
                 )
@@ -392,7 +391,6 @@ class ChatService:
                 model = getattr(exc, "model", None) or self._model_id
                 self._recorder.save_partial(turn, "".join(parts), _elapsed_ms(started), model)
             else:
-                turn.hold.release_reservation()
                 self._recorder.save_unanswered(
                     turn, "blocked" if exc.code == "blocked" else "unanswered"
                 )
@@ -406,7 +404,6 @@ class ChatService:
                             turn, "".join(parts), _elapsed_ms(started), self._model_id
                         )
                     else:
-                        turn.hold.release_reservation()
                         self._recorder.save_unanswered(turn, "unanswered")
             finally:
                 turn.hold.close()

@@ -115,7 +115,12 @@ class TurnRecorder:
         turn.hold.saved()
 
     def save_unanswered(self, turn: PreparedTurn, status: MessageStatus) -> None:
-        self._save(turn, status, None)
+        """Keep the learner's message (`status`: no answer) and give the turn's token
+        reservation back (no tokens were spent), at once; one transaction on SQLite."""
+        with self._access.together():
+            self._access.at_once(
+                turn.hold.release_reservation, lambda: self._save(turn, status, None)
+            )
 
     def save_partial(self, turn: PreparedTurn, text: str, latency_ms: int, model: str) -> None:
         assistant = Message(
