@@ -9,6 +9,7 @@ instance's: the schema is applied and the routing statistics are cached."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,14 +34,24 @@ class Learner:
     client: FlaskClient
     auth: dict[str, str]
 
-    def chat(self, message: str, conversation_id: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": message}
+    def chat(
+        self, message: str, conversation_id: str | None = None, *, stream: bool = False
+    ) -> dict[str, Any]:
+        """The reply; streamed, its `meta` and `done` events' fields."""
+        body: dict[str, Any] = {"message": message, "stream": stream}
         if conversation_id is not None:
             body["conversation_id"] = conversation_id
         response = self.client.post("/v1/chat", json=body, headers=self.auth)
-        assert response.status_code == 200, response.get_json()
-        reply: dict[str, Any] = response.get_json()
-        return reply
+        assert response.status_code == 200, response.get_data(as_text=True)
+        if not stream:
+            reply: dict[str, Any] = response.get_json()
+            return reply
+        events = {}
+        for block in response.get_data(as_text=True).strip().split("\n\n"):
+            name, data = (line.partition(": ")[2] for line in block.split("\n"))
+            events[name] = json.loads(data)
+        assert set(events) == {"meta", "delta", "done"}
+        return {**events["meta"], **events["done"]}
 
 
 def learner(app: App, user: str) -> Learner:
@@ -58,14 +69,14 @@ def serving(app: App) -> Iterator[None]:
         set_app(None)
 
 
-KINDS = ("first", "follow_up", "cached", "crisis")
+KINDS = ("first", "follow_up", "cached", "crisis", "streamed")
 
 
 def set_up(kind: str, who: Learner) -> Callable[[], dict[str, Any]]:
     """Whatever the kind of turn needs before it (not counted); the turn itself."""
-    if kind == "follow_up":
+    if kind in ("follow_up", "streamed"):
         cid = who.chat(FIRST)["conversation_id"]
-        return lambda: who.chat(FOLLOW_UP, cid)
+        return lambda: who.chat(FOLLOW_UP, cid, stream=kind == "streamed")
     if kind == "cached":
         who.chat(FIRST)  # the same first message in a new conversation is answered from it
         return lambda: who.chat(FIRST)
@@ -101,7 +112,7 @@ def alice(sqlite_writes: SqliteWrites) -> Learner:
 # At most two write transactions per turn: one before the answer (the turn's claim and
 # charges), one after (the turn, its settlement, its events, its cache entry).
 MAX_SQLITE_WRITES = 2
-SQLITE_WRITES = {"first": 2, "follow_up": 2, "cached": 2, "crisis": 2}
+SQLITE_WRITES = {"first": 2, "follow_up": 2, "cached": 2, "crisis": 2, "streamed": 2}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -152,6 +163,8 @@ FIRESTORE_RPCS = {
     "cached": ("G, [G | C], [C | C]", 3),
     # No profile, no budget: the API limit; the save.
     "crisis": ("[C], [C]", 2),
+    # A follow-up streamed: the same as answered whole.
+    "streamed": ("[G Q | G], C, [C | C]", 4),
 }
 LETTERS = {"commit": "C", "batch_get_documents": "G", "run_query": "Q"}
 
