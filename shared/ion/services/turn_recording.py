@@ -1,8 +1,8 @@
 """Recording a chat turn once it is answered: the atomic store write with the settlement of
 its token reservation and its profile suggestions (made at once), then the
 `chat.turn.completed` event, the first-turn cache entry and the conversation summary; on
-SQLite all in one transaction (`StoreAccess`). A failed or cut-off answer is stored too (`unanswered`,
-`incomplete`), so nothing the learner sent or saw is lost.
+SQLite all in one transaction (`StoreAccess`). A failed or cut-off answer is stored too
+(`unanswered`, `incomplete`), so nothing the learner sent or saw is lost.
 """
 
 from __future__ import annotations
