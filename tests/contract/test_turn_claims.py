@@ -5,6 +5,7 @@ in the same write, only when it lands."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -148,3 +149,40 @@ def test_read_turn_ignores_the_wall_clock(store: Any) -> None:
     store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
     far = datetime(2030, 1, 1, tzinfo=UTC)
     assert store.read_turn("c1", "u1", now=far, history=1).busy_until is None
+
+
+class WindowReadFirst:
+    """A StoreAccess whose second call (read_turn's history window) runs first, then
+    `meanwhile`, then the first (the conversation document): the window is older than the
+    document, as it may be when both are read at the same time."""
+
+    def __init__(self, meanwhile: Any) -> None:
+        self.meanwhile = meanwhile
+
+    def together(self) -> Any:
+        return contextlib.nullcontext()
+
+    def at_once(self, *calls: Any) -> list[Any]:
+        window = calls[1]()
+        self.meanwhile()
+        return [calls[0](), window]
+
+
+@pytest.mark.emulator
+def test_firestore_a_window_older_than_its_conversation_is_read_again(
+    firestore_client: Any, firestore_reset: None
+) -> None:
+    from ion.adapters.firestore.conversations import FirestoreStore
+
+    plain = FirestoreStore(firestore_client)
+    save_history(plain, "c1", 2)
+
+    def another_turn() -> None:
+        plain.save_turn(conv("c1", count=4), [msg("c1", 2), msg("c1", 3)])
+
+    racing = FirestoreStore(firestore_client, access=WindowReadFirst(another_turn))
+    snapshot = racing.read_turn("c1", "u1", now=T0, history=4)
+    assert snapshot.conversation == conv("c1", count=4)
+    assert [m.id for m in snapshot.history] == [f"c1-m{n}" for n in range(4)]
+    claim = racing.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S, expected=snapshot.version)
+    assert claim.lease is not None

@@ -156,15 +156,15 @@ FIRESTORE_RPCS = {
     # The profile; the cache lookup with the charge; the save with the settlement; the
     # cache entry.
     "first": ("G, [G | C], [C | C], C", 4),
-    # The conversation (then its history window) with the profile; the claim with the
+    # The conversation with its history window, with the profile; the claim with the
     # charge; the save with the settlement.
-    "follow_up": ("[G Q | G], C, [C | C]", 4),
+    "follow_up": ("[[G | Q] | G], C, [C | C]", 3),
     # A cached answer: its reservation is given back with the save.
     "cached": ("G, [G | C], [C | C]", 3),
     # No profile, no budget: the API limit; the save.
     "crisis": ("[C], [C]", 2),
     # A follow-up streamed: the same as answered whole.
-    "streamed": ("[G Q | G], C, [C | C]", 4),
+    "streamed": ("[[G | Q] | G], C, [C | C]", 3),
 }
 LETTERS = {"commit": "C", "batch_get_documents": "G", "run_query": "Q"}
 

@@ -20,7 +20,6 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,8 +97,47 @@ class SqliteWrites:
 @dataclass
 class _Rpc:
     method: str
-    # (group, branch) for calls started together; None: made by the request's own thread.
-    branch: tuple[int, int] | None
+    # The branches it was made in, outermost first: (group, branch index) for each
+    # `at_once` it ran under; () when made by the request's own thread.
+    path: tuple[tuple[int, int], ...]
+
+
+# A sequence of RPCs (method names) and concurrent groups (branch index -> a sequence).
+_Sequence = list["str | dict[int, _Sequence]"]
+
+
+def _tree(calls: list[_Rpc]) -> _Sequence:
+    """The calls as a sequence of RPCs and groups, each group where its first RPC was."""
+    root: _Sequence = []
+    sequences: dict[tuple[tuple[int, int], ...], _Sequence] = {(): root}
+    groups: dict[tuple[tuple[tuple[int, int], ...], int], dict[int, _Sequence]] = {}
+    for call in calls:
+        prefix: tuple[tuple[int, int], ...] = ()
+        for group, index in call.path:
+            if (prefix, group) not in groups:
+                groups[prefix, group] = {}
+                sequences[prefix].append(groups[prefix, group])
+            branches = groups[prefix, group]
+            prefix = (*prefix, (group, index))
+            sequences.setdefault(prefix, branches.setdefault(index, []))
+        sequences[prefix].append(call.method)
+    return root
+
+
+def _rounds(sequence: _Sequence) -> int:
+    return sum(
+        1 if isinstance(item, str) else max(_rounds(branch) for branch in item.values())
+        for item in sequence
+    )
+
+
+def _render(sequence: _Sequence, letters: dict[str, str], separator: str) -> str:
+    return separator.join(
+        letters.get(item, item)
+        if isinstance(item, str)
+        else "[" + " | ".join(_render(item[i], letters, " ") for i in sorted(item)) + "]"
+        for item in sequence
+    )
 
 
 @dataclass
@@ -111,6 +149,10 @@ class FirestoreRpcs:
     _local: threading.local = field(default_factory=threading.local)
     _groups: Iterator[int] = field(default_factory=itertools.count)
 
+    def _path(self) -> tuple[tuple[int, int], ...]:
+        path: tuple[tuple[int, int], ...] = getattr(self._local, "path", ())
+        return path
+
     def install(self, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         api = client._firestore_api
         for name in FIRESTORE_RPCS:
@@ -118,23 +160,29 @@ class FirestoreRpcs:
 
             def counted(*args: Any, _name: str = name, _orig: Any = original, **kw: Any) -> Any:
                 with self._lock:
-                    self.calls.append(_Rpc(_name, getattr(self._local, "branch", None)))
+                    self.calls.append(_Rpc(_name, self._path()))
                 return _orig(*args, **kw)
 
             monkeypatch.setattr(api, name, counted)
 
     def watch(self, access: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Record the calls one `access.at_once` starts as the branches of one group."""
+        """Record the calls one `access.at_once` starts as the branches of one group (in
+        the branch that started it, when nested)."""
         original = access.at_once
 
         def grouped(*calls: Callable[[], Any]) -> list[Any]:
             with self._lock:
                 group = next(self._groups)
+            parent = self._path()
 
             def in_branch(index: int, call: Callable[[], Any]) -> Callable[[], Any]:
                 def run() -> Any:
-                    with self.branch(group, index):
+                    previous = self._path()
+                    self._local.path = (*parent, (group, index))
+                    try:
                         return call()
+                    finally:
+                        self._local.path = previous
 
                 return run
 
@@ -142,55 +190,21 @@ class FirestoreRpcs:
 
         monkeypatch.setattr(access, "at_once", grouped)
 
-    @contextmanager
-    def branch(self, group: int, index: int) -> Iterator[None]:
-        """RPCs made inside belong to branch `index` of the concurrent group `group`."""
-        previous = getattr(self._local, "branch", None)
-        self._local.branch = (group, index)
-        try:
-            yield
-        finally:
-            self._local.branch = previous
-
     def reset(self) -> None:
         with self._lock:
             self.calls = []
 
     def plan(self, letters: dict[str, str]) -> str:
-        """The RPCs as issued, in `letters`: a direct one alone, a group as `[a | b]`, its
-        branches in the order they were started (empty ones left out), each in order. The
-        same for every run: branches of a group run at the same time, but each is recorded
-        on its own."""
-        items: list[str | dict[int, list[str]]] = []
-        groups: dict[int, dict[int, list[str]]] = {}
-        for call in self.calls:
-            letter = letters.get(call.method, call.method)
-            if call.branch is None:
-                items.append(letter)
-                continue
-            group, index = call.branch
-            if group not in groups:
-                groups[group] = {}
-                items.append(groups[group])
-            groups[group].setdefault(index, []).append(letter)
-        return ", ".join(
-            item
-            if isinstance(item, str)
-            else "[" + " | ".join(" ".join(item[i]) for i in sorted(item)) + "]"
-            for item in items
-        )
+        """The RPCs as issued, in `letters`: one after another separated by commas (by
+        spaces within a branch), a group as `[a | b]`, its branches in the order they were
+        started (empty ones left out). The same for every run: branches of a group run at
+        the same time, but each is recorded on its own."""
+        with self._lock:
+            return _render(_tree(self.calls), letters, ", ")
 
     @property
     def rounds(self) -> int:
-        """Sequential rounds: each direct RPC is one; a concurrent group counts its longest
-        branch (RPCs within one branch run one after the other)."""
-        total = 0
-        group_branches: dict[int, dict[int, int]] = {}
-        for call in self.calls:
-            if call.branch is None:
-                total += 1
-                continue
-            group, index = call.branch
-            branches = group_branches.setdefault(group, {})
-            branches[index] = branches.get(index, 0) + 1
-        return total + sum(max(branches.values()) for branches in group_branches.values())
+        """Sequential rounds: each RPC made one after another is one; a group counts as
+        its longest branch."""
+        with self._lock:
+            return _rounds(_tree(self.calls))

@@ -37,8 +37,13 @@ def backend(settings: Settings) -> StorageBackend:
     project = settings.gcp_project
     if not project:
         raise ConfigurationError("ION_BACKEND=gcp needs ION_GCP_PROJECT")
+    # Round trips: a request's independent calls are made at the same time.
+    access = ConcurrentAccess()
     store = FirestoreStore.from_settings(
-        project=project, database=settings.firestore_database, timeout_s=settings.store_timeout_s
+        project=project,
+        database=settings.firestore_database,
+        timeout_s=settings.store_timeout_s,
+        access=access,
     )
     client = store.client
 
@@ -74,7 +79,7 @@ def backend(settings: Settings) -> StorageBackend:
         records=FirestoreLearningAndBackupStore(client, dedupe_days=settings.event_dedupe_days),
         quota=FirestoreQuotaStore(client),
         profiles=FirestoreProfileStore(client, timeout_s=settings.store_timeout_s),
-        access=ConcurrentAccess(),
+        access=access,
         open_event_transport=event_transport,
         prepare_emulators=prepare_emulators,
         native_backup_mode="firestore-export",

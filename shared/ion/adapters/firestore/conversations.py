@@ -59,9 +59,11 @@ from ion.ports import (
     ConversationMemory,
     ConversationPage,
     CounterChange,
+    StoreAccess,
     TurnClaim,
     TurnSnapshot,
 )
+from ion.services.store_access import SerialAccess
 
 CONVERSATIONS = "conversations"
 MESSAGES = "messages"
@@ -85,8 +87,16 @@ class FirestoreStore(FirestoreRequestRecords):
     """`ConversationStore`, `OutboxStore`, `ResponseCache` and `IdempotencyStore` on
     Firestore (the last three in request_records.py)."""
 
-    def __init__(self, client: firestore.Client, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        *,
+        timeout_s: float = 10.0,
+        access: StoreAccess | None = None,
+    ) -> None:
         self._client = client
+        # How read_turn reads the conversation and its history window at the same time.
+        self._access = access or SerialAccess()
         self._rpc = rpc_options(timeout_s)  # writes are safe to repeat: see save_turn
         self._conversations = client.collection(CONVERSATIONS)
         self._outbox = client.collection(OUTBOX)
@@ -97,7 +107,12 @@ class FirestoreStore(FirestoreRequestRecords):
 
     @classmethod
     def from_settings(
-        cls, project: str | None, database: str = "(default)", *, timeout_s: float = 10.0
+        cls,
+        project: str | None,
+        database: str = "(default)",
+        *,
+        timeout_s: float = 10.0,
+        access: StoreAccess | None = None,
     ) -> FirestoreStore:
         """A store on a new client; honours FIRESTORE_EMULATOR_HOST like every Google client."""
         try:
@@ -106,7 +121,7 @@ class FirestoreStore(FirestoreRequestRecords):
             raise ConfigurationError(
                 f"Firestore needs Application Default Credentials and a project: {exc}"
             ) from exc
-        return cls(client, timeout_s=timeout_s)
+        return cls(client, timeout_s=timeout_s, access=access)
 
     @property
     def client(self) -> firestore.Client:
@@ -128,13 +143,8 @@ class FirestoreStore(FirestoreRequestRecords):
     def recent_messages(self, conversation_id: str, limit: int) -> list[Message]:
         if limit <= 0 or not valid_id(conversation_id):
             return []
-        query = (
-            self._messages(conversation_id)
-            .order_by("seq", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
-        snaps = self._call(lambda: list(query.stream(**self._rpc)))
-        return [_message(conversation_id, s.to_dict() or {}) for s in reversed(snaps)]
+        window = self._window(conversation_id, limit)
+        return [_message(conversation_id, s.to_dict() or {}) for s in reversed(window)]
 
     def list_messages(self, conversation_id: str) -> list[Message]:
         if not valid_id(conversation_id):
@@ -238,7 +248,10 @@ class FirestoreStore(FirestoreRequestRecords):
         if not valid_id(conversation_id):
             return TurnSnapshot()
         ref = self._conversations.document(conversation_id)
-        snap = self._call(lambda: ref.get(**self._rpc))
+        snap, window = self._access.at_once(
+            lambda: self._call(lambda: ref.get(**self._rpc)),
+            lambda: self._window(conversation_id, history),
+        )
         data = (snap.to_dict() or {}) if snap.exists else {}
         if not snap.exists or data.get("user_id") != user_id:
             return TurnSnapshot()
@@ -246,14 +259,28 @@ class FirestoreStore(FirestoreRequestRecords):
         busy_until = _busy_until(data, to_utc(now))
         if busy_until is not None:
             return TurnSnapshot(conversation=conversation, busy_until=busy_until)
-        # Read after the summary: a turn saved in between changes the summary, so the
-        # claim preconditioned on `version` fails and the turn reads again.
+        if history > 0 and not _window_reflects(window, snap.update_time, data):
+            # The window was read before the conversation's last write: read it again. A
+            # turn saved after that changes the conversation, so the claim preconditioned
+            # on `version` fails and the turn reads again.
+            window = self._window(conversation_id, history)
         return TurnSnapshot(
             conversation=conversation,
-            history=self.recent_messages(conversation_id, history),
+            history=[_message(conversation_id, d.to_dict() or {}) for d in reversed(window)],
             memory=_memory(data.get(MEMORY_FIELD)),
             version=_rfc3339(snap.update_time),
         )
+
+    def _window(self, conversation_id: str, limit: int) -> list[Any]:
+        """The last `limit` message documents, newest first."""
+        if limit <= 0:
+            return []
+        query = (
+            self._messages(conversation_id)
+            .order_by("seq", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return self._call(lambda: list(query.stream(**self._rpc)))
 
     def claim_turn(
         self,
@@ -424,6 +451,16 @@ def _conversation(conversation_id: str, data: dict[str, Any]) -> Conversation:
 # Nanosecond-exact text form of a Firestore update time (a precondition must match exactly).
 _rfc3339: Callable[[Any], str] = DatetimeWithNanoseconds.rfc3339
 _from_rfc3339: Callable[[str], datetime] = DatetimeWithNanoseconds.from_rfc3339
+
+
+def _window_reflects(window: list[Any], updated: datetime, data: dict[str, Any]) -> bool:
+    """Whether a history window read at the same time as the conversation document shows
+    every message of the document's version: it was read at or after the document's last
+    write (every turn is saved in one commit with its conversation document)."""
+    if not window:
+        return int(data.get("message_count") or 0) == 0
+    read_at = window[0].read_time
+    return read_at is not None and read_at >= updated
 
 
 def _busy_until(data: dict[str, Any], now: datetime) -> datetime | None:
