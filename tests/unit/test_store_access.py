@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,3 +79,19 @@ def test_serial_together_is_the_backends() -> None:
     assert entered == ["begin", "write", "commit"]
     with ConcurrentAccess().together():
         pass  # each write is its own commit
+
+
+REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+
+
+def test_calls_on_the_pool_see_the_callers_context() -> None:
+    # Flask's request context is a context variable: log lines made on the pool carry the
+    # request's id as the caller's do.
+    access = ConcurrentAccess(max_workers=2)
+    token = REQUEST.set("req-1")
+    try:
+        seen = access.at_once(REQUEST.get, REQUEST.get, REQUEST.get)
+    finally:
+        REQUEST.reset(token)
+    assert seen == ["req-1"] * 3
+    access.shutdown()
