@@ -155,7 +155,7 @@ def _install_tokenizer_state(model: Any, path: Path | None = None) -> bool:
 
         # The file ships inside this package, written by its own packager: as trusted as
         # the code beside it (marshal builds plain data only, no objects).
-        state = marshal.loads(path.read_bytes())  # noqa: S302
+        state = marshal.loads(path.read_bytes())  # noqa: S302  # nosec B302
         pieces, scores, prefixes, unk_score, max_len, charsmap = state
         tokenizer = UsePureTokenizer.__new__(UsePureTokenizer)
         tokenizer._pieces = pieces
