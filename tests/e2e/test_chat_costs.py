@@ -20,6 +20,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from ion.bootstrap import App, build_app, get_app, set_app
+from ion.services.orchestration import TurnOrchestrator
 from tests.support.app import firestore_app_settings, function_client, make_settings
 from tests.support.costs import FirestoreRpcs, SqliteWrites
 from tests.support.pubsub import PubSubTopic
@@ -179,3 +180,36 @@ def test_firestore_rpcs_and_rounds_per_turn(
     assert firestore_rpcs.plan(LETTERS) == plan
     assert firestore_rpcs.rounds <= MAX_FIRESTORE_ROUNDS
     assert firestore_rpcs.rounds == rounds
+
+
+# --- the embedding model -------------------------------------------------------------
+
+TWO_NEEDS = "I'm panicking about the deadline. How should I structure the capstone's backend?"
+
+
+class CountingModel:
+    """The embedding library behind `UseEmbedder`, counting its forward passes."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.batches: list[list[str]] = []
+
+    def encode(self, texts: list[str]) -> Any:
+        self.batches.append(list(texts))
+        return self._inner.encode(texts)
+
+
+def test_a_message_and_its_parts_are_embedded_in_one_model_call(clean_env: Path) -> None:
+    app = build_app(make_settings(clean_env / "data"))
+    parts = TurnOrchestrator(app.catalog).parts(TWO_NEEDS)
+    assert len(parts) == 2  # the duo rule routes each part on its own
+    semantic = app.router.semantic  # type: ignore[attr-defined]
+    model = CountingModel(semantic.embedder._model)
+    semantic.embedder._model = model
+    with serving(app):
+        model.batches.clear()
+        learner(app, "alice").chat(TWO_NEEDS)
+    # One forward pass for the message and both parts; the detector, the router and the
+    # duo rule then read them from the embedder's recent vectors.
+    assert len(model.batches) == 1
+    assert len(model.batches[0]) == 3

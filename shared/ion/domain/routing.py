@@ -94,6 +94,11 @@ class MessageRouter(Protocol):
     @property
     def catalog(self) -> PersonaCatalog: ...
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Read the meaning of texts about to be routed one by one (a message and its
+        parts) in one model call; nothing without a semantic layer."""
+        ...
+
     def route(
         self,
         message: str,
@@ -180,6 +185,10 @@ class Router:
         return self._semantic
 
     # --- public -------------------------------------------------------------------------
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        if self._semantic is not None:
+            self._semantic.prepare(texts)
 
     def route(
         self,

@@ -132,6 +132,9 @@ class JudgedRouter:
         """The router without the judge."""
         return self._local
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        self._local.prepare(texts)
+
     @property
     def threshold(self) -> float:
         return self._threshold

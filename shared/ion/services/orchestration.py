@@ -88,6 +88,10 @@ class TurnOrchestrator:
             }
         )
 
+    def parts(self, text: str) -> list[str]:
+        """The parts of `text` the duo rule routes one by one (none when it is off)."""
+        return self._policy.duo.parts(text) if self._policy is not None else []
+
     def plan(
         self,
         decision: RoutingDecision,

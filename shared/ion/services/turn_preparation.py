@@ -159,6 +159,9 @@ class TurnPreparer:
         Raises NotFound, TurnInProgress (409, nothing held), RateLimited or BudgetExhausted
         (429, nothing held). `buckets` are the request's other rate limits, charged with the
         turn's in the same write."""
+        # The message and the parts the duo rule may route, read in one model call (the
+        # detector, the router and the duo rule then find them in the embedder's cache).
+        self._router.prepare([text, *self._orchestrator.parts(text)])
         snapshot: TurnSnapshot | None = None
         if conversation_id is None:
             # A crisis answer uses no profile (the detector keeps this reading for later).
@@ -302,10 +305,10 @@ class TurnPreparer:
             is_new = True
 
         learner_history = [m.text for m in history if m.role == "user"]
+        clarifying = self._orchestrator.clarify_context(history)
         # Crisis first: a crisis turn is the single safe answer, never a duo or a question.
         assessment = self._detector.assess(text, learner_history)
         router = without_judge(self._router) if assessment.crisis else self._router
-        clarifying = self._orchestrator.clarify_context(history)
         if clarifying is not None:
             # An answer to a clarifying question is routed with the message it clarifies.
             routed = router.route(clarifying.routing_text(text))
