@@ -8,7 +8,6 @@ Every response is validated against openapi.yaml.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,37 +24,17 @@ from tests.fakes.gemini import (
     http_error,
     safety_block,
 )
-from tests.support.app import function_client, make_settings
+from tests.support.app import function_client
+from tests.support.gemini import FALLBACK, PRIMARY, gemini_settings
 from tests.support.openapi_check import CheckedClient
 
 pytest.importorskip("google.genai")
 
-PRIMARY = "gemini-e2e-primary"
-FALLBACK = "gemini-e2e-fallback"
-
-
-def gemini_settings(data_dir: Path, fake: FakeGemini, **overrides: Any) -> Any:
-    values: dict[str, Any] = {
-        "llm_provider": "gemini",
-        "gemini_api_key": "test-key-e2e",
-        "gemini_base_url": fake.base_url,
-        "gemini_model": PRIMARY,
-        "gemini_fallback_model": FALLBACK,
-        "llm_timeout_s": 5.0,
-        "llm_max_attempts": 2,
-        "llm_backoff_base_s": 0.0,
-    }
-    values.update(overrides)
-    return make_settings(data_dir, **values)
-
 
 @pytest.fixture
-def app(clean_env: Path, fake_gemini: FakeGemini) -> Iterator[App]:
+def app(gemini_app: App) -> App:
     """Overrides tests/support/app.py's `app` (so `auth` uses it too): Gemini provider."""
-    application = build_app(gemini_settings(clean_env / "data", fake_gemini))
-    set_app(application)
-    yield application
-    set_app(None)
+    return gemini_app
 
 
 @pytest.fixture

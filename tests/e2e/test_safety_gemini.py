@@ -4,18 +4,17 @@ the safe template; nothing is cached; the learner always gets an answer with res
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ion.bootstrap import App, build_app, set_app
+from ion.bootstrap import App
 from ion.domain.crisis import load_policy
 from ion.services.chat import CRISIS_TEMPLATE_MODEL
-from tests.e2e.test_chat_gemini import FALLBACK, PRIMARY, gemini_settings, sse_events
+from tests.e2e.test_chat_gemini import sse_events
 from tests.fakes.gemini import FakeGemini, answer, finish_blocked, http_error, safety_block
 from tests.support.app import function_client
+from tests.support.gemini import FALLBACK, PRIMARY
 from tests.support.openapi_check import CheckedClient
 
 pytest.importorskip("google.genai")
@@ -25,11 +24,8 @@ CRISIS_KO = "팀원들 다 내가 없으면 더 잘 굴러갈 것 같아. 그냥
 
 
 @pytest.fixture
-def app(clean_env: Path, fake_gemini: FakeGemini) -> Iterator[App]:
-    application = build_app(gemini_settings(clean_env / "data", fake_gemini))
-    set_app(application)
-    yield application
-    set_app(None)
+def app(gemini_app: App) -> App:
+    return gemini_app
 
 
 @pytest.fixture
