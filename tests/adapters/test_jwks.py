@@ -44,7 +44,13 @@ def verifier(server: JwksServer, clock: ManualClock) -> JwksTokenVerifier:
         min_refresh_interval_s=30,
         monotonic=clock.monotonic,
     )
-    return JwksTokenVerifier(keys, algorithms=["RS256", "ES256"], audience="ion", issuer="idp")
+    return JwksTokenVerifier(
+        keys,
+        algorithms=["RS256", "ES256"],
+        audience="ion",
+        issuer="idp",
+        monotonic=clock.monotonic,
+    )
 
 
 def code_of(verifier: JwksTokenVerifier, token: str) -> str:
@@ -221,3 +227,69 @@ def test_dev_token_commands_fail_clearly_in_jwks_mode(
     monkeypatch.setenv("ION_JWKS_URL", "https://idp.example/jwks.json")
     assert main(command) == 2
     assert "dev tokens exist only in secret (HS256) mode" in capsys.readouterr().err
+
+
+def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    return decoded
+
+
+def test_a_verified_token_is_reused_for_at_most_a_minute(
+    verifier: JwksTokenVerifier, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded = counting_decodes(monkeypatch)
+    token = RSA.token(aud="ion", iss="idp")
+    for _ in range(3):
+        assert verifier.principal_from_header(f"Bearer {token}").user_id == "alice"
+    assert len(decoded) == 1
+    clock.advance(61)
+    assert verifier.principal_from_header(f"Bearer {token}").user_id == "alice"
+    assert len(decoded) == 2
+
+
+def test_a_remembered_token_never_outlives_its_expiry(
+    server: JwksServer, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = JwksCache(server.url, ["RS256"], ttl_s=600, monotonic=clock.monotonic)
+    verifier = JwksTokenVerifier(
+        keys, algorithms=["RS256"], audience="ion", issuer="idp", leeway_s=0,
+        monotonic=clock.monotonic,
+    )  # fmt: skip
+    decoded = counting_decodes(monkeypatch)
+    token = RSA.token(aud="ion", iss="idp", lifetime_s=5)
+    verifier.principal_from_header(f"Bearer {token}")
+    clock.advance(4)
+    verifier.principal_from_header(f"Bearer {token}")
+    assert len(decoded) == 1
+    clock.advance(2)  # past `exp` on the remembered deadline: verified again
+    verifier.principal_from_header(f"Bearer {token}")
+    assert len(decoded) == 2
+
+
+def test_a_retired_key_stops_its_remembered_tokens_within_a_minute(
+    verifier: JwksTokenVerifier, server: JwksServer, clock: ManualClock
+) -> None:
+    token = RSA.token(aud="ion", iss="idp")
+    assert verifier.principal_from_header(f"Bearer {token}").user_id == "alice"
+    server.signers = [EC]  # rsa-1 is withdrawn by the provider
+    clock.advance(601)  # the key set's own TTL: refreshed on the next lookup
+    with pytest.raises(AuthError) as caught:
+        verifier.principal_from_header(f"Bearer {token}")
+    assert caught.value.code == "unknown_key"
+
+
+def test_only_the_exact_token_is_remembered(verifier: JwksTokenVerifier) -> None:
+    token = RSA.token(aud="ion", iss="idp")
+    verifier.principal_from_header(f"Bearer {token}")
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
+    with pytest.raises(AuthError) as caught:
+        verifier.principal_from_header(f"Bearer {forged}")
+    assert caught.value.code == "invalid_signature"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ion.domain.models import RoutingDecision
+from ion.domain.models import ResonanceAnalysis, RoutingDecision
 from ion.domain.personas import default_catalog_path, load_catalog
+from ion.domain.resonance import TextFeatures, analyze_detailed
 from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
 from ion.services.evaluation import evaluate, load_labelled_set
 from tests.support.paths import REPO
@@ -103,6 +104,31 @@ def test_deterministic(router: Router) -> None:
     fresh = Router(load_catalog())
     assert [fresh.route(m).decision for m in msgs] == first
     assert [router.route(m).decision for m in msgs] == first
+
+
+def test_a_text_is_read_once_and_context_never_sticks_to_its_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ion.domain.routing as routing
+
+    reads: list[str] = []
+
+    def counting(text: str) -> tuple[ResonanceAnalysis, TextFeatures]:
+        reads.append(text)
+        return analyze_detailed(text)
+
+    monkeypatch.setattr(routing, "analyze_detailed", counting)
+    router = Router(load_catalog())
+    text = "그럼 이건 어떻게 돼요?"
+    alone = router.route(text).decision
+    in_context = router.route(text, current_persona="riri").decision
+    strengths = router.cue_strengths(text)
+    again = router.route(text).decision
+    assert reads == [text]
+    # The continuity bonus of the second call did not leak into the cached reading.
+    assert again == alone
+    assert in_context != alone
+    assert strengths == Router(load_catalog()).cue_strengths(text)
 
 
 @pytest.mark.parametrize(

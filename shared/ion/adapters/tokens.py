@@ -83,6 +83,11 @@ class AuthError(Unauthenticated):
         self.code = code
 
 
+#: Verified tokens kept per instance, and for how long at most (seconds).
+VERIFIED_TOKENS = 4096
+VERIFIED_TTL_S = 60.0
+
+
 class _Verifier:
     """Header parsing, claim checks and error mapping shared by both modes."""
 
@@ -97,13 +102,18 @@ class _Verifier:
         leeway_s: int,
         max_lifetime_s: int = 0,
         role_claim: str = "ion_role",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._algorithms = algorithms
+        self._monotonic = monotonic
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
         self._max_lifetime = max_lifetime_s
         self._role_claim = role_claim
+        # token -> (principal, monotonic deadline): a learner sends the same token with
+        # every request, and verifying its signature and claims is most of auth's cost.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     @property
     def algorithms(self) -> list[str]:
@@ -121,7 +131,25 @@ class _Verifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError("invalid_token", "Authorization header must be 'Bearer <token>'")
-        return self.principal(token.strip())
+        return self._remembered(token.strip())
+
+    def _remembered(self, token: str) -> Principal:
+        """`principal(token)`, reusing a verification of the same token string made less
+        than `VERIFIED_TTL_S` ago and before the token's own expiry (leeway included). The
+        key is the whole token, signature included, so nothing else can match it; the short
+        lifetime bounds how long a key removed from the JWKS keeps its tokens valid."""
+        entry = self._verified.get(token)
+        if entry is not None and self._monotonic() < entry[1]:
+            return entry[0]
+        return self.principal(token)
+
+    def _remember(self, token: str, principal: Principal, claims: dict[str, Any]) -> None:
+        remaining = float(claims["exp"]) + self._leeway - time.time()
+        if remaining <= 0:
+            return
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()  # simple and bounded; a miss costs one verification
+        self._verified[token] = (principal, self._monotonic() + min(remaining, VERIFIED_TTL_S))
 
     def verify(self, token: str) -> str:
         return self.principal(token).user_id
@@ -182,7 +210,9 @@ class _Verifier:
                     "token_lifetime_too_long",
                     f"the token is valid for longer than {self._max_lifetime} seconds",
                 )
-        return Principal(subject, roles_from_claim(claims.get(self._role_claim)))
+        principal = Principal(subject, roles_from_claim(claims.get(self._role_claim)))
+        self._remember(token, principal, claims)
+        return principal
 
 
 class TokenVerifier(_Verifier):
@@ -202,6 +232,7 @@ class TokenVerifier(_Verifier):
         leeway_s: int = 30,
         max_lifetime_s: int = 0,
         role_claim: str = "ion_role",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
             check_algorithms(algorithms, jwks=False),
@@ -210,6 +241,7 @@ class TokenVerifier(_Verifier):
             leeway_s=leeway_s,
             max_lifetime_s=max_lifetime_s,
             role_claim=role_claim,
+            monotonic=monotonic,
         )
         self._secrets = [check_secret(secret, "the JWT secret")]
         if previous_secret is not None:
@@ -345,6 +377,7 @@ class JwksTokenVerifier(_Verifier):
         leeway_s: int = 30,
         max_lifetime_s: int = 0,
         role_claim: str = "ion_role",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(
             check_algorithms(algorithms, jwks=True),
@@ -353,6 +386,7 @@ class JwksTokenVerifier(_Verifier):
             leeway_s=leeway_s,
             max_lifetime_s=max_lifetime_s,
             role_claim=role_claim,
+            monotonic=monotonic,
         )
         self._keys = keys
 

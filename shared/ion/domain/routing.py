@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Protocol
 
 from ion.domain.models import Persona, ResonanceAnalysis, RoutingDecision
@@ -55,6 +56,9 @@ _FOLLOWUP_EMOTION_DAMPING = 0.7
 _CONTINUITY_BONUS = 0.3
 #: How many earlier user turns are replayed to infer the persona when none is given.
 _HISTORY_WINDOW = 4
+# Lexicon readings kept per router: a turn and its conversation need a handful; a busy
+# instance's threads share them.
+RECENT_READINGS = 1024
 
 # fmt: off
 _FOLLOWUP_CUES = Lexicon(
@@ -107,6 +111,10 @@ class MessageRouter(Protocol):
         current_persona: str | None = None,
         adjustments: Mapping[str, float] | None = None,
     ) -> RouteResult: ...
+
+    def cue_strengths(self, message: str) -> dict[str, float]:
+        """Per persona, the summed weight of its own cues in `message` (lexicon only)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +183,11 @@ class Router:
         self._lexicons = LexiconSet(
             [*(Lexicon(p.traits.keywords, owner=p.id) for p in catalog.all()), FALSE_FRIENDS]
         )
+        # A turn reads the same text more than once (its routing, the orchestrator's cue
+        # strengths, the conversation's earlier messages): the lexicon reading is pure in
+        # the text, so recent readings are kept. `_score` hands out copies (context adds to
+        # `raw`).
+        self._read = lru_cache(maxsize=RECENT_READINGS)(self._score_uncached)
 
     @property
     def catalog(self) -> PersonaCatalog:
@@ -298,6 +311,10 @@ class Router:
         return _Blend(_softmax(logits, 1.0), lexicon, meaning, weight)
 
     def _score(self, message: str) -> _Scored:
+        scored = self._read(message)
+        return replace(scored, raw=dict(scored.raw))
+
+    def _score_uncached(self, message: str) -> _Scored:
         analysis, features = analyze_detailed(message)
         text = features.text
         key = analysis.key

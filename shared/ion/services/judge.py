@@ -135,6 +135,9 @@ class JudgedRouter:
     def prepare(self, texts: Sequence[str]) -> None:
         self._local.prepare(texts)
 
+    def cue_strengths(self, message: str) -> dict[str, float]:
+        return self._local.cue_strengths(message)
+
     @property
     def threshold(self) -> float:
         return self._threshold

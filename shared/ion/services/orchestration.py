@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ion.domain.models import Language, LlmRequest, LlmResponse, Message, RoutingDecision, Usage
 from ion.domain.orchestration import PartRouter, TurnPlan, chosen_reply, plan_turn
 from ion.domain.personas import PersonaCatalog
 from ion.domain.prompts import duo_request
-from ion.domain.routing import Router
 
 #: The `model` of a clarifying question (catalog text: no model answered).
 CLARIFY_MODEL = "clarify-template"
@@ -49,8 +48,6 @@ class TurnOrchestrator:
     def __init__(self, catalog: PersonaCatalog) -> None:
         self._catalog = catalog
         self._policy = catalog.orchestration
-        # Cue strengths only (no semantic head), for the clarify rule: one lexicon pass.
-        self._cues = Router(catalog)
 
     @property
     def enabled(self) -> bool:
@@ -96,6 +93,7 @@ class TurnOrchestrator:
         self,
         decision: RoutingDecision,
         *,
+        strengths: Mapping[str, float],
         route_part: PartRouter,
         text: str,
         language: Language,
@@ -108,7 +106,7 @@ class TurnOrchestrator:
         return plan_turn(
             self._policy,
             decision=decision,
-            strengths=self._cues.cue_strengths(text),
+            strengths=strengths,
             route_part=route_part,
             text=text,
             language=language,

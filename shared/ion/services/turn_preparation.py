@@ -325,10 +325,13 @@ class TurnPreparer:
             crisis_persona = self._catalog.require(self._crisis.persona)
             decision = self._crisis.override(decision, crisis_persona.name)
             safety = Safety(crisis=True, resources=self._crisis.resources_for(language))
+        plan_text = text if clarifying is None else clarifying.routing_text(text)
         plan = self._orchestrator.plan(
             decision,
+            # The clarify rule's cue strengths: the lexicon reading routing just made.
+            strengths=router.cue_strengths(plan_text),
             route_part=self._route_part,
-            text=text if clarifying is None else clarifying.routing_text(text),
+            text=plan_text,
             language=language,
             first_message=not learner_history,
             after_clarify=clarifying is not None,
