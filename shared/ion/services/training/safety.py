@@ -42,7 +42,7 @@ SAFETY_LABELS = ("calm", "crisis")
 #: Calibration goal: the most recall whose cross-writer false-positive rate stays in budget.
 SAFETY_FPR_BUDGET = 0.12
 EVERYDAY_FPR_BUDGET = 0.005
-_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97)
 #: Nearest examples averaged on each side by the crisis reader (chosen cross-writer).
 _PROTOTYPE_KS = (3, 5, 10)
 _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
