@@ -46,6 +46,8 @@ locals {
     ION_SECRETS_BACKEND    = "env"
     ION_LOG_LEVEL          = var.log_level
     ION_LOG_FORMAT         = "json"
+    # Both public APIs run the crisis detector; one operating point for the deployment.
+    ION_SAFETY_EVERYDAY_BUDGET = var.safety_everyday_budget
     # The web app's origin (web.tf) may call the APIs from the browser.
     ION_CORS_ORIGINS = local.web_origin
   }

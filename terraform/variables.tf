@@ -122,6 +122,17 @@ variable "log_level" {
   default     = "INFO"
 }
 
+variable "safety_everyday_budget" {
+  type        = number
+  description = "Crisis detector operating point (ION_SAFETY_EVERYDAY_BUDGET): the share of everyday learner messages it may flag, one of the points `ion train safety` calibrates. Higher catches more crises and alerts operators more often (docs/safety.md, \"The operating point\")."
+  default     = 0.01
+
+  validation {
+    condition     = contains([0.0025, 0.005, 0.01, 0.02], var.safety_everyday_budget)
+    error_message = "safety_everyday_budget must be 0.0025, 0.005, 0.01 or 0.02 (the calibrated operating points)."
+  }
+}
+
 variable "extra_environment" {
   type        = map(string)
   description = "More ION_* settings for every function, e.g. ION_JWT_ISSUER, ION_JWT_AUDIENCE, ION_JWKS_URL, ION_CORS_ORIGINS (the README lists them all). They override the common settings; a function's own settings in functions.tf override them."

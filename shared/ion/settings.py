@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ion.domain.operating_points import DEFAULT_OPERATING_POINT, OPERATING_POINTS
+
 _ORIGIN = re.compile(
     r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:]+\](:[0-9]{1,5})?$"
 )
@@ -160,6 +162,13 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level")
 
     # --- learner safety (docs/safety.md) ---
+    safety_everyday_budget: float = Field(
+        DEFAULT_OPERATING_POINT,
+        description="Crisis detector operating point: the share of everyday learner messages"
+        " it may flag, one of "
+        + ", ".join(f"{point:g}" for point in OPERATING_POINTS)
+        + " (calibrated by `ion train safety`; higher catches more crises)",
+    )
     crisis_resources_file: Path | None = Field(
         None,
         description="YAML/JSON file replacing the packaged crisis resources"
@@ -245,6 +254,14 @@ class Settings(BaseSettings):
         " manifests; else the secret `<prefix>backup-hmac-key`, else (embedded, emulators) one"
         " generated in the data dir",
     )
+
+    @field_validator("safety_everyday_budget")
+    @classmethod
+    def _calibrated_point(cls, value: float) -> float:
+        if value not in OPERATING_POINTS:
+            points = ", ".join(f"{point:g}" for point in OPERATING_POINTS)
+            raise ValueError(f"must be one of the calibrated operating points: {points}")
+        return value
 
     @field_validator("data_dir")
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any
 import hcl2
 import pytest
 
+from ion.domain.operating_points import OPERATING_POINTS
 from ion.settings import Settings
 from tests.support.paths import REPO as ROOT
 
@@ -574,6 +575,16 @@ def test_literal_settings_are_valid_for_the_settings_model(
             monkeypatch.setenv(key, str(value))
     settings = Settings(_env_file=None)
     assert settings.backend == "gcp"
+
+
+def test_the_crisis_operating_point_is_typed_and_limited_to_the_calibrated_ones() -> None:
+    variable = variables()["safety_everyday_budget"]
+    assert variable["default"] == Settings.model_fields["safety_everyday_budget"].default
+    condition = variable["validation"][0]["condition"]
+    listed = re.fullmatch(r"\$\{contains\(\[(.*)\], var\.safety_everyday_budget\)\}", condition)
+    assert listed is not None, condition
+    assert tuple(float(v) for v in listed.group(1).split(",")) == OPERATING_POINTS
+    assert locals_()["common_env"]["ION_SAFETY_EVERYDAY_BUDGET"] == "${var.safety_everyday_budget}"
 
 
 def test_example_tfvars_declare_only_known_variables_and_all_required_ones() -> None:

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from ion.bootstrap import App, build_app, build_router, load_embedder, set_app
+from ion.domain.operating_points import OPERATING_POINTS, THRESHOLD_NAMES, operating_point_param
 from ion.domain.personas import load_catalog
 from ion.domain.routing import Router
+from ion.domain.safety import CrisisDetector, load_rules
 from ion.domain.semantic import (
     FINGERPRINT_SENTENCES,
     SemanticLayer,
@@ -22,7 +25,8 @@ from ion.domain.semantic import (
 from ion.entrypoints.cli import main as cli
 from ion.errors import ConfigurationError
 from ion.ports import SentenceEmbedder
-from ion.services.training import CorpusError, corpus_sha256, train_routing
+from ion.services.training import CorpusError, corpus_sha256, train_routing, train_safety
+from ion.services.training.safety import EVERYDAY_FPR_BUDGET, SAFETY_FPR_BUDGET
 from tests.support.app import function_app, function_client, make_settings
 from tests.support.paths import REPO
 
@@ -250,3 +254,73 @@ def test_the_model_loads_at_instance_start_not_on_a_request() -> None:
     assert load_embedder.cache_info().currsize == 0  # the event consumer needs no model
     function_client("persona_route")
     assert load_embedder.cache_info().currsize == 1
+
+
+def test_safety_training_calibrates_every_operating_point(
+    tmp_path: Path, embedder: SentenceEmbedder
+) -> None:
+    # Three writers' first 40 items and 80 everyday messages: small enough to train here.
+    writers = []
+    for source in SAFETY_CORPUS[:3]:
+        lines = source.read_text(encoding="utf-8").splitlines()[:40]
+        writers.append(tmp_path / source.name)
+        writers[-1].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    everyday = tmp_path / "everyday.jsonl"
+    lines = ROUTING_CORPUS[0].read_text(encoding="utf-8").splitlines()[:80]
+    everyday.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = train_safety(writers, embedder, load_rules(), [everyday])
+
+    artifact = report.artifact
+    curve = artifact.metrics["operating_points"]
+    assert set(curve) == {str(point) for point in OPERATING_POINTS}
+    recalls = [curve[str(point)]["recall"] for point in OPERATING_POINTS]
+    assert recalls == sorted(recalls)  # a larger budget never buys less recall
+    for point in OPERATING_POINTS:
+        assert curve[str(point)]["everyday_fpr"] <= point
+        assert curve[str(point)]["fpr"] <= SAFETY_FPR_BUDGET
+        for name in THRESHOLD_NAMES:
+            assert operating_point_param(point, name) in artifact.params
+    # The head's own thresholds are its default point's.
+    chosen = artifact.metrics
+    assert chosen["everyday_fpr"] <= EVERYDAY_FPR_BUDGET
+    assert chosen["cross_writer"] == {
+        "recall": curve[str(EVERYDAY_FPR_BUDGET)]["recall"],
+        "fpr": curve[str(EVERYDAY_FPR_BUDGET)]["fpr"],
+    }
+    for name in THRESHOLD_NAMES:
+        assert (
+            artifact.params[name]
+            == artifact.params[operating_point_param(EVERYDAY_FPR_BUDGET, name)]
+        )
+    assert any(line.startswith("operating points") for line in report.lines)
+
+
+def test_the_detector_reads_the_thresholds_of_its_operating_point(
+    embedder: SentenceEmbedder,
+) -> None:
+    semantic = SemanticLayer(embedder, load_artifact(artifact_path("safety")))
+    params = semantic.artifact.params
+    for point in OPERATING_POINTS:
+        detector = CrisisDetector(load_rules(), semantic, operating_point=point)
+        assert detector.threshold == params[operating_point_param(point, "threshold")]
+        assert (
+            detector.context_threshold == params[operating_point_param(point, "context_threshold")]
+        )
+
+
+def test_an_uncalibrated_operating_point_is_refused(
+    tmp_path: Path, embedder: SentenceEmbedder
+) -> None:
+    semantic = SemanticLayer(embedder, load_artifact(artifact_path("safety")))
+    with pytest.raises(ConfigurationError, match=r"operating point 0\.03 .*ion train safety"):
+        CrisisDetector(load_rules(), semantic, operating_point=0.03)
+    with pytest.raises(ValidationError, match=r"calibrated operating points: 0\.0025, 0\.005"):
+        make_settings(tmp_path, safety_everyday_budget=0.03)
+
+
+def test_the_app_uses_the_configured_operating_point(tmp_path: Path) -> None:
+    params = load_artifact(artifact_path("safety")).params
+    for point in (0.005, 0.02):
+        app = build_app(make_settings(tmp_path / str(point), safety_everyday_budget=point))
+        assert app.detector.threshold == params[operating_point_param(point, "threshold")]

@@ -171,7 +171,7 @@ def _route_app(
     catalog = load_catalog()
     embedder, _ = load_embedder()
     semantic, routing_status = load_semantic_layer(embedder, "routing")
-    detector, safety_status = build_detector(embedder)
+    detector, safety_status = build_detector(embedder, settings.safety_everyday_budget)
     local_router = LearnedRouter(
         catalog,
         learning,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ion.adapters.secrets import gemini_api_key
+from ion.domain.operating_points import DEFAULT_OPERATING_POINT
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import MessageRouter, Router
 from ion.domain.safety import CrisisDetector, load_rules
@@ -116,7 +117,10 @@ def build_judged_router(
     )
 
 
-def build_detector(embedder: SentenceEmbedder | None) -> tuple[CrisisDetector, SemanticStatus]:
-    """The crisis detector: rules always, the trained head when the model is there."""
+def build_detector(
+    embedder: SentenceEmbedder | None, operating_point: float = DEFAULT_OPERATING_POINT
+) -> tuple[CrisisDetector, SemanticStatus]:
+    """The crisis detector: rules always, the trained head when the model is there, at the
+    calibrated `operating_point` (the share of everyday messages it may flag)."""
     semantic, status = load_semantic_layer(embedder, "safety")
-    return CrisisDetector(load_rules(), semantic), status
+    return CrisisDetector(load_rules(), semantic, operating_point=operating_point), status

@@ -25,13 +25,14 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
+from ion.domain.operating_points import THRESHOLD_NAMES, operating_point_param
 from ion.domain.semantic import SemanticLayer
 from ion.domain.text import join_short_pieces
 from ion.errors import ConfigurationError
@@ -210,6 +211,7 @@ class CrisisDetector:
         semantic: SemanticLayer | None = None,
         *,
         thresholds: tuple[float, float, float, float, float] | None = None,
+        operating_point: float | None = None,
     ) -> None:
         self._rules = rules
         self._semantic = semantic
@@ -221,6 +223,8 @@ class CrisisDetector:
         if semantic is not None and "crisis" not in semantic.labels:
             raise ValueError("the safety head has no 'crisis' label")
         param = semantic.param if semantic is not None else (lambda _n, d: d)
+        if semantic is not None and operating_point is not None:
+            param = self._operating_point(semantic, operating_point)
         self.threshold = param("threshold", DEFAULT_THRESHOLD)
         self.context_threshold = param("context_threshold", DEFAULT_CONTEXT_THRESHOLD)
         self.weak_threshold = param("weak_threshold", DEFAULT_WEAK_THRESHOLD)
@@ -236,6 +240,20 @@ class CrisisDetector:
                 self.distress_threshold,
                 self.guarded_threshold,
             ) = thresholds
+
+    @staticmethod
+    def _operating_point(semantic: SemanticLayer, point: float) -> Callable[[str, float], float]:
+        missing = [
+            name
+            for name in THRESHOLD_NAMES
+            if operating_point_param(point, name) not in semantic.artifact.params
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"the safety head has no thresholds for the operating point {point:g}"
+                " (everyday false alarms): run `ion train safety`"
+            )
+        return lambda name, default: semantic.param(operating_point_param(point, name), default)
 
     @property
     def rules(self) -> CrisisRules:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ion.domain.operating_points import DEFAULT_OPERATING_POINT, OPERATING_POINTS
 from ion.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -111,7 +112,12 @@ def cmd_eval_safety(args: argparse.Namespace) -> int:
 
     items = load_safety_set(Path(args.file))
     embedder, _ = load_embedder()
-    detector, status = build_detector(embedder)
+    point = args.everyday_budget
+    if point is None:
+        from ion.settings import Settings
+
+        point = Settings().safety_everyday_budget
+    detector, status = build_detector(embedder, point)
     if not status.ok:
         print(f"ion: warning: crisis rules only ({status.detail})", file=sys.stderr)
     print(evaluate_safety(detector, items).render(show_errors=args.errors))
@@ -148,6 +154,13 @@ def add_eval_parser(sub: Any) -> None:
     safety = eval_sub.add_parser("safety", help="crisis recall and false positives on a JSONL set")
     safety.add_argument("file")
     safety.add_argument("--errors", action="store_true", help="list misses and false alarms")
+    safety.add_argument(
+        "--everyday-budget",
+        type=float,
+        choices=OPERATING_POINTS,
+        help="the detector's operating point (default: ION_SAFETY_EVERYDAY_BUDGET, else "
+        f"{DEFAULT_OPERATING_POINT:g})",
+    )
     safety.set_defaults(func=cmd_eval_safety)
 
 

@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from ion.domain.ngrams import ngram_counts
+from ion.domain.operating_points import (
+    DEFAULT_OPERATING_POINT,
+    OPERATING_POINTS,
+    THRESHOLD_NAMES,
+    operating_point_param,
+)
 from ion.domain.safety import (
     CONTEXT_TURNS,
     DISCUSSED,
@@ -38,10 +44,15 @@ from ion.services.training.common import (
 )
 from ion.services.training.ngrams import fit_ngram_head
 
+#: The detector's thresholds, in the order of THRESHOLD_NAMES.
+Thresholds = tuple[float, float, float, float, float]
+
 SAFETY_LABELS = ("calm", "crisis")
 #: Calibration goal: the most recall whose cross-writer false-positive rate stays in budget.
 SAFETY_FPR_BUDGET = 0.12
-EVERYDAY_FPR_BUDGET = 0.005
+#: The everyday budget of the head's own thresholds (the default operating point); the
+#: thresholds of every point in OPERATING_POINTS are calibrated too, for the chosen head.
+EVERYDAY_FPR_BUDGET = DEFAULT_OPERATING_POINT
 _THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97)
 #: Nearest examples averaged on each side by the crisis reader (chosen cross-writer).
 _PROTOTYPE_KS = (3, 5, 10)
@@ -238,6 +249,9 @@ def train_safety(
     whole = np.searchsorted(segment_owner, np.arange(len(items)))
 
     best: _SafetyChoice | None = None
+    # per k, everyday budget -> (recall, hard-negative fpr, everyday fpr, thresholds) of the
+    # best point within that budget
+    curves: dict[int, dict[float, tuple[float, float, float, Thresholds]]] = {}
     for k in _PROTOTYPE_KS:
         # Out-of-fold margins for each segment of each message and of its earlier turns:
         # the examples of the held-out writer are never among the prototypes that read them.
@@ -263,6 +277,7 @@ def train_safety(
             [*p_turn[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
         ]
         fast = SafetyCalibration.build(reads, history_reads, probabilities)
+        curve = curves.setdefault(k, {})
         for combo in grid:
             predicted = fast.crisis(*combo)
             recall = float(predicted[gold == 1].mean())
@@ -273,6 +288,15 @@ def train_safety(
             # stay within budget, on everyday messages (what every learner meets) and on
             # the crisis set's deliberately hard negatives.
             within = fpr <= SAFETY_FPR_BUDGET and everyday_fpr <= EVERYDAY_FPR_BUDGET
+            if fpr <= SAFETY_FPR_BUDGET:
+                for budget in OPERATING_POINTS:
+                    known = curve.get(budget)
+                    # Most recall, then fewest false alarms: as the chosen point is picked.
+                    if everyday_fpr <= budget and (
+                        known is None
+                        or (recall, -fpr - everyday_fpr) > (known[0], -known[1] - known[2])
+                    ):
+                        curve[budget] = (recall, fpr, everyday_fpr, combo)
             score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
             key = (score, -fpr - everyday_fpr)
             if best is None or key > best.key:
@@ -314,6 +338,12 @@ def train_safety(
         ),
         f"false alarms on everyday messages (each writer held out):"
         f" {everyday_report.fpr:.4f} of {everyday_report.n}",
+        *(f"  {r.item.id} ({', '.join(r.reasons)})" for r in results[hard:] if r.predicted),
+        f"operating points (cross-writer, hard-negative false alarms <= {SAFETY_FPR_BUDGET}):",
+        *(
+            f"  everyday false alarms <= {budget}: recall={r:.3f} fpr={f:.3f} everyday={e:.4f}"
+            for budget, (r, f, e, _) in sorted(curves[best.k].items())
+        ),
     ]
     head = dataclasses.replace(
         prototypes(np.arange(len(items)), best.k, best.slope, best.offset),
@@ -331,6 +361,11 @@ def train_safety(
             "weak_threshold": weak_threshold,
             "distress_threshold": distress_threshold,
             "guarded_threshold": guarded,
+            **{
+                operating_point_param(budget, name): value
+                for budget, (*_, combo) in curves[best.k].items()
+                for name, value in zip(THRESHOLD_NAMES, combo, strict=True)
+            },
         },
         fingerprint=fingerprint(embedder),
         metrics=metrics_summary(
@@ -341,6 +376,10 @@ def train_safety(
                 "cross_writer": {"recall": report.recall, "fpr": report.fpr},
                 "everyday_fpr": everyday_report.fpr,
                 "per_held_out_writer": per_writer,
+                "operating_points": {
+                    str(budget): {"recall": r, "fpr": f, "everyday_fpr": e}
+                    for budget, (r, f, e, _) in sorted(curves[best.k].items())
+                },
             }
         ),
     )
