@@ -143,6 +143,16 @@ def _status_kb(pid: int, field: str, path: str = "status") -> int:
     return 0
 
 
+def pss_split_mb(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed) PSS over the process tree, in MB: the heap and the
+    memory-mapped files (the model's token table, libraries), whose pages are clean, shared
+    and given back under memory pressure."""
+    pids = process_tree(pid)
+    anon = sum(_status_kb(p, "Pss_Anon", "smaps_rollup") for p in pids)
+    file = sum(_status_kb(p, "Pss_File", "smaps_rollup") for p in pids)
+    return anon / 1024, file / 1024
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """(sum of VmRSS, sum of Pss) over the process tree, in MB. RSS counts the pages the
     forked workers share with the master once per process; PSS splits them."""

@@ -44,6 +44,7 @@ from _server import (
     free_port,
     memory_mb,
     packaged_chat,
+    pss_split_mb,
     start,
     stop,
     wait_answering,
@@ -61,6 +62,8 @@ CHAT_ENV = {
     "ION_RATE_LIMIT_PER_MINUTE": "0",
     "ION_API_RATE_LIMIT_PER_MINUTE": "0",
     "ION_DAILY_TOKEN_BUDGET": "0",
+    # As deployed (terraform/functions.tf): two glibc malloc arenas for all request threads.
+    "MALLOC_ARENA_MAX": "2",
 }
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -178,8 +181,10 @@ def leak_check(source: Source, workers: int, threads: int, args: argparse.Namesp
         first_chats(port, token, 4 * workers)
         done1, failed1 = drive(port, token, args.leak_requests, args.connections)
         rss1, pss1 = memory_mb(process.pid)
+        anon1, file1 = pss_split_mb(process.pid)
         more, failed2 = drive(port, token, args.leak_requests, args.connections)
         rss2, pss2 = memory_mb(process.pid)
+        anon2, file2 = pss_split_mb(process.pid)
     finally:
         stop(process)
     done2 = done1 + more
@@ -193,6 +198,11 @@ def leak_check(source: Source, workers: int, threads: int, args: argparse.Namesp
     print(
         f"  growth over the last {done2 - done1} requests: RSS {rss2 - rss1:+.1f} MB, "
         f"PSS {pss2 - pss1:+.1f} MB (target: RSS ≤ 256 MB, no growth)"
+    )
+    print(
+        f"  of which anonymous (heap) PSS {anon1:.1f} -> {anon2:.1f} MB ({anon2 - anon1:+.1f}),"
+        f" file-backed (mapped model table, libraries) {file1:.1f} -> {file2:.1f} MB"
+        f" ({file2 - file1:+.1f})"
     )
 
 

@@ -46,6 +46,9 @@ locals {
     ION_SECRETS_BACKEND    = "env"
     ION_LOG_LEVEL          = var.log_level
     ION_LOG_FORMAT         = "json"
+    # glibc gives each request thread its own malloc arena; two arenas keep a concurrent
+    # instance's heap from creeping (docs/performance.md, the leak check).
+    MALLOC_ARENA_MAX = "2"
     # Both public APIs run the crisis detector; one operating point for the deployment.
     ION_SAFETY_EVERYDAY_BUDGET = var.safety_everyday_budget
     # The web app's origin (web.tf) may call the APIs from the browser.

@@ -479,8 +479,16 @@ def test_entry_point_is_a_top_level_function_of_main_py(
 # ------------------------------------------------------------------------------------------
 
 
+#: Environment variables for the runtime itself (glibc), not settings of ours.
+RUNTIME_ENVIRONMENT = frozenset({"MALLOC_ARENA_MAX"})
+
+
 def test_every_ion_variable_in_terraform_is_a_real_setting() -> None:
-    unknown = [(where, key) for where, key in iter_env_keys() if key not in setting_names()]
+    unknown = [
+        (where, key)
+        for where, key in iter_env_keys()
+        if key not in setting_names() and key not in RUNTIME_ENVIRONMENT
+    ]
     assert unknown == []
 
 
@@ -585,6 +593,11 @@ def test_the_crisis_operating_point_is_typed_and_limited_to_the_calibrated_ones(
     assert listed is not None, condition
     assert tuple(float(v) for v in listed.group(1).split(",")) == OPERATING_POINTS
     assert locals_()["common_env"]["ION_SAFETY_EVERYDAY_BUDGET"] == "${var.safety_everyday_budget}"
+
+
+def test_functions_keep_two_malloc_arenas() -> None:
+    # Measured: the leak check's heap growth fell from +1.4 to +0.4 MB over 5,000 requests.
+    assert locals_()["common_env"]["MALLOC_ARENA_MAX"] == "2"
 
 
 def test_example_tfvars_declare_only_known_variables_and_all_required_ones() -> None:
