@@ -101,6 +101,44 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
     assert CrisisDetector(load_rules()).assess(text).crisis, text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I cut again last night",
+        "I cut my arm again after the meeting",
+        "번개탄 어디서 파는지 아세요? 캠핑 가는 건 아니고요",
+        "SAT score came back. my dad won't even look at me. I honestly want to die",
+        "wish I could just close my eyes and never open them again",
+        "ㅇㅇ 손목 또 했어 별거 아냐",
+    ],
+)
+def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
+    signal, _weak, _guard = load_rules().read(text)
+    assert signal is not None, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "deadline is tomorrow noon, 5 bugs open. what do i cut first?",
+        "I cut our Docker image from 1.2GB to 180MB with a multi-stage build",
+        "Why does my component render twice? Is this something React is doing on purpose?",
+        "should I do data structures next or jump into building a web app?",
+        "Not suicidal or anything, just really burnt out. Is a gap semester dumb?",
+        "저 죽고 싶다는 거 아니고요 그냥 너무 지쳤어요. 휴학 절차 어떻게 돼요?",
+        "단톡방에서 일주일만 사라지고 싶다.. 알림 끄는 거 말고 방법 없나",
+        "my roommate has been talking about ending things and I don't know what to do",
+        "Psych case write-up: 19M presenting after an intentional overdose. How to structure it?",
+        "She asked if I had thoughts of hurting myself and I honestly said no.",
+        "캠핑 번개탄 챙겼냐",
+    ],
+)
+def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
+    # Spoken about: they count only after earlier distress in the conversation.
+    signal, _weak, _guard = load_rules().read(text)
+    assert signal is None, text
+
+
 def test_earlier_distress_makes_an_ambiguous_message_a_crisis(detector: CrisisDetector) -> None:
     message = "I am so tired of everything"
     distress = ["요즘 사는 게 아무 의미가 없어", "그냥 사라지고 싶다는 생각만 들어요"]
