@@ -39,7 +39,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy shared tests
+	$(BIN)/mypy shared tests bench
 
 # Debian's chromium for the browser tests (apt; never a browser download).
 browser:

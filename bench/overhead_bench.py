@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import functions_framework
 from _common import ROOT  # first: puts shared/ and the repository root on sys.path
@@ -181,7 +181,8 @@ def instrument(app: App, clock: StageClock) -> list[str]:
     )
     lines.append(f"build_request: {bound} bindings")
     root = logging.getLogger()
-    root.handlers = [Timed(h, clock, "logging") for h in root.handlers]
+    # The proxies stand in for the handlers: logging only calls their methods.
+    root.handlers = [cast(logging.Handler, Timed(h, clock, "logging")) for h in root.handlers]
     return lines
 
 
@@ -228,7 +229,7 @@ def traced_sqlite(counter: SqlCounter) -> Iterator[None]:
     original = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = original(*args, **kwargs)
+        conn: sqlite3.Connection = original(*args, **kwargs)
         conn.set_trace_callback(counter.tracer())
         return conn
 
