@@ -68,8 +68,8 @@ class Function:
 
 # What each function needs in production. Secrets reach the functions as secret environment
 # variables (ION_SECRETS_BACKEND=env, see docs/deploy.md), so no Secret Manager client is
-# shipped. Every function logs through google-cloud-logging's structured handler
-# (ION_LOG_FORMAT=json). persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
+# shipped. Every function logs Cloud Logging's structured JSON (ION_LOG_FORMAT=json), written
+# by `ion.adapters.cloud_logging` with no client library. persona_route answers no persona (ION_LLM_PROVIDER=offline) but its routing judge
 # calls Gemini (ION_ROUTING_JUDGE=gemini), so it ships google-genai too.
 # tests/infra/test_terraform_contract.py checks these against the Terraform configuration.
 FUNCTIONS: dict[str, Function] = {
@@ -78,7 +78,6 @@ FUNCTIONS: dict[str, Function] = {
         entry_points={"chat": "http"},
         extras=(
             "google-cloud-firestore",
-            "google-cloud-logging",
             "google-cloud-pubsub",
             "google-genai",
         ),
@@ -88,7 +87,6 @@ FUNCTIONS: dict[str, Function] = {
         entry_points={"persona_route": "http", "persona_events": "cloudevent"},
         extras=(
             "google-cloud-firestore",
-            "google-cloud-logging",
             "google-cloud-pubsub",
             "google-genai",
         ),
@@ -97,7 +95,7 @@ FUNCTIONS: dict[str, Function] = {
         source="functions/backup",
         entry_points={"backup": "cloudevent"},
         # google-cloud-firestore ships the admin client (firestore_admin_v1) for exports.
-        extras=("google-cloud-firestore", "google-cloud-logging"),
+        extras=("google-cloud-firestore",),
         embeds=False,
     ),
 }

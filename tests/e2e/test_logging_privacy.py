@@ -140,7 +140,7 @@ def test_filter_escapes_control_characters_and_redacts_query_credentials() -> No
         )
     finally:
         logger.handlers.clear()
-    # One line, whatever the path held (after the library's one-off diagnostic line).
+    # One line, whatever the path held.
     lines = [x for x in stream.getvalue().splitlines() if "GET" in x]
     assert len(lines) == 1
     line = json.loads(lines[0])

@@ -625,8 +625,6 @@ def test_each_archive_ships_what_its_configuration_uses(entry_point: str) -> Non
         needs.add("google-genai")
     if env.get("ION_SECRETS_BACKEND") == "secretmanager":
         needs.add("google-cloud-secret-manager")
-    if env.get("ION_LOG_FORMAT") == "json":
-        needs.add("google-cloud-logging")  # the structured handler
     if entry_point in APP_REQUIRED_ENTRY_POINTS:
         needs.add("google-cloud-pubsub")  # the app's event publisher
     assert needs - ships == set()

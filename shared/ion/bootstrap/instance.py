@@ -11,6 +11,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Generic, TypeVar
 
+from ion.adapters.cloud_logging import StructuredHandler
 from ion.adapters.logging import configure_logging, install_redaction
 from ion.bootstrap.apps import App, RouteApp, build_app, build_route_app
 from ion.bootstrap.worker import Worker, build_worker
@@ -27,9 +28,6 @@ def setup_logging(
     named after `project`), the redaction filter on every handler."""
     structured: Callable[[], logging.Handler] | None = None
     if fmt == "json":
-        # google-cloud-logging (the gcp extra) only where JSON is asked for: not `ion serve`.
-        from ion.adapters.cloud_logging import StructuredHandler
-
         structured = partial(StructuredHandler, stream=sys.stdout, project=project)
     configure_logging(level, fmt, root_level=root_level, structured=structured)
 
