@@ -36,13 +36,19 @@ class Learner:
     auth: dict[str, str]
 
     def chat(
-        self, message: str, conversation_id: str | None = None, *, stream: bool = False
+        self,
+        message: str,
+        conversation_id: str | None = None,
+        *,
+        stream: bool = False,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """The reply; streamed, its `meta` and `done` events' fields."""
         body: dict[str, Any] = {"message": message, "stream": stream}
         if conversation_id is not None:
             body["conversation_id"] = conversation_id
-        response = self.client.post("/v1/chat", json=body, headers=self.auth)
+        headers = {**self.auth, **({"Idempotency-Key": key} if key is not None else {})}
+        response = self.client.post("/v1/chat", json=body, headers=headers)
         assert response.status_code == 200, response.get_data(as_text=True)
         if not stream:
             reply: dict[str, Any] = response.get_json()
@@ -70,14 +76,37 @@ def serving(app: App) -> Iterator[None]:
         set_app(None)
 
 
-KINDS = ("first", "follow_up", "cached", "crisis", "streamed")
+KINDS = (
+    "first",
+    "follow_up",
+    "cached",
+    "crisis",
+    "streamed",
+    "first_keyed",
+    "follow_up_keyed",
+    "streamed_keyed",
+    "replayed",
+)
 
 
 def set_up(kind: str, who: Learner) -> Callable[[], dict[str, Any]]:
-    """Whatever the kind of turn needs before it (not counted); the turn itself."""
-    if kind in ("follow_up", "streamed"):
+    """Whatever the kind of turn needs before it (not counted); the turn itself. `_keyed`:
+    with an Idempotency-Key; `replayed`: a retry of a first turn with the same key."""
+    key = f"key-{kind}" if kind.endswith("_keyed") else None
+    if kind in ("follow_up", "streamed", "follow_up_keyed", "streamed_keyed"):
         cid = who.chat(FIRST)["conversation_id"]
-        return lambda: who.chat(FOLLOW_UP, cid, stream=kind == "streamed")
+        return lambda: who.chat(FOLLOW_UP, cid, stream=kind.startswith("streamed"), key=key)
+    if kind == "replayed":
+        first = who.chat(FIRST, key="key-replayed")
+
+        def retry() -> dict[str, Any]:
+            reply = who.chat(FIRST, key="key-replayed")
+            assert reply == first
+            return reply
+
+        return retry
+    if kind == "first_keyed":
+        return lambda: who.chat(FIRST, key=key)
     if kind == "cached":
         who.chat(FIRST)  # the same first message in a new conversation is answered from it
         return lambda: who.chat(FIRST)
@@ -113,7 +142,19 @@ def alice(sqlite_writes: SqliteWrites) -> Learner:
 # At most two write transactions per turn: one before the answer (the turn's claim and
 # charges), one after (the turn, its settlement, its events, its cache entry).
 MAX_SQLITE_WRITES = 2
-SQLITE_WRITES = {"first": 2, "follow_up": 2, "cached": 2, "crisis": 2, "streamed": 2}
+SQLITE_WRITES = {
+    "first": 2,
+    "follow_up": 2,
+    "cached": 2,
+    "crisis": 2,
+    "streamed": 2,
+    # The key's claim joins the first transaction and its stored reply the second.
+    "first_keyed": 2,
+    "follow_up_keyed": 2,
+    "streamed_keyed": 2,
+    # The retry: its claim finds the stored reply; the API limit counts it.
+    "replayed": 2,
+}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -166,6 +207,15 @@ FIRESTORE_RPCS = {
     "crisis": ("[C], [C]", 2),
     # A follow-up streamed: the same as answered whole.
     "streamed": ("[[G | Q] | G], C, [C | C]", 3),
+    # With an Idempotency-Key: its claim at the same time as the first reads, its reply
+    # stored at the same time as the cache entry (a first turn) or after the save.
+    "first_keyed": ("[C | G], [G | C], [C | C], [C | C]", 4),
+    "follow_up_keyed": ("[C | [G | Q] | G], C, [C | C], [C]", 4),
+    "streamed_keyed": ("[C | [G | Q] | G], C, [C | C], [C]", 4),
+    # The retry of a first turn with its key: the claim finds the key taken, reads the
+    # stored reply and checks its conversation (the profile read meanwhile is unused);
+    # then the API limit counts the call.
+    "replayed": ("[C G G | G], C", 4),
 }
 LETTERS = {"commit": "C", "batch_get_documents": "G", "run_query": "Q"}
 

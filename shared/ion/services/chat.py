@@ -236,16 +236,28 @@ class ChatService:
         *,
         budget: QuotaGuard | None = None,
         buckets: Sequence[Bucket] = (),
+        alongside: Callable[[], object] | None = None,
     ) -> PreparedTurn:
         """Decide everything the LLM call needs, claim the conversation's turn and charge
         `budget` (the chat limit, the call's tokens and the request's other `buckets`) in
         one write. Raises NotFound, TurnInProgress (409, nothing claimed), RateLimited or
         BudgetExhausted (429, nothing held). The returned turn holds the lease and the
-        reservation until `answer`/`stream` end it, or `abandon` gives them back."""
+        reservation until `answer`/`stream` end it, or `abandon` gives them back.
+
+        `alongside` (the request's Idempotency-Key claim) is made once, at the same time as
+        the turn's first reads; its exception ends the turn before any of its writes."""
         now = self._clock.now()
         with self._access.together():
-            for _ in range(_CLAIM_ATTEMPTS):
-                turn = self._preparer.prepare(user_id, text, conversation_id, now, budget, buckets)
+            for attempt in range(_CLAIM_ATTEMPTS):
+                turn = self._preparer.prepare(
+                    user_id,
+                    text,
+                    conversation_id,
+                    now,
+                    budget,
+                    buckets,
+                    alongside=alongside if attempt == 0 else None,
+                )
                 if turn is not None:
                     break
             else:
@@ -316,19 +328,27 @@ class ChatService:
         """Answer one learner message; on LLM failure the message is kept as unanswered."""
         return self.answer(self.prepare(user_id, text, conversation_id))
 
-    def answer(self, turn: PreparedTurn) -> ChatReply:
-        """Answer a prepared turn (from the cache or the LLM) and persist it."""
+    def answer(
+        self, turn: PreparedTurn, on_reply: Callable[[ChatReply], None] | None = None
+    ) -> ChatReply:
+        """Answer a prepared turn (from the cache or the LLM) and persist it. `on_reply`
+        records the reply elsewhere (an Idempotency-Key's) once the turn is saved, at the
+        same time as the turn's cache entry."""
         started = time.perf_counter()
         try:
             if turn.cached is not None:
                 return self._recorder.finish(
-                    turn, cached_response(turn.cached), _elapsed_ms(started)
+                    turn, cached_response(turn.cached), _elapsed_ms(started), on_reply=on_reply
                 )
             if turn.crisis:
-                return self._recorder.finish(turn, self._safe_response(turn), _elapsed_ms(started))
+                return self._recorder.finish(
+                    turn, self._safe_response(turn), _elapsed_ms(started), on_reply=on_reply
+                )
             if turn.plan.mode == "clarify":
                 response = self._orchestrator.clarify_response(turn.plan, turn.request.language)
-                return self._recorder.finish(turn, response, _elapsed_ms(started))
+                return self._recorder.finish(
+                    turn, response, _elapsed_ms(started), on_reply=on_reply
+                )
             try:
                 response = self._llm.generate(turn.request)
             except LlmError as exc:
@@ -337,7 +357,9 @@ class ChatService:
                 )
                 raise
             # Settled to what was spent, whatever happens to the save.
-            return self._recorder.finish(turn, response, _elapsed_ms(started), cacheable=True)
+            return self._recorder.finish(
+                turn, response, _elapsed_ms(started), cacheable=True, on_reply=on_reply
+            )
         finally:
             turn.hold.close()
 
@@ -348,7 +370,8 @@ class ChatService:
 
         When the consumer stops early (client gone) the text generated so far is stored,
         marked `incomplete`, so nothing the learner may have seen is lost. `on_reply` is
-        called with the stored reply before the final chunk is yielded.
+        called with the reply once it is saved (at the same time as its cache entry),
+        before the final chunk is yielded.
         """
         started = time.perf_counter()
         parts: list[str] = []
@@ -367,19 +390,24 @@ class ChatService:
         else:
             source = self._llm.stream(turn.request)
         try:
+
+            def saved(reply: ChatReply) -> None:
+                nonlocal finished
+                finished = True  # whatever happens to on_reply, the turn is stored
+                if on_reply is not None:
+                    on_reply(reply)
+
             for chunk in source:
                 if chunk.final is not None:
-                    reply = self._recorder.finish(
+                    self._recorder.finish(
                         turn,
                         chunk.final,
                         _elapsed_ms(started),
                         cacheable=turn.cached is None
                         and not turn.crisis
                         and turn.plan.mode != "clarify",
+                        on_reply=saved,
                     )
-                    finished = True
-                    if on_reply is not None:
-                        on_reply(reply)
                     yield chunk
                     return
                 parts.append(chunk.text)

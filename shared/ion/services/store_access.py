@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+
+from ion.ports import StoreAccess
 
 _THREAD_PREFIX = "ion-store-io"
 
@@ -34,6 +36,14 @@ def _results(outcomes: list[Outcome]) -> list[Any]:
         if not ok:
             raise value
     return [value for _, value in outcomes]
+
+
+def each(access: StoreAccess, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """`access.at_once(*calls)` when there is something to overlap; a single call is just
+    made, on this thread."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    return access.at_once(*calls) if calls else []
 
 
 def _no_batching() -> AbstractContextManager[None]:

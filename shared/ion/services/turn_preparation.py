@@ -49,6 +49,7 @@ from ion.services.orchestration import TurnOrchestrator
 from ion.services.profile import ProfileService
 from ion.services.quota import Bucket, Charge, QuotaGuard, estimate_tokens
 from ion.services.response_cache import profile_digest, response_cache_key
+from ion.services.store_access import each
 from ion.services.turn_hold import TurnHold
 
 log = logging.getLogger(__name__)
@@ -152,25 +153,32 @@ class TurnPreparer:
         now: datetime,
         budget: QuotaGuard | None,
         buckets: Sequence[Bucket] = (),
+        alongside: Callable[[], object] | None = None,
     ) -> PreparedTurn | None:
         """The turn, holding its conversation's lease and its token reservation; None when
         the conversation changed between its read and the claim (read again).
 
         Raises NotFound, TurnInProgress (409, nothing held), RateLimited or BudgetExhausted
         (429, nothing held). `buckets` are the request's other rate limits, charged with the
-        turn's in the same write."""
+        turn's in the same write. `alongside` is a call of the caller's made at the same
+        time as the turn's first reads (an Idempotency-Key claim): when it raises, its
+        exception ends the turn before anything of the turn is written."""
         # The message and the parts the duo rule may route, read in one model call (the
         # detector, the router and the duo rule then find them in the embedder's cache).
         self._router.prepare([text, *self._orchestrator.parts(text)])
+        first: list[Callable[[], object]] = [alongside] if alongside is not None else []
         snapshot: TurnSnapshot | None = None
         if conversation_id is None:
             # A crisis answer uses no profile (the detector keeps this reading for later).
             in_crisis = self._detector.assess(text, []).crisis
-            wanted = self._profiles is not None and not in_crisis
-            profile = self._profiles.for_turn(user_id) if self._profiles and wanted else None
+            profiles = self._profiles if not in_crisis else None
+            reads = [lambda: profiles.for_turn(user_id)] if profiles is not None else []
+            made = each(self._access, [*first, *reads])
+            profile = made[-1] if reads else None
         else:
             cid = conversation_id
-            snapshot, profile = self._access.at_once(
+            *_, snapshot, profile = self._access.at_once(
+                *first,
                 lambda: self._store.read_turn(
                     cid, user_id, now=now, history=max(self._history_window, 1)
                 ),

@@ -8,6 +8,7 @@ SQLite all in one transaction (`StoreAccess`). A failed or cut-off answer is sto
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ion.domain import events
@@ -23,6 +24,7 @@ from ion.ports import (
 from ion.services.memory import MemoryService
 from ion.services.profile import ProfileService
 from ion.services.response_cache import CACHEABLE_FINISH
+from ion.services.store_access import each
 from ion.services.turn_preparation import TICK, PreparedTurn
 
 log = logging.getLogger(__name__)
@@ -145,12 +147,14 @@ class TurnRecorder:
         latency_ms: int,
         *,
         cacheable: bool = False,
+        on_reply: Callable[[ChatReply], None] | None = None,
     ) -> ChatReply:
         """Record an answered turn: its save, the settlement of its token reservation to
         `response.usage` (also when the save fails: the tokens were spent) and the profile
-        suggestions its message supports, made at once; then its event, its cache entry
-        (`cacheable`: the model's answer to a first turn) and its summary. With SQLite all
-        of that is one transaction."""
+        suggestions its message supports, made at once; then its event; then its cache
+        entry (`cacheable`: the model's answer to a first turn) and the caller's `on_reply`
+        (an Idempotency-Key's reply), made at once, only once the turn is saved; then its
+        summary. With SQLite all of that is one transaction."""
         assistant = Message(
             id=turn.assistant_message_id,
             conversation_id=turn.conversation.id,
@@ -195,8 +199,13 @@ class TurnRecorder:
                 lambda: self._propose(turn) if proposes else None,
             )
             self._publish_turn(turn, reply)
-            if cacheable:
-                self.remember(turn, response)
+            each(
+                self._access,
+                [
+                    *([lambda: self.remember(turn, response)] if cacheable else []),
+                    *([lambda: on_reply(reply)] if on_reply is not None else []),
+                ],
+            )
             if self._memory is not None:
                 added = 1 if turn.retry_of is not None else 2
                 self._memory.after_turn(

@@ -43,7 +43,7 @@ from ion.errors import (
     LlmError,
     ValidationFailed,
 )
-from ion.services.idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim
+from ion.services.idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim, IdempotencyService
 from ion.services.turn_preparation import PreparedTurn
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -69,7 +69,7 @@ def post_chat(call: Call[App]) -> Response:
         )
         if body.conversation_id is not None and not ID_PATTERN.match(body.conversation_id):
             raise ValidationFailed("conversation_id: must match ^[A-Za-z0-9_-]{1,64}$")
-        claim = _claim_idempotency(call, user, text, body.conversation_id)
+        key = _idempotency_key(call, user, text, body.conversation_id)
     except IonError:
         call.app.quota.admit(user, "api")  # every authenticated call counts, refused ones too
         raise
@@ -79,43 +79,96 @@ def post_chat(call: Call[App]) -> Response:
         wants_stream = body.stream
     else:
         wants_stream = "text/event-stream" in call.request.headers.get("Accept", "")
-    if claim is not None and claim.replay is not None:
-        call.app.quota.admit(user, "api")
-        return _replay(call, claim.replay, wants_stream)
     try:
-        # Reads the conversation, checks the message for crisis language, then claims the
-        # conversation's turn (409 while another turn of it runs) in one write with the
-        # request's charges: the API limit, and (never for a learner in crisis) the chat
-        # limit and the call's tokens on the daily budget (429); all before any LLM call.
-        # Invalid bodies and replays above count on the API limit only.
-        turn = chat.prepare(
-            user, text, body.conversation_id, budget=call.app.quota, buckets=("api",)
-        )
-        if wants_stream:
-            return _sse_response(call, turn, claim)
+        # Reads the conversation (and claims the Idempotency-Key at the same time), checks
+        # the message for crisis language, then claims the conversation's turn (409 while
+        # another turn of it runs) in one write with the request's charges: the API limit,
+        # and (never for a learner in crisis) the chat limit and the call's tokens on the
+        # daily budget (429); all before any LLM call. Invalid bodies, refused keys and
+        # replays count on the API limit only.
         try:
-            reply = chat.answer(turn)  # settles or releases what the turn holds
+            turn = chat.prepare(
+                user,
+                text,
+                body.conversation_id,
+                budget=call.app.quota,
+                buckets=("api",),
+                alongside=key,
+            )
+        except _Replay as replay:
+            call.app.quota.admit(user, "api")
+            return _replay(call, replay.reply, wants_stream)
+        except IonError:
+            if key is not None and key.refused:
+                call.app.quota.admit(user, "api")
+            raise
+        if wants_stream:
+            return _sse_response(call, turn, key)
+        try:
+            # Settles or releases what the turn holds; the key's reply is stored with the
+            # turn's last writes.
+            reply = chat.answer(turn, key.complete if key is not None else None)
         except LlmError as exc:
             # The learner's message is stored (unanswered/blocked): say in which
             # conversation, so a retry can send it there and complete it.
-            if claim is not None:
-                claim.release()
-                claim = None
+            if key is not None:
+                key.release()
             return _turn_error(exc, call.request_id, turn.conversation.id)
     except BaseException:
-        if claim is not None:
-            claim.release()
+        if key is not None:
+            key.release()
         raise
-    body_json = reply_json(reply)
-    if claim is not None:
-        claim.complete(body_json)
-    return json_response(body_json)
+    return json_response(key.reply if key is not None and key.reply else reply_json(reply))
 
 
-def _claim_idempotency(
+class _Replay(Exception):
+    """Not an error: the key's stored reply answers, and the turn ends before it began."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__("replayed")
+        self.reply = reply
+
+
+class _KeyClaim:
+    """The request's Idempotency-Key (rules: ion.services.idempotency), claimed at the same
+    time as the turn's first reads; its reply stored with the turn's last writes."""
+
+    def __init__(
+        self, service: IdempotencyService, user: str, key: str, text: str, cid: str | None
+    ) -> None:
+        self._service = service
+        self._request = (user, key, text, cid)
+        self.claim: IdempotencyClaim | None = None
+        self.refused = False  # another body's key, or one still being answered
+        self.reply: dict[str, Any] | None = None
+
+    def __call__(self) -> None:
+        try:
+            claim = self._service.claim(*self._request)
+        except IonError:
+            self.refused = True
+            raise
+        if claim.replay is not None:
+            raise _Replay(claim.replay)
+        self.claim = claim
+
+    def complete(self, reply: ChatReply) -> None:
+        if self.claim is not None:
+            self.reply = reply_json(reply)
+            claim, self.claim = self.claim, None  # stored or not, never released after this
+            claim.complete(self.reply)
+
+    def release(self) -> None:
+        """A failed or cut-off request: a retry with the key runs again."""
+        if self.claim is not None:
+            claim, self.claim = self.claim, None
+            claim.release()
+
+
+def _idempotency_key(
     call: Call[App], user: str, text: str, conversation_id: str | None
-) -> IdempotencyClaim | None:
-    """The request's Idempotency-Key claim, when it sent the header (rules: services)."""
+) -> _KeyClaim | None:
+    """The request's Idempotency-Key, when it sent the header (checked, not yet claimed)."""
     raw = call.request.headers.get(IDEMPOTENCY_HEADER)
     if raw is None:
         return None
@@ -123,7 +176,7 @@ def _claim_idempotency(
         raise BadRequest(
             f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters (no spaces)"
         )
-    return call.app.idempotency.claim(user, raw, text, conversation_id)
+    return _KeyClaim(call.app.idempotency, user, raw, text, conversation_id)
 
 
 def _turn_error(exc: IonError, request_id: str, conversation_id: str) -> Response:
@@ -206,17 +259,15 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _sse_response(
-    call: Call[App], turn: PreparedTurn, claim: IdempotencyClaim | None = None
-) -> Response:
+def _sse_response(call: Call[App], turn: PreparedTurn, key: _KeyClaim | None = None) -> Response:
     chat = call.app.chat
     request_id = call.request_id
     completed: list[ChatReply] = []
 
     def on_reply(reply: ChatReply) -> None:
-        if claim is not None:
-            claim.complete(reply_json(reply))
         completed.append(reply)
+        if key is not None:
+            key.complete(reply)
 
     progress: dict[str, Any] = {}
 
@@ -224,8 +275,8 @@ def _sse_response(
         try:
             yield from stream_events()
         finally:
-            if claim is not None and not completed:
-                claim.release()  # failed or cut off: a retry with the key runs again
+            if key is not None and not completed:
+                key.release()  # failed or cut off: a retry with the key runs again
             _log_stream(call, progress, completed=bool(completed))
 
     def stream_events() -> Iterator[str]:
