@@ -294,6 +294,12 @@ def test_safety_training_calibrates_every_operating_point(
             == artifact.params[operating_point_param(EVERYDAY_FPR_BUDGET, name)]
         )
     assert any(line.startswith("operating points") for line in report.lines)
+    # What each point costs, by everyday message, for a person to read before choosing.
+    everyday_ids = {json.loads(line)["id"] for line in lines}
+    for point in OPERATING_POINTS:
+        prefix = f"  everyday messages flagged at {point}, not below: "
+        (cost,) = [line[len(prefix) :] for line in report.lines if line.startswith(prefix)]
+        assert cost == "-" or set(cost.split(", ")) <= everyday_ids
 
 
 def test_the_detector_reads_the_thresholds_of_its_operating_point(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +154,27 @@ class _SafetyChoice:
 class SafetyTrainingReport:
     artifact: HeadArtifact
     lines: list[str]
+
+
+def _everyday_cost(
+    curve: dict[float, tuple[float, float, float, tuple[float, float, float, float, float]]],
+    predict: Callable[[tuple[float, float, float, float, float]], list[SafetyAssessment]],
+    everyday_ids: Sequence[str],
+    hard: int,
+) -> list[str]:
+    """What each operating point costs in everyday messages: the ones it flags that the
+    point below it does not (each writer held out), for a person to read before choosing.
+    (Not always nested: the points' thresholds are chosen independently.)"""
+    lines, before = [], set[str]()
+    for budget, (*_, combo) in sorted(curve.items()):
+        verdicts = predict(combo)[hard:]
+        flagged = {i for i, v in zip(everyday_ids, verdicts, strict=True) if v.crisis}
+        added = sorted(flagged - before)
+        lines.append(
+            f"  everyday messages flagged at {budget}, not below: {', '.join(added) or '-'}"
+        )
+        before = flagged
+    return lines
 
 
 def train_safety(
@@ -344,6 +365,7 @@ def train_safety(
             f"  everyday false alarms <= {budget}: recall={r:.3f} fpr={f:.3f} everyday={e:.4f}"
             for budget, (r, f, e, _) in sorted(curves[best.k].items())
         ),
+        *_everyday_cost(curves[best.k], predict, [r.item.id for r in results[hard:]], hard),
     ]
     head = dataclasses.replace(
         prototypes(np.arange(len(items)), best.k, best.slope, best.offset),
