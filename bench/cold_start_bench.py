@@ -56,6 +56,8 @@ def chat_run(source: Source, tmp: Path) -> tuple[float, float, float]:
         {
             "ION_DATA_DIR": tempfile.mkdtemp(prefix="data-", dir=tmp),
             "ION_JWT_SECRET": SECRET,
+            # Cloud Logging's JSON lines, as deployed (terraform/functions.tf).
+            "ION_LOG_FORMAT": "json",
             "ION_LOG_LEVEL": "WARNING",
             "WORKERS": "1",
             "THREADS": "4",
