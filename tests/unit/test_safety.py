@@ -110,6 +110,10 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "SAT score came back. my dad won't even look at me. I honestly want to die",
         "wish I could just close my eyes and never open them again",
         "ㅇㅇ 손목 또 했어 별거 아냐",
+        "i keep writing goodbye messages to my family and deleting them",
+        "저 자해해요. 고1 때부터요. 지금도 해요",
+        "want to give my cat to my sister before i go for good",
+        "before I go, I want you to know none of this was your fault",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -131,6 +135,18 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "Psych case write-up: 19M presenting after an intentional overdose. How to structure it?",
         "She asked if I had thoughts of hurting myself and I honestly said no.",
         "캠핑 번개탄 챙겼냐",
+        "자해 같은 건 전혀 없어요. 그냥 요즘 잠을 못 자서요",
+        "죽고 싶을 정도는 아니에요 그냥 좀 힘들어요",
+        "2년 전에 자살 시도한 적이 있는데 치료받고 지금은 잘 지내요",
+        "고2 때 자해했었는데 지금은 안 한 지 오래됐어요",
+        "재작년엔 진짜 죽고 싶었는데 지금은 회사도 재밌고 괜찮아요",
+        "게이트키퍼 교육에서 자살 위험 신호 배웠어요",
+        "우울 선별 검사에서 자해 문항은 다 아니오였어요",
+        "옥상에서 드론 촬영해도 되나요?",
+        "My brother has been self-harming and my parents don't know. How do I bring it up?",
+        "my friend texted me that she's been thinking about suicide, what do I say",
+        "Took a mental health first aid class today, the suicide module was heavy",
+        "last question before I go offline for the weekend: how do I squash commits?",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
