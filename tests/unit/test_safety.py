@@ -21,6 +21,7 @@ from ion.domain.safety import (
     MAX_SEGMENTS,
     SEGMENT_ABOVE_CHARS,
     CrisisDetector,
+    join_split_words,
     load_rules,
     segments,
 )
@@ -114,6 +115,11 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "저 자해해요. 고1 때부터요. 지금도 해요",
         "want to give my cat to my sister before i go for good",
         "before I go, I want you to know none of this was your fault",
+        "죽.고.싶.다 진심이에요",
+        "그냥 자1살 할래요",
+        "유.서 써놨어요. 레포는 퍼블릭으로 돌려둘게요",
+        "ㅈㄱㅅㄷ 진짜로",
+        "오늘 밤에 극선할 거예요",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -147,6 +153,9 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "my friend texted me that she's been thinking about suicide, what do I say",
         "Took a mental health first aid class today, the suicide module was heavy",
         "last question before I go offline for the weekend: how do I squash commits?",
+        "금칙어 필터 만드는데 '자1살' 같은 우회 표현은 어떻게 잡아요?",
+        "ㅈㄱㅅㄷ가 무슨 뜻이에요? 후배가 단톡에서 쓰던데",
+        "중2때 자해 했었는데 상담 받고 지금은 괜찮아요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
@@ -512,3 +521,10 @@ def test_earlier_messages_are_read_once_per_instance() -> None:
         # Asked again (a retried turn), nothing is embedded, and the verdict is the same.
         assert detector.assess(message, conversation[:turn]) == first
         assert counting.texts == []
+
+
+def test_only_words_spelled_around_a_filter_are_joined() -> None:
+    assert join_split_words("죽.고.싶.다 자1살 유.서") == "죽고싶다 자살 유서"
+    # A full stop after a longer word, a grade, a count: left as written.
+    for text in ("가자.살려줘", "고3인데 요즘 힘들어요", "실버3이고 대회까지 4달", "1일1커밋"):
+        assert join_split_words(text) == text

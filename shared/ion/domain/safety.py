@@ -98,6 +98,21 @@ def _reading_length(text: str) -> int:
     return sum(2 if "\uac00" <= ch <= "\ud7a3" else 1 for ch in text if not ch.isspace())
 
 
+# A word spelled around a filter: single syllables joined by dots, stars or digits
+# ("유.서", "죽.고.싶.다", "자1살"). Only runs of single syllables are joined, so a
+# sentence's full stop ("가자.살려줘") is left alone; signals are looked for in both
+# spellings, everything else ("중2 때 … 했었") in the text as written.
+_SPLIT_WORD = re.compile(
+    r"(?<![\uac00-\ud7a3])[\uac00-\ud7a3](?:[.·*_\d][\uac00-\ud7a3])+(?![\uac00-\ud7a3])"
+)
+_SEPARATORS = re.compile(r"[.·*_\d]")
+
+
+def join_split_words(text: str) -> str:
+    """`text` with the words spelled around a filter joined up again."""
+    return _SPLIT_WORD.sub(lambda m: _SEPARATORS.sub("", m.group()), text)
+
+
 def _fold(text: str) -> str:
     return _decompose(text.casefold())
 
@@ -134,8 +149,10 @@ class CrisisRules:
     def read(self, text: str) -> RuleReading:
         """(signal family, weak-signal family, guard family) found in `text`, or None each."""
         folded = _fold(text)
-        signal = self._first(self.signals, folded)
-        weak = self._first(self.weak_signals, folded)
+        joined = _fold(join_split_words(text))
+        spellings = (folded,) if joined == folded else (folded, joined)
+        signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
+        weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
         if signal is not None and any(p.search(folded) for p in self.discussion):
             signal, weak = None, weak or f"{signal}{DISCUSSED}"
         elif (
