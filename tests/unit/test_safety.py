@@ -120,6 +120,10 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "유.서 써놨어요. 레포는 퍼블릭으로 돌려둘게요",
         "ㅈㄱㅅㄷ 진짜로",
         "오늘 밤에 극선할 거예요",
+        "부모님께 유서 써놨어요",
+        "엄마한테 또 말 못 하겠다. 유서는 써놨어",
+        "nvm the bug doesnt matter, i wont be here next week anyway",
+        "I don't want to kill myself exactly, I just want to stop existing",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -156,6 +160,15 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "금칙어 필터 만드는데 '자1살' 같은 우회 표현은 어떻게 잡아요?",
         "ㅈㄱㅅㄷ가 무슨 뜻이에요? 후배가 단톡에서 쓰던데",
         "중2때 자해 했었는데 상담 받고 지금은 괜찮아요",
+        "엄마가 요즘 '살기 싫다'는 말을 자주 하세요. 뭘 해드려야 할까요",
+        "My flatmate has been self-harming and I don't know whether to tell the RA",
+        "I don't want to hurt myself or anything, the job search is just a lot",
+        "still sad but I don't have any thoughts of hurting myself",
+        "my therapist asked if I ever think about hurting myself and honestly no",
+        "back in 2019 I was suicidal, therapy helped and now I mentor others",
+        "저는 자살이나 자해 생각이 전혀 없어요. 그냥 과부하예요",
+        "죽고 싶다는 생각은 없어요. 그냥 지쳤어요",
+        "스터디원들이랑 한강 공원 야경 보러 가요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
