@@ -149,8 +149,8 @@ class CrisisRules:
     def read(self, text: str) -> RuleReading:
         """(signal family, weak-signal family, guard family) found in `text`, or None each."""
         folded = _fold(text)
-        joined = _fold(join_split_words(text))
-        spellings = (folded,) if joined == folded else (folded, joined)
+        joined = join_split_words(text)
+        spellings = (folded,) if joined == text else (folded, _fold(joined))
         signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
         weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
         if signal is not None and any(p.search(folded) for p in self.discussion):
