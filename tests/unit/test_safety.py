@@ -124,6 +124,13 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "엄마한테 또 말 못 하겠다. 유서는 써놨어",
         "nvm the bug doesnt matter, i wont be here next week anyway",
         "I don't want to kill myself exactly, I just want to stop existing",
+        "how do I hide the cuts on my arms before summer camp",
+        "자꾸 스스로를 해치고 싶어요",
+        "I want to be where he is now",
+        "나도 죽으면 엄마 다시 볼 수 있을까",
+        "할아버지 계신 곳으로 가고 싶다",
+        "sometimes I think I should just go join my mom",
+        "death feels like the only way out of this debt",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -169,6 +176,11 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "저는 자살이나 자해 생각이 전혀 없어요. 그냥 과부하예요",
         "죽고 싶다는 생각은 없어요. 그냥 지쳤어요",
         "스터디원들이랑 한강 공원 야경 보러 가요",
+        "자살 생각 그런 건 절대 아니고요 그냥 쉬고 싶어요",
+        "today's psych lecture was on self-harm warning signs, can you quiz me?",
+        "I said kms in discord but it was a joke, I'm fine",
+        "last year I wanted to die, then I went to therapy and things are better now",
+        "I'll go join my brother at the airport after class",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
