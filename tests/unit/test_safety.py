@@ -131,6 +131,11 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "할아버지 계신 곳으로 가고 싶다",
         "sometimes I think I should just go join my mom",
         "death feels like the only way out of this debt",
+        "the goal is to eat nothing until I fade out for good",
+        "I want to starve until I'm dead",
+        "I've been thinking about how I'd actually do it",
+        "I keep thinking about walking into the sea",
+        "제가 없어진 뒤에 계정이 남는 게 싫어요",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -181,6 +186,11 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "I said kms in discord but it was a joke, I'm fine",
         "last year I wanted to die, then I went to therapy and things are better now",
         "I'll go join my brother at the airport after class",
+        "I'm starving to death, lunch?",
+        "is posting this social suicide?",
+        "고향에서 그냥 사라지고 싶어요. 서울 가서 새로 시작하고 싶어요",
+        "죽고 싶다 이런 건 아니고요 그냥 지쳤어요",
+        "thinking about how I'd do it in Rust instead",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
