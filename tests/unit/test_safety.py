@@ -136,6 +136,11 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "I've been thinking about how I'd actually do it",
         "I keep thinking about walking into the sea",
         "제가 없어진 뒤에 계정이 남는 게 싫어요",
+        "어제 약 한 통 다 먹었어요",
+        "이거 먹고 자는 동안 끝났으면",
+        "maybe I'll take all of them and let my heart give out",
+        "if this round fails too I'm going to end everything",
+        "han river tonight. not for ramen",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -191,6 +196,17 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "고향에서 그냥 사라지고 싶어요. 서울 가서 새로 시작하고 싶어요",
         "죽고 싶다 이런 건 아니고요 그냥 지쳤어요",
         "thinking about how I'd do it in Rust instead",
+        "고등학교 때 자해했던 적 있는데 지금은 괜찮아요",
+        "작년엔 죽고 싶을 만큼 힘들었는데 상담 받으면서 많이 나아졌어요",
+        "죽고 싶다는 뜻은 아니었어요, 그냥 지쳤어요",
+        "워커가 스스로 종료하는 걸 프로세스 자살 패턴이라고 하던데 괜찮은 설계예요?",
+        "last day of my internship, help me write a goodbye message to the team",
+        "I self-harmed in high school but therapy helped and I'm well now",
+        "no I don't want to hurt myself lol, I want to quit this bootcamp",
+        "time to end it and archive it: how do I mark the repo read-only?",
+        "I am not want to die, don't worry, just tired",
+        "how do we detect self-harm mentions to show a hotline?",
+        "going to the Han River this weekend for ramen and chicken",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
