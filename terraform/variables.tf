@@ -125,7 +125,7 @@ variable "log_level" {
 variable "safety_everyday_budget" {
   type        = number
   description = "Crisis detector operating point (ION_SAFETY_EVERYDAY_BUDGET): the share of everyday learner messages it may flag, one of the points `ion train safety` calibrates. Higher catches more crises and alerts operators more often (docs/safety.md, \"The operating point\")."
-  default     = 0.01
+  default     = 0.02
 
   validation {
     condition     = contains([0.0025, 0.005, 0.01, 0.02], var.safety_everyday_budget)

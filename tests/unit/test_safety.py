@@ -141,6 +141,10 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "maybe I'll take all of them and let my heart give out",
         "if this round fails too I'm going to end everything",
         "han river tonight. not for ramen",
+        "이번에도 떨어지면 한강 갈 거예요. 진심이에요",
+        "I bought charcoal and tape today. I know what it's for",
+        "it's getting worse every year and I've decided how",
+        "scratched my wrists open with my keys after the meeting",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -207,6 +211,12 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "I am not want to die, don't worry, just tired",
         "how do we detect self-harm mentions to show a hotline?",
         "going to the Han River this weekend for ramen and chicken",
+        "시험 끝나면 한강 갈 거예요 치맥하러",
+        "bought charcoal for the bbq on saturday",
+        "I'm moving home to Vietnam for good, help me write a goodbye message to my team",
+        "a guy from my bootcamp cohort told me he wanted to die, what do I say?",
+        "이 팀플에서 그냥 사라지고 싶어요. 교수님께 어떻게 말씀드리죠?",
+        "극단적 선택 기사 보고 화났어요. 제가 위험하다는 건 아니고요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
@@ -215,7 +225,10 @@ def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
     assert signal is None, text
 
 
-def test_earlier_distress_makes_an_ambiguous_message_a_crisis(detector: CrisisDetector) -> None:
+def test_earlier_distress_makes_an_ambiguous_message_a_crisis() -> None:
+    # At 0.01: the default point (0.02) already flags this message on the model alone.
+    embedder, _ = load_embedder()
+    detector, _ = build_detector(embedder, 0.01)
     message = "I am so tired of everything"
     distress = ["요즘 사는 게 아무 의미가 없어", "그냥 사라지고 싶다는 생각만 들어요"]
     assert not detector.assess(message).crisis

@@ -10,7 +10,7 @@ from __future__ import annotations
 #: The share of everyday learner messages the detector may flag, at each operating point
 #: `ion train safety` calibrates (cross-writer); a deployment picks one.
 OPERATING_POINTS = (0.0025, 0.005, 0.01, 0.02)
-DEFAULT_OPERATING_POINT = 0.01
+DEFAULT_OPERATING_POINT = 0.02
 #: The detector's thresholds, by the names the trained artifact stores them under.
 THRESHOLD_NAMES = (
     "threshold",
