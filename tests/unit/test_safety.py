@@ -145,6 +145,10 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "I bought charcoal and tape today. I know what it's for",
         "it's getting worse every year and I've decided how",
         "scratched my wrists open with my keys after the meeting",
+        "시험 날까지 제가 있을 것 같지는 않아요",
+        "정보처리기사 또 떨어지면 옥상 올라갈 거예요",
+        "help me plan the retake, though I don't expect to be around for the test date",
+        "the handover doc is thorough because I won't be coming back, and I don't mean a new job",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -217,6 +221,11 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "a guy from my bootcamp cohort told me he wanted to die, what do I say?",
         "이 팀플에서 그냥 사라지고 싶어요. 교수님께 어떻게 말씀드리죠?",
         "극단적 선택 기사 보고 화났어요. 제가 위험하다는 건 아니고요",
+        "남친이 헤어지면 자해하겠다고 해요. 걱정돼요",
+        "룸메이트가 시험 보고 '죽어버리고 싶다'면서 울었어요",
+        "작년 이맘때 자해를 했던 적이 있어요. 지금은 1년 넘게 안 해요",
+        "My friend from Vietnam told me she's been thinking about killing herself",
+        "my Korean friend keeps joking that she'll jump in the Han River",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
