@@ -149,6 +149,9 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
         "정보처리기사 또 떨어지면 옥상 올라갈 거예요",
         "help me plan the retake, though I don't expect to be around for the test date",
         "the handover doc is thorough because I won't be coming back, and I don't mean a new job",
+        "그 전에 제가 먼저 끝낼 거예요",
+        "planning to do it on my birthday",
+        "my version is quitting everything, including breathing. i've thought about how",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -226,6 +229,11 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "작년 이맘때 자해를 했던 적이 있어요. 지금은 1년 넘게 안 해요",
         "My friend from Vietnam told me she's been thinking about killing herself",
         "my Korean friend keeps joking that she'll jump in the Han River",
+        "to be clear i don't want to hurt myself, just frustrated with this search",
+        "I don't want to die or anything, I just want this semester to end",
+        "my therapist and I worked through the suicidal stuff last year",
+        "고3 때 자해했던 거 상담받고 다 극복했어요",
+        "자살하고 싶다는 건 아니고 그냥 너무 피곤해요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
