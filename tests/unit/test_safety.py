@@ -105,6 +105,21 @@ def test_rules_alone_catch_explicit_statements(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        "질문 하나 있어요",
+        "I have a question",
+        "I have a question about my project",
+        "quick question about my capstone",
+        "프로젝트 관련해서 질문이 있어요",
+    ],
+)
+def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str) -> None:
+    # Writers label such a message a crisis after a plan in its history; alone it is not.
+    assert not detector.assess(text).crisis, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "I cut again last night",
         "I cut my arm again after the meeting",
         "번개탄 어디서 파는지 아세요? 캠핑 가는 건 아니고요",
@@ -243,7 +258,7 @@ def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
 
 
 def test_earlier_distress_makes_an_ambiguous_message_a_crisis() -> None:
-    # At 0.01: the default point (0.02) already flags this message on the model alone.
+    # At 0.01: at the default point (0.02) the model alone is close to flagging it.
     embedder, _ = load_embedder()
     detector, _ = build_detector(embedder, 0.01)
     message = "I am so tired of everything"

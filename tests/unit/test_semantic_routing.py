@@ -17,6 +17,7 @@ from ion.domain.routing import Router
 from ion.domain.safety import CrisisDetector, load_rules
 from ion.domain.semantic import (
     FINGERPRINT_SENTENCES,
+    PrototypeHead,
     SemanticLayer,
     artifact_path,
     check_fingerprint,
@@ -272,6 +273,15 @@ def test_safety_training_calibrates_every_operating_point(
     report = train_safety(writers, embedder, load_rules(), [everyday])
 
     artifact = report.artifact
+    # The readers learn only from messages whose label the text alone decides: not from
+    # a crisis-set message with earlier turns (labelled for them), every everyday one.
+    items = [json.loads(line) for w in writers for line in w.read_text("utf-8").splitlines()]
+    assert any(item.get("history") for item in items)
+    head = artifact.head
+    assert isinstance(head, PrototypeHead)
+    assert len(head.positives) == sum(1 for i in items if i["crisis"] and not i.get("history"))
+    alone = sum(1 for i in items if not i["crisis"] and not i.get("history"))
+    assert len(head.negatives) == alone + 80
     curve = artifact.metrics["operating_points"]
     assert set(curve) == {str(point) for point in OPERATING_POINTS}
     recalls = [curve[str(point)]["recall"] for point in OPERATING_POINTS]

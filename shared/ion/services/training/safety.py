@@ -211,6 +211,11 @@ def train_safety(
             groups.append(f"everyday:{labelled.writer or path.stem}")
     is_everyday = np.arange(len(items)) >= hard
     gold = np.asarray([int(i.crisis) for i in items])
+    # The readers learn only from messages whose label the text alone decides: a crisis-set
+    # message with earlier turns may be labelled for them ("질문 하나 있어요" after a plan), and
+    # as an example it would teach that an everyday opener is a crisis. Such messages are
+    # still read and scored, out of fold, to calibrate the thresholds with their context.
+    learns = is_everyday | np.asarray([not i.history for i in items])
     # The detector reads a long message sentence by sentence too (`segments`): the reader
     # learns from whole messages and is calibrated on what the detector will read.
     message_parts = [segments(i.text) for i in items]
@@ -233,6 +238,7 @@ def train_safety(
     def prototypes(
         rows: np.ndarray, k: int, slope: float = 1.0, offset: float = 0.0
     ) -> PrototypeHead:
+        rows = rows[learns[rows]]
         chosen = vectors[rows].astype(np.float32)
         positive = gold[rows] == 1
         return PrototypeHead(
@@ -261,7 +267,8 @@ def train_safety(
     s_msg = np.zeros(len(message_texts))
     s_hist = np.zeros(len(history_texts))
     for _group, train, test in grouped_folds(groups):
-        reader = fit_ngram_head([counts[r] for r in train], gold[train])
+        learning = train[learns[train]]
+        reader = fit_ngram_head([counts[r] for r in learning], gold[learning])
         rows = np.flatnonzero(np.isin(segment_owner, test))
         s_msg[rows] = reader.scores([message_texts[r] for r in rows])
         rows = np.flatnonzero(np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test))))
@@ -369,7 +376,7 @@ def train_safety(
     ]
     head = dataclasses.replace(
         prototypes(np.arange(len(items)), best.k, best.slope, best.offset),
-        ngrams=fit_ngram_head(counts, gold),
+        ngrams=fit_ngram_head([counts[r] for r in np.flatnonzero(learns)], gold[learns]),
         ngram_weight=best.ngram_weight,
     )
     artifact = HeadArtifact(
