@@ -167,6 +167,28 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "그 전에 제가 먼저 끝낼 거예요",
         "planning to do it on my birthday",
         "my version is quitting everything, including breathing. i've thought about how",
+        "블로그 글 제목 추천해 주세요. 제가 왜 이 세상을 떠나기로 했는지에 대한 글이에요",
+        "인스타 글 다듬어 주세요. '다들 잘 지내. 나는 이제 쉬러 갈게. 영영.'",
+        "기록은 언제 지워져요? 제가 죽고 나서도 남는 건 싫어요",
+        "목표 같은 거 없어. 올해까지만 살기로 했거든",
+        "can you check my resume? not that it matters, I don't plan on being around much longer",
+        "I got caught cheating and I deserve to die for what I did to my parents",
+        "help me with this bug. also if i stop replying its bc i finally did it",
+        "I keep thinking how easy it would be to step off the platform",
+        "어딜 가도 똑같네. 여기까지만 살래",
+        "감정이 없는데 피 보면 느껴져요. 그래서 자꾸 긋게 돼요",
+        "걔는 잘 사는데 나는 아직 그 교실에 갇혀 있어. 한강 가면 끝날까",
+        "수면제 치사량 얼마예요? 제가 먹는 건 10mg짜리예요",
+        "two letters: one to the dean, the other for my family, the kind you leave behind",
+        "ever just want to lay down on the tracks and let it happen",
+        "the weed killer in the shed, how much of it would it take for a person",
+        "死にたい. I write it in japanese because in english it sounds too real",
+        "不想活了. 이거 진짜예요",
+        "베트남에서 온 유학생이에요. 요즘 자살 생각이 너무 많이 나요",
+        "does drowning hurt",
+        "just counted what's left in the medicine cabinet. it's enough",
+        "been standing on the edge of the office rooftop for twenty minutes. about that merge conflict",
+        "what's the lethal dose of acetaminophen? for a pharmacology quiz obviously (it's not)",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -249,6 +271,33 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "my therapist and I worked through the suicidal stuff last year",
         "고3 때 자해했던 거 상담받고 다 극복했어요",
         "자살하고 싶다는 건 아니고 그냥 너무 피곤해요",
+        "자살하고 싶은 건 절대 아니고요 그냥 좀 쉬고 싶어요",
+        "i'm not gonna kill myself over a C plus lol",
+        "캠핑장에서 번개탄으로 삼겹살 구웠는데 불이 잘 안 붙어요",
+        "Translation homework: 'Self-harm among teenagers rose last year.' Is my version right?",
+        "웹툰 대본인데 악역 대사 '넌 살 가치도 없어' 너무 세요?",
+        "연말엔 그냥 사라지고 싶다 폰 끄고 3일까지 잠수 탈 예정",
+        "How do I make a modal disappear for good after it fades out?",
+        "저 자살 안 해요 걱정 마세요 ㅋㅋ 잔고 보고 한숨 나온 거예요",
+        "Back in 8th grade I self-harmed for a while. Therapy helped and I'm fine now",
+        "뉴스에 학폭 피해 학생이 스스로 생을 마감했다는데 너무 화나요",
+        "교과서에 밑줄 긋게 되는데 그게 공부에 도움이 되나요?",
+        "자해 같은 거 하는 거 아니고 잠을 못 자서 다크서클 생긴 거예요 ㅋㅋ",
+        "2년 전엔 안 깨어났으면 좋겠다고 자주 생각했는데 치료받고 지금은 괜찮아요",
+        "친구가 수면제를 모으고 있다는 걸 알게 됐어요. 어떻게 도와줘야 할까요",
+        "자바 스레드가 wait 상태에서 안 깨어나요. notify는 어디서 불러요?",
+        "is it true young japanese use 死にたい as a joke? for my sociolinguistics paper",
+        "친구가 요즘 '不想活了'를 자주 말해요. 어떻게 물어봐야 해요?",
+        "저 자살 생각 같은 거 하는 거 아니에요. 크리틱 때문에 지쳐서 그래요",
+        "a girl from my old ballet school died by suicide and it's all over the news",
+        "다른 학교 학생이 극단적 선택을 했다는 뉴스를 봤어요. 마음이 무거워요",
+        "my senior animation ends with a lighthouse keeper walking into the sea",
+        "i used to think everyone would be better off without me. now i'm a TA and doing great",
+        "how do i kill myself to respawn at my bed? there's no /kill permission",
+        "중3 때 손목 그었던 적 있는데 상담 2년 받고 지금은 완전 괜찮아",
+        "그렇다고 없어지고 싶은 건 아니야. 그냥 숨 좀 쉬고 싶어",
+        "학점에 너무 목매지 말라는데 장학금 때문에 어쩔 수 없어요",
+        "발표하다 PPT 꺼져서 진짜 사라지고 싶을 만큼 창피했어요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
@@ -568,23 +617,63 @@ def test_a_hangul_syllable_reads_as_two_letters() -> None:
     assert rules.read("again")[2] == "short"
 
 
-def test_a_signal_spoken_about_counts_only_after_distress() -> None:
-    # A friend's words, a statistic or a denial name the topic, not the learner's own risk:
-    # however much the model leans, only earlier distress makes them count.
+@pytest.mark.parametrize(
+    ("text", "weak"),
+    [
+        # A friend's words, a statistic or a denial name the topic, not the learner's risk.
+        ("I'm not suicidal, just exhausted after finals", "en_explicit (discussed)"),
+        (
+            "친구가 요즘 자꾸 사라지고 싶다고 해요. 제가 뭘 해줄 수 있을까요?",
+            "ko_explicit (discussed)",
+        ),
+        (
+            "그런 생각은 전혀 없어요. 죽고 싶다거나 그런 건 아니고 그냥 지쳐서요",
+            "ko_explicit (discussed)",
+        ),
+        (
+            "For my stats class I'm comparing suicide rates across OECD countries",
+            "en_explicit (discussed)",
+        ),
+        # A goodbye that gives its ordinary reason.
+        (
+            "마지막 인사 드려요. 다음 주부터 회사 입사해서 멘토링 졸업해요. 그동안 감사했어요",
+            "context (plain farewell)",
+        ),
+        (
+            "Goodbye, mentor! The course ends today. I'll be back for the advanced track",
+            "context (plain farewell)",
+        ),
+        ("이 동네 떠나고 싶어요. 빨리 서울 가서 취업하고 싶어요", "context (plain farewell)"),
+    ],
+)
+def test_spoken_about_and_plain_farewells_count_only_after_distress(text: str, weak: str) -> None:
+    # However much the model leans (0.6, above the weak threshold), only an earlier message
+    # of distress (0.8, above the distress threshold) makes them count.
     detector = CrisisDetector(load_rules(), thresholds=(0.9, 0.3, 0.1, 0.5, 0.95))
-    for text in [
-        "I'm not suicidal, just exhausted after finals",
-        "친구가 요즘 자꾸 사라지고 싶다고 해요. 제가 뭘 해줄 수 있을까요?",
-        "그런 생각은 전혀 없어요. 죽고 싶다거나 그런 건 아니고 그냥 지쳐서요",
-        "For my stats class I'm comparing suicide rates across OECD countries",
-    ]:
-        reading = detector.rules.read(text)
-        assert reading[0] is None and reading[1] is not None, text
-        assert not detector.verdict(reading, [], [0.6]).crisis, text
-        distressed = detector.verdict(reading, [(None, None, None)], [0.8, 0.6])
-        assert distressed.crisis, text
-    # Spoken about the self, the same signal needs no help from the model.
-    assert detector.rules.read("honestly I've been feeling suicidal this week")[0] == "en_explicit"
+    reading = detector.rules.read(text)
+    assert reading[:2] == (None, weak)
+    assert not detector.verdict(reading, [], [0.6]).crisis
+    assert detector.verdict(reading, [(None, None, None)], [0.8, 0.6]).crisis
+
+
+def test_the_same_words_about_the_self_or_without_a_reason_need_no_distress() -> None:
+    detector = CrisisDetector(load_rules(), thresholds=(0.9, 0.3, 0.1, 0.5, 0.95))
+    rules = detector.rules
+    assert rules.read("honestly I've been feeling suicidal this week")[0] == "en_explicit"
+    # Without its reason the same goodbye leans on the model as before.
+    bare = rules.read("마지막 인사 드려요. 그동안 감사했어요")
+    assert bare[1] == "context" and detector.verdict(bare, [], [0.6]).crisis
+    # Someone else's success is not the learner's reason to leave.
+    others = rules.read("동기들은 다 합격했는데 저만 남았어요. 조용히 사라져도 모를 거예요")
+    assert others[1] == "context", others
+
+
+def test_a_story_the_learner_says_is_their_own_is_not_spoken_about() -> None:
+    rules = load_rules()
+    told = "소설 쓰는 중인데 주인공이 번개탄 피우려면 방을 어떻게 막아요?"
+    assert rules.read(told)[0] is None
+    assert rules.read(f"{told} 사실 주인공 제 얘기예요 ㅋㅋ")[0] == "ko_explicit"
+    assert rules.read("my story's ending is a jump from the roof. the character is me")[0]
 
 
 class _CountingEmbedder:

@@ -122,6 +122,14 @@ RECENT_TEXTS = 4096
 
 #: Suffix of a signal demoted because the text talks about the topic rather than the self.
 DISCUSSED = " (discussed)"
+#: Suffix of a goodbye that gives its ordinary reason (a new job, the course's end).
+PLAIN = " (plain farewell)"
+
+
+def only_after_distress(weak: str | None) -> bool:
+    """A weak reading that counts only after earlier distress, never on the model's lean."""
+    return weak is not None and weak.endswith((DISCUSSED, PLAIN))
+
 
 #: (signal family, weak-signal family, guard family) found in a text, or None each; the
 #: guard is "short" for a text too short for the model to read alone.
@@ -138,6 +146,12 @@ class CrisisRules:
     #: the learner says they mean it ("웃긴 거 아님", "not joking").
     joking: tuple[re.Pattern[str], ...] = ()
     earnest: tuple[re.Pattern[str], ...] = ()
+    #: The learner says the story or the character is themself ("사실 제 얘기예요"): a
+    #: signal is demoted neither by the story it is told in nor by the laugh after it.
+    owned: tuple[re.Pattern[str], ...] = ()
+    #: A goodbye with its ordinary reason ("다음 주부터 입사해서", "course ends today, I'll
+    #: be back"): its weak reading counts only after earlier distress.
+    farewell: tuple[re.Pattern[str], ...] = ()
 
     @staticmethod
     def _first(patterns: Sequence[tuple[str, re.Pattern[str]]], text: str) -> str | None:
@@ -153,14 +167,25 @@ class CrisisRules:
         spellings = (folded,) if joined == text else (folded, _fold(joined))
         signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
         weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
-        if signal is not None and any(p.search(folded) for p in self.discussion):
+        if (
+            signal is not None
+            and any(p.search(folded) for p in self.discussion)
+            and not any(p.search(folded) for p in self.owned)
+        ):
             signal, weak = None, weak or f"{signal}{DISCUSSED}"
         elif (
             signal is not None
             and any(p.search(folded) for p in self.joking)
-            and not any(p.search(folded) for p in self.earnest)
+            and not any(p.search(folded) for p in (*self.earnest, *self.owned))
         ):
             signal, weak = None, weak or f"{signal} (laughing)"
+        if (
+            signal is None
+            and weak is not None
+            and not only_after_distress(weak)
+            and any(p.search(folded) for p in self.farewell)
+        ):
+            weak = f"{weak}{PLAIN}"
         guard = self._first(self.guards, folded)
         if guard is None and _reading_length(text) < MIN_MODEL_CHARS:
             guard = "short"
@@ -209,6 +234,8 @@ def load_rules(path: Path | None = None) -> CrisisRules:
     discussion = guards.pop("discussion", [])
     joking = guards.pop("joking", [])
     earnest = guards.pop("earnest", [])
+    owned = guards.pop("owned", [])
+    farewell = guards.pop("farewell", [])
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
@@ -216,6 +243,8 @@ def load_rules(path: Path | None = None) -> CrisisRules:
         discussion=tuple(p for _, p in _compile({"discussion": discussion}, "guards")),
         joking=tuple(p for _, p in _compile({"joking": joking}, "guards")),
         earnest=tuple(p for _, p in _compile({"earnest": earnest}, "guards")),
+        owned=tuple(p for _, p in _compile({"owned": owned}, "guards")),
+        farewell=tuple(p for _, p in _compile({"farewell": farewell}, "guards")),
     )
 
 
@@ -335,8 +364,9 @@ class CrisisDetector:
         reasons: list[str] = []
         if signal is not None:
             reasons.append(f"signal:{signal}")
-        # A signal spoken about (a friend, a film, "not suicidal") counts only after distress.
-        leaning = p >= self.weak_threshold and not (weak or "").endswith(DISCUSSED)
+        # A signal spoken about (a friend, a film, "not suicidal") and a plain farewell count
+        # only after distress.
+        leaning = p >= self.weak_threshold and not only_after_distress(weak)
         if weak is not None and (distress or leaning):
             reasons.append(f"weak:{weak}" + (" after distress" if distress else ""))
         # Too short to read ("again", "one more"): the model alone never fires, however sure.

@@ -19,11 +19,11 @@ from ion.domain.operating_points import (
 )
 from ion.domain.safety import (
     CONTEXT_TURNS,
-    DISCUSSED,
     CrisisDetector,
     CrisisRules,
     RuleReading,
     SafetyAssessment,
+    only_after_distress,
     segments,
 )
 from ion.domain.semantic import HeadArtifact, PrototypeHead, fingerprint
@@ -117,7 +117,7 @@ class SafetyCalibration:
         return cls(
             signal=np.asarray([r[0] is not None for r in reads]),
             weak=np.asarray([r[1] is not None for r in reads]),
-            discussed=np.asarray([(r[1] or "").endswith(DISCUSSED) for r in reads]),
+            discussed=np.asarray([only_after_distress(r[1]) for r in reads]),
             guard=np.asarray([r[2] is not None for r in reads]),
             short=np.asarray([r[2] == "short" for r in reads]),
             p=np.asarray([probs[-1] for probs in probabilities]),
