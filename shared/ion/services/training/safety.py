@@ -99,7 +99,7 @@ class SafetyCalibration:
     guard: np.ndarray
     short: np.ndarray
     p: np.ndarray
-    discussed: np.ndarray
+    after_distress_only: np.ndarray
     history_signal: np.ndarray
     history_unguarded_max: np.ndarray
 
@@ -117,7 +117,7 @@ class SafetyCalibration:
         return cls(
             signal=np.asarray([r[0] is not None for r in reads]),
             weak=np.asarray([r[1] is not None for r in reads]),
-            discussed=np.asarray([only_after_distress(r[1]) for r in reads]),
+            after_distress_only=np.asarray([only_after_distress(r[1]) for r in reads]),
             guard=np.asarray([r[2] is not None for r in reads]),
             short=np.asarray([r[2] == "short" for r in reads]),
             p=np.asarray([probs[-1] for probs in probabilities]),
@@ -133,7 +133,7 @@ class SafetyCalibration:
         distress = self.history_signal | (self.history_unguarded_max >= distress_at)
         return np.asarray(
             self.signal
-            | (self.weak & (distress | ((self.p >= weak) & ~self.discussed)))
+            | (self.weak & (distress | ((self.p >= weak) & ~self.after_distress_only)))
             | (~self.short & (self.p >= np.where(self.guard, guarded, threshold)))
             | (distress & (self.p >= context))
         )
