@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ion.domain.ngrams import ngram_counts
+from ion.domain.ngrams import NgramHead, ngram_counts
 from ion.domain.operating_points import (
     DEFAULT_OPERATING_POINT,
     OPERATING_POINTS,
@@ -216,6 +216,11 @@ def train_safety(
     # as an example it would teach that an everyday opener is a crisis. Such messages are
     # still read and scored, out of fold, to calibrate the thresholds with their context.
     learns = is_everyday | np.asarray([not i.history for i in items])
+
+    def taught(rows: np.ndarray) -> np.ndarray:
+        """The rows among `rows` the readers learn from."""
+        return np.asarray(rows[learns[rows]])
+
     # The detector reads a long message sentence by sentence too (`segments`): the reader
     # learns from whole messages and is calibrated on what the detector will read.
     message_parts = [segments(i.text) for i in items]
@@ -238,7 +243,7 @@ def train_safety(
     def prototypes(
         rows: np.ndarray, k: int, slope: float = 1.0, offset: float = 0.0
     ) -> PrototypeHead:
-        rows = rows[learns[rows]]
+        rows = taught(rows)
         chosen = vectors[rows].astype(np.float32)
         positive = gold[rows] == 1
         return PrototypeHead(
@@ -264,11 +269,15 @@ def train_safety(
     message_texts = [part for parts in message_parts for part in parts]
     history_texts = [part for parts in history_parts for part in parts]
     counts = [ngram_counts(i.text) for i in items]
+
+    def ngram_reader(rows: np.ndarray) -> NgramHead:
+        learning = taught(rows)
+        return fit_ngram_head([counts[r] for r in learning], gold[learning])
+
     s_msg = np.zeros(len(message_texts))
     s_hist = np.zeros(len(history_texts))
     for _group, train, test in grouped_folds(groups):
-        learning = train[learns[train]]
-        reader = fit_ngram_head([counts[r] for r in learning], gold[learning])
+        reader = ngram_reader(train)
         rows = np.flatnonzero(np.isin(segment_owner, test))
         s_msg[rows] = reader.scores([message_texts[r] for r in rows])
         rows = np.flatnonzero(np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test))))
@@ -376,7 +385,7 @@ def train_safety(
     ]
     head = dataclasses.replace(
         prototypes(np.arange(len(items)), best.k, best.slope, best.offset),
-        ngrams=fit_ngram_head([counts[r] for r in np.flatnonzero(learns)], gold[learns]),
+        ngrams=ngram_reader(np.arange(len(items))),
         ngram_weight=best.ngram_weight,
     )
     artifact = HeadArtifact(
