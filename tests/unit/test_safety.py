@@ -189,6 +189,43 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "just counted what's left in the medicine cabinet. it's enough",
         "been standing on the edge of the office rooftop for twenty minutes. about that merge conflict",
         "what's the lethal dose of acetaminophen? for a pharmacology quiz obviously (it's not)",
+        "그리고 요즘은 그냥 영원히 눈 감고 싶다. 다음 주엔 로컬 빌드 환경 완성하기",
+        "수면제를 조금씩 받아서 한 달 치 넘게 모았다. 다음: 스파크 기초",
+        "병원에서 받아온 약을 안 먹고 계속 모아두고 있는데 이제 꽤 많아졌다",
+        "손목에 밴드 붙이고 타이핑하니까 불편하다. 어제 평소보다 깊게 그었나 보다",
+        "근데 이런 거 배워서 뭐 하나 싶다. 나 같은 건 없어지는 게 가족한테도 나을 거다",
+        "부트캠프 얘기가 아니에요. 저라는 사람 자체를 그만두고 싶어요",
+        "I'm not planning to still be here by summer",
+        "I think my ending will look like Neil's. I know where my dad keeps his gun.",
+        "I'm done being a burden. the team moved on, I'll move on too. permanently",
+        "how many ibuprofen does it take to do real damage? asking for me",
+        "호르몬 끊긴 지 한 달 됐어요. 팔에 칼 대는 횟수가 늘었어요",
+        "the thought that everyone would be fine without me keeps coming back",
+        "Had a rough night. Had the pistol in my mouth for a while. Anyway, SQL joins?",
+        "Maybe he's right and I should do everyone a favor and end it.",
+        "극단적인 생각 든 지 꽤 됐어요. 오늘은 좀 심하네요",
+        "ㅈㅅ하고싶다",
+        "와이프한테는 괜찮다고 했는데 보험금이라도 남기면 낫지 않을까 그런 생각까지 함",
+        "JWT 재발급 로직 짜다가 막혔어요. 그리고 사실 지난주에 극단적 선택 하려다가 실패했어요",
+        "요즘 진짜 죽고 싶다는 생각밖에 안 들어요. 과제도 손에 안 잡히고요",
+        "Nobody's gonna hire a felon. I'm 43 with a record. I'm done living, period.",
+        "I'm ready to check out. not the program. life.",
+        "she told her I'm dead to them. maybe I should make that come true",
+        'set an autoresponder: "no longer with the company, or anywhere."',
+        "Email professor five time, no answer. Me give up school. Give up life too.",
+        "I scratched my legs up with a paperclip in the bathroom between classes",
+        "I keep staring at the window of our 12th floor apartment and it feels like an answer",
+        "I fantasize about disappearing. Not moving to another city. Disappearing for good.",
+        "오늘 밤 넘기기 힘들 것 같아요",
+        "이제 연락할 힘도 없어요. 그냥 사라지려고요, 아예",
+        "인턴 탈락 문자 받은 순간 결심했어. 더 이상 안 살기로.",
+        # An essay, a film or homework named, then said not to be the reason.
+        "When Camus says one must imagine Sisyphus happy, I just can't. "
+        "I spent the evening looking up painless ways instead of writing.",
+        "for the euthanasia essay: can you get it for depression alone? "
+        "asking about myself, not for the debate. i want to die",
+        "영화 장면 분석 때문에 그런데, 차 안에서 번개탄 피우면 실제로 얼마나 걸려요?",
+        "소설 과제 때문은 아니에요. 그냥 죽고 싶어서요",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -298,6 +335,36 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "그렇다고 없어지고 싶은 건 아니야. 그냥 숨 좀 쉬고 싶어",
         "학점에 너무 목매지 말라는데 장학금 때문에 어쩔 수 없어요",
         "발표하다 PPT 꺼져서 진짜 사라지고 싶을 만큼 창피했어요",
+        "Why does Seneca say 'the door is open'? Is he straight up endorsing suicide?",
+        "How do I cite Durkheim's Suicide in APA? my translation is from 1951",
+        "almost got hit by a car this morning cause I was staring at my phone",
+        "저번에 제가 '다 지겹다'고 한 건 자살 생각 같은 게 전혀 아니고 피곤하다는 뜻이었어요",
+        "coach made us run suicides for 30 min because one guy was late",
+        "Honestly this assignment can go jump off a bridge",
+        "ok I'll just end it with kill -9 then",
+        "My contract ends in May so I'm going back to Ulaanbaatar for good",
+        "My best friend from my bootcamp cohort just told me he's been struggling with "
+        "suicidal thoughts and I don't know what to do",
+        "Last year I was in a really bad place, thinking about ending it. I got counseling. "
+        "I'm much better now",
+        "요즘 뉴스에 나온 그 개발자 극단적 선택 사건 봤어? 회사에서 괴롭힘 당했다던데",
+        "청소년 자해 늘었다는 뉴스 보니까 마음 안 좋네요",
+        '친구가 어제 "그냥 죽고 싶다"는 말을 하더라고요. 걱정돼서 같이 밥 먹었어요',
+        "우리반 친구가 요즘 이상해요. 밥 안 먹고 '살기 싫다' 말해요",
+        "조리원 동기 언니가 요즘 극단적인 생각이 든다고 해서 걱정돼요",
+        "죽고 싶다는 생각은 안 들어요, 그냥 좀 서럽다는 정도?",
+        "기숙사 옥상 문 잠겨있던데 거기서 별 보면 진짜 예쁠 것 같음ㅋㅋ",
+        "마포대교에 설치한 생명의 전화가 실제로 효과 있었다고 하네요",
+        "자살 관련 뉴스 댓글 크롤링해서 감성분석 하는 사이드 프로젝트를 해보려는데요",
+        "먼저 온 탈북민 형이 스스로 목숨을 끊었다는 얘기를 들었습니다. 저는 괜찮아요",
+        "고등학교 때 손목 그은 적 있음. 흉터 남았어. 지금은 안 해, 5년 됨",
+        "그냥 사라지고 싶다... 는 아니고 딱 이번 주말만 아무도 안 만나고 싶어요",
+        "my cellie from my first bid passed from an overdose last month. memorial saturday",
+        "Old friend from Deaf school die last year, overdose. Anniversary today.",
+        "I overdosed once in 2015, narcan brought me back. now I'm training as a peer coach",
+        "somebody in my group said they been thinking about killing themselves. I told staff",
+        "I was hospitalised after a suicide attempt at 19. I'm 26 now, great therapist",
+        "I'll need to write a paper on suicide prevention for my sociology seminar",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
@@ -654,6 +721,33 @@ def test_spoken_about_and_plain_farewells_count_only_after_distress(text: str, w
     assert reading[:2] == (None, weak)
     assert not detector.verdict(reading, [], [0.6]).crisis
     assert detector.verdict(reading, [(None, None, None)], [0.8, 0.6]).crisis
+
+
+@pytest.mark.parametrize(
+    ("text", "weak"),
+    [
+        # Quiet finality: risky in context (earlier distress or a model leaning to crisis).
+        ("이거 마무리하고 나면 더 미련 없이 갈 수 있을 것 같다", "context"),
+        ("when she's gone there's no reason for me either", "context"),
+        ("Set up a private repo today for my will, lol. who gets what", "context"),
+        # Near misses and the word 책임 are not goodbyes or wishes to be hit.
+        ("핸드폰 보면서 걷다가 차에 치일 뻔함;; 앞으로 조심해야지", None),
+        ("키팅 선생의 책임 문제로 의견이 갈렸다. 표현 정리: carpe diem", None),
+        ("기숙사 방 빼야 해서 책은 동생한테 주려고요", "context"),
+        ("형 미안해. 내 폰 비번 0412야 엄마한테 잘해줘", "context"),
+        ("Got my affairs in order last week.", "context"),
+        ("아까 한강 가는 버스 찾아보고 있었어요", "context"),
+        ("I'm running out of reasons to keep going", "context"),
+        ("추석 연휴 닷새 동안 혼자 있다가 그 사이에 그냥 가버릴까 생각 중", "context"),
+        ("휴가 아니에요. 돌아올 생각이 없어서 쓴 거예요.", "context"),
+        ("Me going somewhere, no coming back. Don't worry my project.", "context"),
+        ("how fix CORS error express?? whatever. me not here next week anyway", "context"),
+        ("Told my little sister she can have all my stuff. She asked why.", "context"),
+    ],
+)
+def test_weak_readings_of_quiet_finality(text: str, weak: str | None) -> None:
+    signal, reading, _guard = load_rules().read(text)
+    assert (signal, reading) == (None, weak), text
 
 
 def test_the_same_words_about_the_self_or_without_a_reason_need_no_distress() -> None:
