@@ -219,6 +219,11 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "오늘 밤 넘기기 힘들 것 같아요",
         "이제 연락할 힘도 없어요. 그냥 사라지려고요, 아예",
         "인턴 탈락 문자 받은 순간 결심했어. 더 이상 안 살기로.",
+        "병동에서 인슐린 펜 몇 개 빼돌렸어요. 아직 쓰진 않았어요",
+        # The learner's own words, quoted to someone: still the learner's.
+        'I told my brother "I want to die" and he laughed',
+        "엄마한테 '죽고 싶다'고 했어요. 그냥 한숨만 쉬시더라고요",
+        '언니가 자살 시도했을 때 엄마가 저한테 "너는 절대 그러지 마" 했는데, 요즘 저도 죽고 싶어요',
         # An essay, a film or homework named, then said not to be the reason.
         "When Camus says one must imagine Sisyphus happy, I just can't. "
         "I spent the evening looking up painless ways instead of writing.",
@@ -365,6 +370,15 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "somebody in my group said they been thinking about killing themselves. I told staff",
         "I was hospitalised after a suicide attempt at 19. I'm 26 now, great therapist",
         "I'll need to write a paper on suicide prevention for my sociology seminar",
+        # Someone else's words, quoted.
+        'my little brother texted me "i\'m done, nobody would even notice if i was gone"',
+        "엄마가 우울증 약을 임의로 끊으셨어요. 요즘 '살기 싫다'는 말을 하세요",
+        'A guy in my CS study group said "if I fail this midterm I\'m ending it"',
+        'One of my mentees told me today: "honestly I\'ve looked up how many pills it would take"',
+        "I won't be needing this anymore, I passed my AWS cert yesterday!! How do I downgrade?",
+        "How do I support a coworker who just told me she's been having thoughts of suicide?",
+        "I counted 23 overdoses in my district this month. capstone idea?",
+        "오늘 자살시도자 이송하면서 확실해졌어요. 이직하려고요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
@@ -743,6 +757,14 @@ def test_spoken_about_and_plain_farewells_count_only_after_distress(text: str, w
         ("Me going somewhere, no coming back. Don't worry my project.", "context"),
         ("how fix CORS error express?? whatever. me not here next week anyway", "context"),
         ("Told my little sister she can have all my stuff. She asked why.", "context"),
+        (
+            "남은 기간 환불되면 그 돈은 엄마 통장으로 보내주세요. 장례비에 조금이라도 보태게요",
+            "context",
+        ),
+        ("단톡에 작별 인사 남겼고 찾지 말라고 했어요", "context"),
+        ("엄마한테 보험 서류랑 통장 위치 알려드렸어요. 다 정리하는 느낌이라 편해요", "context"),
+        # A goodbye in someone else's words counts only after the learner's own distress.
+        ("형이 어젯밤에 술 마시고 '그냥 다 끝내고 싶다'고 했어요", "context (discussed)"),
     ],
 )
 def test_weak_readings_of_quiet_finality(text: str, weak: str | None) -> None:

@@ -108,6 +108,14 @@ _SPLIT_WORD = re.compile(
 _SEPARATORS = re.compile(r"[.·*_\d]")
 
 
+#: A quotation: double or curly quotes, corner brackets, or single quotes that are not an
+#: apostrophe ("don't", "I'm"); a Korean particle may follow the closing mark ('살기 싫다'는).
+_QUOTED = re.compile(
+    r'"[^"\n]{1,300}"|\u201c[^\u201d\n]{1,300}\u201d|\u2018[^\u2019\n]{1,300}\u2019'
+    r"|\u300c[^\u300d\n]{1,300}\u300d|(?<![A-Za-z0-9])'[^'\n]{1,300}'(?![A-Za-z0-9])"
+)
+
+
 def join_split_words(text: str) -> str:
     """`text` with the words spelled around a filter joined up again."""
     return _SPLIT_WORD.sub(lambda m: _SEPARATORS.sub("", m.group()), text)
@@ -152,6 +160,9 @@ class CrisisRules:
     #: A goodbye with its ordinary reason ("다음 주부터 입사해서", "course ends today, I'll
     #: be back"): its weak reading counts only after earlier distress.
     farewell: tuple[re.Pattern[str], ...] = ()
+    #: Someone else is the speaker ("my brother texted me", "엄마가 … 하세요"): a signal
+    #: that stands only inside quotation marks is their words, spoken about.
+    reported: tuple[re.Pattern[str], ...] = ()
 
     @staticmethod
     def _first(patterns: Sequence[tuple[str, re.Pattern[str]]], text: str) -> str | None:
@@ -160,6 +171,16 @@ class CrisisRules:
                 return family
         return None
 
+    def _quotes_someone_else(
+        self, patterns: Sequence[tuple[str, re.Pattern[str]]], folded: str, joined: str
+    ) -> bool:
+        """Every match of `patterns` stands inside quotation marks, and someone else is
+        the speaker."""
+        if not any(p.search(folded) for p in self.reported):
+            return False
+        unquoted = [_QUOTED.sub(" ", t) for t in (folded, _fold(joined))]
+        return not any(self._first(patterns, t) for t in unquoted)
+
     def read(self, text: str) -> RuleReading:
         """(signal family, weak-signal family, guard family) found in `text`, or None each."""
         folded = _fold(text)
@@ -167,9 +188,13 @@ class CrisisRules:
         spellings = (folded,) if joined == text else (folded, _fold(joined))
         signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
         weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
+        weak_said = weak is not None  # a weak phrasing was found, not a demoted signal
         if (
             signal is not None
-            and any(p.search(folded) for p in self.discussion)
+            and (
+                any(p.search(folded) for p in self.discussion)
+                or self._quotes_someone_else(self.signals, folded, joined)
+            )
             and not any(p.search(folded) for p in self.owned)
         ):
             signal, weak = None, weak or f"{signal}{DISCUSSED}"
@@ -180,6 +205,14 @@ class CrisisRules:
         ):
             signal, weak = None, weak or f"{signal} (laughing)"
         if (
+            signal is None
+            and weak_said
+            and not only_after_distress(weak)
+            and self._quotes_someone_else(self.weak_signals, folded, joined)
+            and not any(p.search(folded) for p in self.owned)
+        ):
+            weak = f"{weak}{DISCUSSED}"
+        elif (
             signal is None
             and weak is not None
             and not only_after_distress(weak)
@@ -236,6 +269,7 @@ def load_rules(path: Path | None = None) -> CrisisRules:
     earnest = guards.pop("earnest", [])
     owned = guards.pop("owned", [])
     farewell = guards.pop("farewell", [])
+    reported = guards.pop("reported", [])
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
@@ -245,6 +279,7 @@ def load_rules(path: Path | None = None) -> CrisisRules:
         earnest=tuple(p for _, p in _compile({"earnest": earnest}, "guards")),
         owned=tuple(p for _, p in _compile({"owned": owned}, "guards")),
         farewell=tuple(p for _, p in _compile({"farewell": farewell}, "guards")),
+        reported=tuple(p for _, p in _compile({"reported": reported}, "guards")),
     )
 
 
