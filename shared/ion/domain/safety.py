@@ -172,14 +172,13 @@ class CrisisRules:
         return None
 
     def _quotes_someone_else(
-        self, patterns: Sequence[tuple[str, re.Pattern[str]]], folded: str, joined: str
+        self, patterns: Sequence[tuple[str, re.Pattern[str]]], spellings: Sequence[str]
     ) -> bool:
         """Every match of `patterns` stands inside quotation marks, and someone else is
         the speaker."""
-        if not any(p.search(folded) for p in self.reported):
+        if not any(p.search(spellings[0]) for p in self.reported):
             return False
-        unquoted = [_QUOTED.sub(" ", t) for t in (folded, _fold(joined))]
-        return not any(self._first(patterns, t) for t in unquoted)
+        return not any(self._first(patterns, _QUOTED.sub(" ", t)) for t in spellings)
 
     def read(self, text: str) -> RuleReading:
         """(signal family, weak-signal family, guard family) found in `text`, or None each."""
@@ -189,27 +188,29 @@ class CrisisRules:
         signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
         weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
         weak_said = weak is not None  # a weak phrasing was found, not a demoted signal
+        owned = any(p.search(folded) for p in self.owned)
         if (
             signal is not None
+            and not owned
             and (
                 any(p.search(folded) for p in self.discussion)
-                or self._quotes_someone_else(self.signals, folded, joined)
+                or self._quotes_someone_else(self.signals, spellings)
             )
-            and not any(p.search(folded) for p in self.owned)
         ):
             signal, weak = None, weak or f"{signal}{DISCUSSED}"
         elif (
             signal is not None
+            and not owned
             and any(p.search(folded) for p in self.joking)
-            and not any(p.search(folded) for p in (*self.earnest, *self.owned))
+            and not any(p.search(folded) for p in self.earnest)
         ):
             signal, weak = None, weak or f"{signal} (laughing)"
         if (
             signal is None
             and weak_said
+            and not owned
             and not only_after_distress(weak)
-            and self._quotes_someone_else(self.weak_signals, folded, joined)
-            and not any(p.search(folded) for p in self.owned)
+            and self._quotes_someone_else(self.weak_signals, spellings)
         ):
             weak = f"{weak}{DISCUSSED}"
         elif (
