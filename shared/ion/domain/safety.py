@@ -121,8 +121,18 @@ def join_split_words(text: str) -> str:
     return _SPLIT_WORD.sub(lambda m: _SEPARATORS.sub("", m.group()), text)
 
 
+#: A run of whitespace: a pattern's `\s*X?\s*` would try every split of a long one.
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def _one_space(run: re.Match[str]) -> str:
+    return "\n" if "\n" in run.group() else " "
+
+
 def _fold(text: str) -> str:
-    return _decompose(text.casefold())
+    """The spelling the rules read: case-folded, Hangul decomposed, and each run of
+    whitespace one space or one line break."""
+    return _decompose(_SPACE_RUN.sub(_one_space, text.casefold()))
 
 
 #: How many recent texts keep their reading (a few hundred conversations' context).
@@ -231,7 +241,21 @@ class CrisisRules:
 _QUANTIFIED_SYLLABLE = re.compile(r"([\uac00-\ud7a3])(?=[?*+{])")
 
 
+#: An unbounded run of word or non-space characters (`\S*`, `\w+`), not escaped.
+_UNBOUNDED_RUN = re.compile(r"(?<!\\)\\([Sw])([*+])")
+#: The longest run such a pattern reads: a decomposed Hangul syllable is two or three
+#: characters, so about twenty syllables written without a space. Unbounded, every
+#: occurrence of a pattern's first word in a long unspaced message would be read to its
+#: end, and one 4,000-character message would cost seconds (bench/crisis_rules_bench.py).
+LONGEST_RUN = 60
+
+
+def _bounded(run: re.Match[str]) -> str:
+    return f"\\{run.group(1)}{{{0 if run.group(2) == '*' else 1},{LONGEST_RUN}}}"
+
+
 def _decompose_pattern(source: str) -> str:
+    source = _UNBOUNDED_RUN.sub(_bounded, source)
     return _decompose(_QUANTIFIED_SYLLABLE.sub(r"(?:\1)", source))
 
 
