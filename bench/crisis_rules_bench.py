@@ -47,13 +47,14 @@ FILLS = (
 
 
 def patterns(rules: CrisisRules) -> list[tuple[str, re.Pattern[str]]]:
+    """Every rule's regex, without its literal pre-check: the cost when its words are there."""
     named = [
-        (f"{kind}.{family}", pattern)
+        (f"{kind}.{family}", gated.pattern)
         for kind in ("signals", "weak_signals", "guards")
-        for family, pattern in getattr(rules, kind)
+        for family, gated in getattr(rules, kind)
     ]
     for kind in ("discussion", "joking", "earnest", "owned", "farewell", "reported"):
-        named += [(kind, pattern) for pattern in getattr(rules, kind)]
+        named += [(kind, gated.pattern) for gated in getattr(rules, kind)]
     return named
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ion.domain.resonance.gated_regex import GatedRegex
 from ion.domain.safety import (
     LONGEST_RUN,
     CrisisDetector,
@@ -174,3 +175,27 @@ def test_whitespace_runs_are_read_as_one_space_or_one_line_break() -> None:
 def test_long_adversarial_messages_are_read(message: str) -> None:
     assessment = CrisisDetector(load_rules()).assess(message[:4000])
     assert assessment.crisis
+
+
+def test_a_case_insensitive_pattern_is_gated_only_on_case_folded_text() -> None:
+    rx = re.compile(r"\bwant\s+to\s+(die|disappear)", re.IGNORECASE)
+    assert GatedRegex(rx).may_match("i need a vacation")  # text not said to be folded
+    gated = GatedRegex(rx, text_case_folded=True)
+    assert not gated.may_match("i need a vacation")
+    assert gated.search("I WANT TO DIE".casefold())
+    # A letter that folds to several has no needle: the pattern always runs.
+    assert GatedRegex(re.compile("straße", re.IGNORECASE), text_case_folded=True).may_match("x")
+
+
+def test_every_rule_runs_only_when_its_words_are_there() -> None:
+    rules = load_rules()
+    gates = [
+        gate for kind in ("signals", "weak_signals", "guards") for _, gate in getattr(rules, kind)
+    ]
+    gates += [
+        gate
+        for kind in ("discussion", "joking", "earnest", "owned", "farewell", "reported")
+        for gate in getattr(rules, kind)
+    ]
+    assert len(gates) > 100
+    assert [g.pattern.pattern for g in gates if g.may_match("")] == []

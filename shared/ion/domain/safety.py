@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from ion.domain.operating_points import THRESHOLD_NAMES, operating_point_param
+from ion.domain.resonance.gated_regex import GatedRegex
 from ion.domain.semantic import SemanticLayer
 from ion.domain.text import join_short_pieces
 from ion.errors import ConfigurationError
@@ -156,33 +157,33 @@ RuleReading = tuple[str | None, str | None, str | None]
 
 @dataclass(frozen=True)
 class CrisisRules:
-    signals: tuple[tuple[str, re.Pattern[str]], ...]
-    weak_signals: tuple[tuple[str, re.Pattern[str]], ...]
-    guards: tuple[tuple[str, re.Pattern[str]], ...]
-    discussion: tuple[re.Pattern[str], ...]
+    signals: tuple[tuple[str, GatedRegex], ...]
+    weak_signals: tuple[tuple[str, GatedRegex], ...]
+    guards: tuple[tuple[str, GatedRegex], ...]
+    discussion: tuple[GatedRegex, ...]
     #: Laughter makes a signal a weak one ("죽고 싶다 ㅋㅋ 교수님이 재시험 없대"), unless
     #: the learner says they mean it ("웃긴 거 아님", "not joking").
-    joking: tuple[re.Pattern[str], ...] = ()
-    earnest: tuple[re.Pattern[str], ...] = ()
+    joking: tuple[GatedRegex, ...] = ()
+    earnest: tuple[GatedRegex, ...] = ()
     #: The learner says the story or the character is themself ("사실 제 얘기예요"): a
     #: signal is demoted neither by the story it is told in nor by the laugh after it.
-    owned: tuple[re.Pattern[str], ...] = ()
+    owned: tuple[GatedRegex, ...] = ()
     #: A goodbye with its ordinary reason ("다음 주부터 입사해서", "course ends today, I'll
     #: be back"): its weak reading counts only after earlier distress.
-    farewell: tuple[re.Pattern[str], ...] = ()
+    farewell: tuple[GatedRegex, ...] = ()
     #: Someone else is the speaker ("my brother texted me", "엄마가 … 하세요"): a signal
     #: that stands only inside quotation marks is their words, spoken about.
-    reported: tuple[re.Pattern[str], ...] = ()
+    reported: tuple[GatedRegex, ...] = ()
 
     @staticmethod
-    def _first(patterns: Sequence[tuple[str, re.Pattern[str]]], text: str) -> str | None:
+    def _first(patterns: Sequence[tuple[str, GatedRegex]], text: str) -> str | None:
         for family, pattern in patterns:
             if pattern.search(text):
                 return family
         return None
 
     def _quotes_someone_else(
-        self, patterns: Sequence[tuple[str, re.Pattern[str]]], spellings: Sequence[str]
+        self, patterns: Sequence[tuple[str, GatedRegex]], spellings: Sequence[str]
     ) -> bool:
         """Every match of `patterns` stands inside quotation marks, and someone else is
         the speaker."""
@@ -259,7 +260,7 @@ def _decompose_pattern(source: str) -> str:
     return _decompose(_QUANTIFIED_SYLLABLE.sub(r"(?:\1)", source))
 
 
-def _compile(groups: object, where: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+def _compile(groups: object, where: str) -> tuple[tuple[str, GatedRegex], ...]:
     if not isinstance(groups, dict):
         raise ConfigurationError(f"safety rules: '{where}' must map family names to lists")
     out = []
@@ -269,7 +270,10 @@ def _compile(groups: object, where: str) -> tuple[tuple[str, re.Pattern[str]], .
         for source in patterns:
             try:
                 # Only decomposed, never case-folded: folding would turn \S into \s.
-                out.append((str(family), re.compile(_decompose_pattern(source), re.IGNORECASE)))
+                compiled = re.compile(_decompose_pattern(source), re.IGNORECASE)
+                # The rules read case-folded text (`_fold`): a pattern runs only when the
+                # literals it needs are there.
+                out.append((str(family), GatedRegex(compiled, text_case_folded=True)))
             except re.error as exc:
                 raise ConfigurationError(f"safety rules: {where}.{family}: {exc}") from exc
     return tuple(out)

@@ -97,16 +97,23 @@ def _class_needles(items: Any) -> _Needles | None:
     return _Needles(frozenset(chars), digit) if chars or digit else None
 
 
-def _needles_for(rx: re.Pattern[str]) -> _Needles | None:
-    if rx.flags & (re.IGNORECASE | re.LOCALE):
+def _needles_for(rx: re.Pattern[str], text_case_folded: bool) -> _Needles | None:
+    if rx.flags & re.LOCALE or (rx.flags & re.IGNORECASE and not text_case_folded):
         return None  # case folding would need folded needles; not worth the risk
     try:
         # The stdlib's own regex parser (private, hence the guarded import): any change in its
         # shape only disables the pre-check, never a match.
         parser = importlib.import_module("re._parser")
-        return _required_needles(parser.parse(rx.pattern, rx.flags).data)
+        needles = _required_needles(parser.parse(rx.pattern, rx.flags).data)
     except Exception:  # an optimisation must never break routing: fall back to searching
         return None
+    if needles is None or not rx.flags & re.IGNORECASE:
+        return needles
+    # The text arrives case-folded, so a literal matched case-insensitively is in it folded;
+    # a letter that folds to several (ß → ss) gets no needle.
+    if any(len(ch.casefold()) != 1 for s in needles.strings for ch in s):
+        return None
+    return _Needles(frozenset(s.casefold() for s in needles.strings), needles.digit)
 
 
 class GatedRegex:
@@ -115,10 +122,13 @@ class GatedRegex:
     The needles are derived on first use (not at import or construction time).
     """
 
-    __slots__ = ("_digit", "_ready", "_strings", "pattern")
+    __slots__ = ("_digit", "_folded", "_ready", "_strings", "pattern")
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
+    def __init__(self, pattern: re.Pattern[str], *, text_case_folded: bool = False) -> None:
+        """`text_case_folded`: every text searched is already `str.casefold()`ed, so a
+        case-insensitive pattern can be gated too."""
         self.pattern = pattern
+        self._folded = text_case_folded
         self._ready = False
         self._strings: tuple[str, ...] | None = None
         self._digit = False
@@ -126,7 +136,7 @@ class GatedRegex:
     def may_match(self, text: str) -> bool:
         """False only when `pattern` cannot match anywhere in `text` (or any substring of it)."""
         if not self._ready:
-            needles = _needles_for(self.pattern)
+            needles = _needles_for(self.pattern, self._folded)
             if needles is not None:
                 self._strings = tuple(sorted(needles.strings))
                 self._digit = needles.digit
