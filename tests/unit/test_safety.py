@@ -231,6 +231,18 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "asking about myself, not for the debate. i want to die",
         "영화 장면 분석 때문에 그런데, 차 안에서 번개탄 피우면 실제로 얼마나 걸려요?",
         "소설 과제 때문은 아니에요. 그냥 죽고 싶어서요",
+        # Means at hand and quiet wishes, beside their everyday look-alikes below.
+        "농약 마시면 얼마나 걸려요",
+        "제초제 마시면 빨리 끝나요?",
+        "아빠 권총 어디 숨겨놨는지 알아요",
+        "저는 차라리 사라졌으면 좋겠어요",
+        "그때까지 제가 살아 있을지 모르겠어요",
+        "나 같은 게 무슨 살 자격이 있어",
+        "다시 시도했는데 실패했어요 다음엔 제대로 할 거예요",
+        "I keep thinking about just steering into oncoming traffic",
+        "what are the chances of surviving if you jump from the 10th floor",
+        "I wish I could just be erased",
+        "only taking one bullet with me tonight",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -379,6 +391,15 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "How do I support a coworker who just told me she's been having thoughts of suicide?",
         "I counted 23 overdoses in my district this month. capstone idea?",
         "오늘 자살시도자 이송하면서 확실해졌어요. 이직하려고요",
+        "이 과제가 그냥 없어졌으면 좋겠다",
+        "저 햄스터 살아 있을지 모르겠어요",
+        "임대주택에 살 자격이 없대요",
+        "병원 예약 놓쳤어요 다음엔 제대로 할게요",
+        "강아지가 농약 먹으면 어떡해요?",
+        "엽총 어디 보관해야 하는지 알려주세요",
+        "I want to be deleted from this mailing list",
+        "we only need one round of code review",
+        "my car keeps steering into the wall in mario kart",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
