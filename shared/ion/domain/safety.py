@@ -256,6 +256,7 @@ def _bounded(run: re.Match[str]) -> str:
 
 
 def _decompose_pattern(source: str) -> str:
+    """A rule as compiled: runs bounded, Hangul decomposed like the text it reads."""
     source = _UNBOUNDED_RUN.sub(_bounded, source)
     return _decompose(_QUANTIFIED_SYLLABLE.sub(r"(?:\1)", source))
 

@@ -99,7 +99,7 @@ def _class_needles(items: Any) -> _Needles | None:
 
 def _needles_for(rx: re.Pattern[str], text_case_folded: bool) -> _Needles | None:
     if rx.flags & re.LOCALE or (rx.flags & re.IGNORECASE and not text_case_folded):
-        return None  # case folding would need folded needles; not worth the risk
+        return None  # a case-insensitive pattern is gated only on case-folded text
     try:
         # The stdlib's own regex parser (private, hence the guarded import): any change in its
         # shape only disables the pre-check, never a match.
