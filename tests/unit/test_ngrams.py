@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -82,3 +83,28 @@ def test_the_shipped_safety_head_carries_the_reader() -> None:
     head = load_artifact(artifact_path("safety")).head
     assert isinstance(head, PrototypeHead)
     assert isinstance(head.ngrams, NgramHead) and head.ngram_weight > 0
+
+
+def test_a_score_is_sublinear_tf_idf_of_the_known_buckets_dotted_with_the_weights() -> None:
+    # " hi " has six n-grams (see above); the head knows three of them, plus one bucket
+    # no n-gram of "hi" falls in.
+    known = (45996, 57143, 207532)
+    head = NgramHead(
+        buckets=np.asarray([*known, 250000], dtype=np.int64),
+        idf=np.asarray([1.5, 2.0, 0.5, 9.0], dtype=np.float32),
+        weights=np.asarray([0.25, -1.0, 2.0, 7.0], dtype=np.float32),
+        bias=-0.5,
+    )
+    tf = 1.0 + math.log(2)  # "hi hi": each n-gram twice
+    values = [tf * 1.5, tf * 2.0, tf * 0.5]
+    norm = math.sqrt(sum(v * v for v in values))
+    expected = -0.5 + sum(v / norm * w for v, w in zip(values, (0.25, -1.0, 2.0), strict=True))
+    assert head.score("hi hi") == expected
+    assert head.scores(["hi hi", "zzz", ""]).tolist() == [expected, -0.5, -0.5]
+    empty = NgramHead(
+        buckets=np.asarray([], dtype=np.int64),
+        idf=np.asarray([], dtype=np.float32),
+        weights=np.asarray([], dtype=np.float32),
+        bias=0.25,
+    )
+    assert empty.score("hi") == 0.25

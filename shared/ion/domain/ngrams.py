@@ -43,17 +43,6 @@ def ngram_counts(text: str) -> Counter[int]:
     return counts
 
 
-def features(text: str, idf: dict[int, float]) -> dict[int, float]:
-    """Sublinear tf × idf, unit length, over the buckets in `idf` (others carry nothing)."""
-    values = {
-        bucket: (1.0 + math.log(count)) * idf[bucket]
-        for bucket, count in ngram_counts(text).items()
-        if bucket in idf
-    }
-    norm = math.sqrt(sum(v * v for v in values.values()))
-    return {bucket: v / norm for bucket, v in values.items()} if norm > 0 else {}
-
-
 @dataclass(frozen=True)
 class NgramHead:
     """Logistic regression over hashed character n-grams: a crisis score per text."""
@@ -63,25 +52,31 @@ class NgramHead:
     weights: np.ndarray  # (n,) float32
     bias: float
 
-    def _lookup(self) -> tuple[dict[int, float], dict[int, float]]:
-        cached: tuple[dict[int, float], dict[int, float]] | None = self.__dict__.get("_maps")
-        if cached is None:
-            keys = [int(b) for b in self.buckets]
-            cached = (
-                dict(zip(keys, (float(v) for v in self.idf), strict=True)),
-                dict(zip(keys, (float(v) for v in self.weights), strict=True)),
-            )
-            object.__setattr__(self, "_maps", cached)
-        return cached
+    def score(self, text: str) -> float:
+        """The decision value of `text`: sublinear tf × idf over the buckets seen in
+        training (others carry nothing), unit length, dotted with the weights.
+
+        The buckets are looked up in the sorted array itself: a dict of them would hold
+        two Python objects per bucket, about 20 MB for 137,000 buckets."""
+        counts = ngram_counts(text)
+        if not counts or not len(self.buckets):
+            return self.bias + 0
+        keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        at = np.minimum(np.searchsorted(self.buckets, keys), len(self.buckets) - 1)
+        known = (self.buckets[at] == keys).tolist()
+        values = [
+            ((1.0 + math.log(count)) * float(self.idf[i]), i)
+            for count, i, k in zip(counts.values(), at.tolist(), known, strict=True)
+            if k
+        ]
+        norm = math.sqrt(sum(v * v for v, _ in values))
+        if norm <= 0:
+            return self.bias + 0
+        return self.bias + sum(v / norm * float(self.weights[i]) for v, i in values)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """The decision value (log-odds before stacking) of each text."""
-        idf, weights = self._lookup()
-        out = [
-            self.bias + sum(v * weights[b] for b, v in features(text, idf).items())
-            for text in texts
-        ]
-        return np.asarray(out, dtype=np.float64)
+        return np.asarray([self.score(text) for text in texts], dtype=np.float64)
 
     def to_bytes(self) -> bytes:
         return (
