@@ -60,7 +60,7 @@ class NgramHead:
         two Python objects per bucket, about 20 MB for 137,000 buckets."""
         counts = ngram_counts(text)
         if not counts or not len(self.buckets):
-            return self.bias + 0
+            return self.bias
         keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         at = np.minimum(np.searchsorted(self.buckets, keys), len(self.buckets) - 1)
         known = (self.buckets[at] == keys).tolist()
@@ -71,7 +71,7 @@ class NgramHead:
         ]
         norm = math.sqrt(sum(v * v for v, _ in values))
         if norm <= 0:
-            return self.bias + 0
+            return self.bias
         return self.bias + sum(v / norm * float(self.weights[i]) for v, i in values)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
