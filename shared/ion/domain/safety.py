@@ -175,6 +175,28 @@ class CrisisRules:
     #: that stands only inside quotation marks is their words, spoken about.
     reported: tuple[GatedRegex, ...] = ()
 
+    def named(self) -> list[tuple[str, GatedRegex]]:
+        """Every rule with where it stands ("signals.ko_explicit", "discussion")."""
+        out = [
+            (f"{kind}.{family}", gate)
+            for kind, rules in (
+                ("signals", self.signals),
+                ("weak_signals", self.weak_signals),
+                ("guards", self.guards),
+            )
+            for family, gate in rules
+        ]
+        for kind, gates in (
+            ("discussion", self.discussion),
+            ("joking", self.joking),
+            ("earnest", self.earnest),
+            ("owned", self.owned),
+            ("farewell", self.farewell),
+            ("reported", self.reported),
+        ):
+            out += [(kind, gate) for gate in gates]
+        return out
+
     @staticmethod
     def _first(patterns: Sequence[tuple[str, GatedRegex]], text: str) -> str | None:
         for family, pattern in patterns:
