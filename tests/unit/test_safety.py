@@ -420,6 +420,59 @@ def test_earlier_distress_makes_an_ambiguous_message_a_crisis() -> None:
     assert verdict.crisis and verdict.reasons == ("model after distress",)
 
 
+@pytest.mark.parametrize(
+    ("history", "message"),
+    [
+        (["I have the pills ready"], "never mind. can you just help me with the css grid thing"),
+        (["i've been stockpiling my pills since friday"], "anyway, how do I word a resume gap?"),
+        (
+            ["요즘 계속 죽고 싶다는 생각 들어요"],
+            "아 됐어요 그냥 잊어주세요 ㅋㅋ 스프링 질문이나 할게요",
+        ),
+        (["수면제 30알 모아놨음"], "ㅋㅋ 암튼 JPA N+1 문제 해결법 좀"),
+    ],
+)
+def test_dropping_the_subject_after_a_crisis_keeps_the_crisis(
+    detector: CrisisDetector, history: list[str], message: str
+) -> None:
+    # Taking a disclosure back is a warning sign: the safe answer still asks.
+    assert not detector.assess(message).crisis
+    verdict = detector.assess(message, history)
+    assert verdict.crisis
+    assert verdict.reasons == ("weak:changed the subject after distress",)
+
+
+@pytest.mark.parametrize(
+    ("text", "weak"),
+    [
+        ("nvm forget i said that. how do i center a div", "changed the subject"),
+        ("아 그건 그렇고 지도안 양식 좀 봐주세요", "changed the subject"),
+        ("아 근데 자바 상속 질문 하나만요", "changed the subject"),
+        # Saying what they meant is not dropping the subject.
+        ("the for loop I mean, anyway break or return?", None),
+        ("아 오해하실까봐요 ㅋㅋ 이번 프로젝트요. 암튼 배포만 하면 끝!", None),
+        # The same syllables inside other words, and "any way".
+        ("상담 다니면서 많이 정리됐어요", None),
+        ("준비 다 됐어요", None),
+        ("is there any way to recover a force-pushed branch?", None),
+    ],
+)
+def test_what_reads_as_dropping_the_subject(text: str, weak: str | None) -> None:
+    assert load_rules().read(text)[:2] == (None, weak)
+
+
+def test_dropping_the_subject_without_earlier_distress_is_an_ordinary_message(
+    detector: CrisisDetector,
+) -> None:
+    message = "anyway, can we just do the Python review"
+    assert not detector.assess(message, ["this merge conflict has 400 lines"]).crisis
+    # However much the model leans, the reading needs distress before it.
+    rules_only = CrisisDetector(load_rules(), thresholds=(0.9, 0.3, 0.1, 0.5, 0.95))
+    reading = rules_only.rules.read(message)
+    assert not rules_only.verdict(reading, [], [0.6]).crisis
+    assert rules_only.verdict(reading, [(None, None, None)], [0.8, 0.1]).crisis
+
+
 def test_korean_stems_match_every_ending() -> None:
     # NFD matching: the stem 뛰어내리 also matches 뛰어내릴까 (리 + ㄹ).
     rules = CrisisDetector(load_rules())

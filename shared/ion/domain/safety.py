@@ -143,11 +143,15 @@ RECENT_TEXTS = 4096
 DISCUSSED = " (discussed)"
 #: Suffix of a goodbye that gives its ordinary reason (a new job, the course's end).
 PLAIN = " (plain farewell)"
+#: The reading of a message that drops the subject ("anyway, can you explain closures",
+#: "아 됐어요 잊어주세요"): after a crisis message, taking it back is a warning sign, not
+#: an all-clear.
+CHANGED_SUBJECT = "changed the subject"
 
 
 def only_after_distress(weak: str | None) -> bool:
     """A weak reading that counts only after earlier distress, never on the model's lean."""
-    return weak is not None and weak.endswith((DISCUSSED, PLAIN))
+    return weak is not None and (weak.endswith((DISCUSSED, PLAIN)) or weak == CHANGED_SUBJECT)
 
 
 #: (signal family, weak-signal family, guard family) found in a text, or None each; the
@@ -174,6 +178,10 @@ class CrisisRules:
     #: Someone else is the speaker ("my brother texted me", "엄마가 … 하세요"): a signal
     #: that stands only inside quotation marks is their words, spoken about.
     reported: tuple[GatedRegex, ...] = ()
+    #: The learner drops the subject ("never mind", "암튼"), unless they say what they
+    #: meant ("I meant the project", "농담이에요"): a weak reading after distress only.
+    changed_subject: tuple[GatedRegex, ...] = ()
+    clarified: tuple[GatedRegex, ...] = ()
 
     def named(self) -> list[tuple[str, GatedRegex]]:
         """Every rule with where it stands ("signals.ko_explicit", "discussion")."""
@@ -193,6 +201,8 @@ class CrisisRules:
             ("owned", self.owned),
             ("farewell", self.farewell),
             ("reported", self.reported),
+            ("changed_subject", self.changed_subject),
+            ("clarified", self.clarified),
         ):
             out += [(kind, gate) for gate in gates]
         return out
@@ -253,6 +263,13 @@ class CrisisRules:
             and any(p.search(folded) for p in self.farewell)
         ):
             weak = f"{weak}{PLAIN}"
+        if (
+            signal is None
+            and weak is None
+            and any(p.search(folded) for p in self.changed_subject)
+            and not any(p.search(folded) for p in self.clarified)
+        ):
+            weak = CHANGED_SUBJECT
         guard = self._first(self.guards, folded)
         if guard is None and _reading_length(text) < MIN_MODEL_CHARS:
             guard = "short"
@@ -322,6 +339,8 @@ def load_rules(path: Path | None = None) -> CrisisRules:
     owned = guards.pop("owned", [])
     farewell = guards.pop("farewell", [])
     reported = guards.pop("reported", [])
+    changed_subject = guards.pop("changed_subject", [])
+    clarified = guards.pop("clarified", [])
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
@@ -332,6 +351,10 @@ def load_rules(path: Path | None = None) -> CrisisRules:
         owned=tuple(p for _, p in _compile({"owned": owned}, "guards")),
         farewell=tuple(p for _, p in _compile({"farewell": farewell}, "guards")),
         reported=tuple(p for _, p in _compile({"reported": reported}, "guards")),
+        changed_subject=tuple(
+            p for _, p in _compile({"changed_subject": changed_subject}, "guards")
+        ),
+        clarified=tuple(p for _, p in _compile({"clarified": clarified}, "guards")),
     )
 
 
