@@ -453,7 +453,7 @@ def test_dropping_the_subject_after_a_crisis_keeps_the_crisis(
         ("아 오해하실까봐요 ㅋㅋ 이번 프로젝트요. 암튼 배포만 하면 끝!", None),
         # The same syllables inside other words, and "any way".
         ("상담 다니면서 많이 정리됐어요", None),
-        ("준비 다 됐어요", None),
+        ("준비 다 됐어요, 내일 발표해요", None),
         ("is there any way to recover a force-pushed branch?", None),
     ],
 )
@@ -471,6 +471,43 @@ def test_dropping_the_subject_without_earlier_distress_is_an_ordinary_message(
     reading = rules_only.rules.read(message)
     assert not rules_only.verdict(reading, [], [0.6]).crisis
     assert rules_only.verdict(reading, [(None, None, None)], [0.8, 0.1]).crisis
+
+
+@pytest.mark.parametrize(
+    ("history", "message"),
+    [
+        (["i've decided on a date"], "friday"),
+        (["I want to die", "the library has 12 floors"], "top one"),
+        (["다들 나 없으면 편하겠지"], "ㅂㅂ"),
+    ],
+)
+def test_a_few_words_after_a_crisis_answer_it(
+    detector: CrisisDetector, history: list[str], message: str
+) -> None:
+    assert not detector.assess(message).crisis
+    verdict = detector.assess(message, history)
+    assert verdict.crisis
+    assert "weak:short reply after distress" in verdict.reasons
+
+
+@pytest.mark.parametrize(
+    ("text", "weak"),
+    [
+        ("yeah honestly", "short reply"),
+        ("오늘 가보려고요", "short reply"),
+        # Reassured, thankful, laughing, or saying what was meant: not an answer to distress.
+        ("지금은 진짜 괜찮아요", None),
+        ("sure thanks", None),
+        ("failed lol", None),
+        ("I mean the project", None),
+        # A guard's reading (a technical idiom) stands.
+        ("kill -9 it", None),
+        # Four words are not a short reply.
+        ("can you explain closures", None),
+    ],
+)
+def test_what_reads_as_a_short_reply(text: str, weak: str | None) -> None:
+    assert load_rules().read(text)[1] == weak
 
 
 def test_korean_stems_match_every_ending() -> None:

@@ -147,11 +147,18 @@ PLAIN = " (plain farewell)"
 #: "아 됐어요 잊어주세요"): after a crisis message, taking it back is a warning sign, not
 #: an all-clear.
 CHANGED_SUBJECT = "changed the subject"
+#: The reading of a reply of a few words that neither reassures nor laughs ("friday",
+#: "top one", "잘 있어", "yeah honestly"): after distress, it answers the distress.
+SHORT_REPLY = "short reply"
+#: At most this many words make a short reply.
+SHORT_REPLY_WORDS = 3
 
 
 def only_after_distress(weak: str | None) -> bool:
     """A weak reading that counts only after earlier distress, never on the model's lean."""
-    return weak is not None and (weak.endswith((DISCUSSED, PLAIN)) or weak == CHANGED_SUBJECT)
+    return weak is not None and (
+        weak.endswith((DISCUSSED, PLAIN)) or weak in (CHANGED_SUBJECT, SHORT_REPLY)
+    )
 
 
 #: (signal family, weak-signal family, guard family) found in a text, or None each; the
@@ -182,6 +189,9 @@ class CrisisRules:
     #: meant ("I meant the project", "농담이에요"): a weak reading after distress only.
     changed_subject: tuple[GatedRegex, ...] = ()
     clarified: tuple[GatedRegex, ...] = ()
+    #: A short reply that says the learner is all right, thanks, or laughs ("지금은 진짜
+    #: 괜찮아요", "sure thanks", "failed lol") is not read as answering the distress.
+    reassured: tuple[GatedRegex, ...] = ()
 
     def named(self) -> list[tuple[str, GatedRegex]]:
         """Every rule with where it stands ("signals.ko_explicit", "discussion")."""
@@ -203,6 +213,7 @@ class CrisisRules:
             ("reported", self.reported),
             ("changed_subject", self.changed_subject),
             ("clarified", self.clarified),
+            ("reassured", self.reassured),
         ):
             out += [(kind, gate) for gate in gates]
         return out
@@ -271,6 +282,15 @@ class CrisisRules:
         ):
             weak = CHANGED_SUBJECT
         guard = self._first(self.guards, folded)
+        if (
+            signal is None
+            and weak is None
+            and guard is None
+            and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
+            and not any(p.search(folded) for p in self.reassured)
+            and not any(p.search(folded) for p in self.clarified)
+        ):
+            weak = SHORT_REPLY
         if guard is None and _reading_length(text) < MIN_MODEL_CHARS:
             guard = "short"
         return signal, weak, guard
@@ -341,6 +361,7 @@ def load_rules(path: Path | None = None) -> CrisisRules:
     reported = guards.pop("reported", [])
     changed_subject = guards.pop("changed_subject", [])
     clarified = guards.pop("clarified", [])
+    reassured = guards.pop("reassured", [])
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
@@ -355,6 +376,7 @@ def load_rules(path: Path | None = None) -> CrisisRules:
             p for _, p in _compile({"changed_subject": changed_subject}, "guards")
         ),
         clarified=tuple(p for _, p in _compile({"clarified": clarified}, "guards")),
+        reassured=tuple(p for _, p in _compile({"reassured": reassured}, "guards")),
     )
 
 
