@@ -420,26 +420,43 @@ def test_earlier_distress_makes_an_ambiguous_message_a_crisis() -> None:
     assert verdict.crisis and verdict.reasons == ("model after distress",)
 
 
+CHANGED = "weak:changed the subject after distress"
+ANSWERED = "weak:short reply after distress"
+
+
 @pytest.mark.parametrize(
-    ("history", "message"),
+    ("history", "message", "reason"),
     [
-        (["I have the pills ready"], "never mind. can you just help me with the css grid thing"),
-        (["i've been stockpiling my pills since friday"], "anyway, how do I word a resume gap?"),
+        # Taking a disclosure back is a warning sign: the safe answer still asks.
+        (
+            ["I have the pills ready"],
+            "never mind. can you just help me with the css grid thing",
+            CHANGED,
+        ),
+        (
+            ["i've been stockpiling my pills since friday"],
+            "anyway, how do I word a resume gap?",
+            CHANGED,
+        ),
         (
             ["요즘 계속 죽고 싶다는 생각 들어요"],
             "아 됐어요 그냥 잊어주세요 ㅋㅋ 스프링 질문이나 할게요",
+            CHANGED,
         ),
-        (["수면제 30알 모아놨음"], "ㅋㅋ 암튼 JPA N+1 문제 해결법 좀"),
+        (["수면제 30알 모아놨음"], "ㅋㅋ 암튼 JPA N+1 문제 해결법 좀", CHANGED),
+        # A few words answer the distress before them.
+        (["i've decided on a date"], "friday", ANSWERED),
+        (["I want to die", "the library has 12 floors"], "top one", ANSWERED),
+        (["다들 나 없으면 편하겠지"], "ㅂㅂ", ANSWERED),
     ],
 )
-def test_dropping_the_subject_after_a_crisis_keeps_the_crisis(
-    detector: CrisisDetector, history: list[str], message: str
+def test_a_reply_after_a_crisis_keeps_the_crisis(
+    detector: CrisisDetector, history: list[str], message: str, reason: str
 ) -> None:
-    # Taking a disclosure back is a warning sign: the safe answer still asks.
     assert not detector.assess(message).crisis
     verdict = detector.assess(message, history)
     assert verdict.crisis
-    assert verdict.reasons == ("weak:changed the subject after distress",)
+    assert reason in verdict.reasons
 
 
 @pytest.mark.parametrize(
@@ -471,23 +488,6 @@ def test_dropping_the_subject_without_earlier_distress_is_an_ordinary_message(
     reading = rules_only.rules.read(message)
     assert not rules_only.verdict(reading, [], [0.6]).crisis
     assert rules_only.verdict(reading, [(None, None, None)], [0.8, 0.1]).crisis
-
-
-@pytest.mark.parametrize(
-    ("history", "message"),
-    [
-        (["i've decided on a date"], "friday"),
-        (["I want to die", "the library has 12 floors"], "top one"),
-        (["다들 나 없으면 편하겠지"], "ㅂㅂ"),
-    ],
-)
-def test_a_few_words_after_a_crisis_answer_it(
-    detector: CrisisDetector, history: list[str], message: str
-) -> None:
-    assert not detector.assess(message).crisis
-    verdict = detector.assess(message, history)
-    assert verdict.crisis
-    assert "weak:short reply after distress" in verdict.reasons
 
 
 @pytest.mark.parametrize(
