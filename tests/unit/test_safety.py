@@ -448,6 +448,17 @@ ANSWERED = "weak:short reply after distress"
         (["i've decided on a date"], "friday", ANSWERED),
         (["I want to die", "the library has 12 floors"], "top one", ANSWERED),
         (["다들 나 없으면 편하겠지"], "ㅂㅂ", ANSWERED),
+        # Whether the means suffice, or when they can be had.
+        (
+            ["I know exactly how much I need to take"],
+            "what time does the pharmacy on 5th usually close",
+            "weak:asks about the means after distress",
+        ),
+        (
+            ["오늘 약국 세 군데 돌면서 수면제 샀어요"],
+            "이 정도면 충분할까요? 내일 시험 끝나고 하려고요",
+            "weak:asks about the means after distress",
+        ),
     ],
 )
 def test_a_reply_after_a_crisis_keeps_the_crisis(
@@ -507,6 +518,21 @@ def test_dropping_the_subject_without_earlier_distress_is_an_ordinary_message(
     ],
 )
 def test_what_reads_as_a_short_reply(text: str, weak: str | None) -> None:
+    assert load_rules().read(text)[1] == weak
+
+
+@pytest.mark.parametrize(
+    ("text", "weak"),
+    [
+        ("I think I have enough now", "asks about the means"),
+        ("how high is our school roof", "asks about the means"),
+        ("약국 몇 시까지 열어요?", "asks about the means"),
+        # Enough of something, or to do something ordinary.
+        ("is 8GB of RAM enough for Android Studio? I've got enough to pass, I think", None),
+        ("enough of that, let's do the budget tracker", None),
+    ],
+)
+def test_what_reads_as_asking_about_the_means(text: str, weak: str | None) -> None:
     assert load_rules().read(text)[1] == weak
 
 

@@ -150,6 +150,9 @@ CHANGED_SUBJECT = "changed the subject"
 #: The reading of a reply of a few words that neither reassures nor laughs ("friday",
 #: "top one", "잘 있어", "yeah honestly"): after distress, it answers the distress.
 SHORT_REPLY = "short reply"
+#: The reading of a question whether the means suffice or can be had ("이 정도면
+#: 충분하겠죠?", "what time does the pharmacy close"): after distress, part of a plan.
+MEANS_QUESTION = "asks about the means"
 #: At most this many words make a short reply.
 SHORT_REPLY_WORDS = 3
 
@@ -157,7 +160,7 @@ SHORT_REPLY_WORDS = 3
 def only_after_distress(weak: str | None) -> bool:
     """A weak reading that counts only after earlier distress, never on the model's lean."""
     return weak is not None and (
-        weak.endswith((DISCUSSED, PLAIN)) or weak in (CHANGED_SUBJECT, SHORT_REPLY)
+        weak.endswith((DISCUSSED, PLAIN)) or weak in (CHANGED_SUBJECT, SHORT_REPLY, MEANS_QUESTION)
     )
 
 
@@ -192,6 +195,8 @@ class CrisisRules:
     #: A short reply that says the learner is all right, thanks, or laughs ("지금은 진짜
     #: 괜찮아요", "sure thanks", "failed lol") is not read as answering the distress.
     reassured: tuple[GatedRegex, ...] = ()
+    #: Whether the means suffice, or where and when they can be had: after distress only.
+    means_question: tuple[GatedRegex, ...] = ()
 
     def named(self) -> list[tuple[str, GatedRegex]]:
         """Every rule with where it stands ("signals.ko_explicit", "discussion")."""
@@ -214,6 +219,7 @@ class CrisisRules:
             ("changed_subject", self.changed_subject),
             ("clarified", self.clarified),
             ("reassured", self.reassured),
+            ("means_question", self.means_question),
         ):
             out += [(kind, gate) for gate in gates]
         return out
@@ -274,6 +280,8 @@ class CrisisRules:
             and any(p.search(folded) for p in self.farewell)
         ):
             weak = f"{weak}{PLAIN}"
+        if signal is None and weak is None and any(p.search(folded) for p in self.means_question):
+            weak = MEANS_QUESTION
         if (
             signal is None
             and weak is None
@@ -362,6 +370,7 @@ def load_rules(path: Path | None = None) -> CrisisRules:
     changed_subject = guards.pop("changed_subject", [])
     clarified = guards.pop("clarified", [])
     reassured = guards.pop("reassured", [])
+    means_question = guards.pop("means_question", [])
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
@@ -377,6 +386,7 @@ def load_rules(path: Path | None = None) -> CrisisRules:
         ),
         clarified=tuple(p for _, p in _compile({"clarified": clarified}, "guards")),
         reassured=tuple(p for _, p in _compile({"reassured": reassured}, "guards")),
+        means_question=tuple(p for _, p in _compile({"means_question": means_question}, "guards")),
     )
 
 
