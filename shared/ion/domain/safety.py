@@ -147,7 +147,7 @@ PLAIN = " (plain farewell)"
 #: "아 됐어요 잊어주세요"): after a crisis message, taking it back is a warning sign, not
 #: an all-clear.
 CHANGED_SUBJECT = "changed the subject"
-#: The reading of a reply of a few words that neither reassures nor laughs ("friday",
+#: The reading of a reply of a few words that neither reassures, laughs nor asks ("friday",
 #: "top one", "잘 있어", "yeah honestly"): after distress, it answers the distress.
 SHORT_REPLY = "short reply"
 #: The reading of a question whether the means suffice or can be had ("이 정도면
@@ -295,6 +295,7 @@ class CrisisRules:
             and weak is None
             and guard is None
             and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
+            and not folded.rstrip().endswith("?")  # a question asks; it does not answer
             and not any(p.search(folded) for p in self.reassured)
             and not any(p.search(folded) for p in self.clarified)
         ):
