@@ -15,6 +15,7 @@ from ion.domain import events
 from ion.domain.models import Intent, Pace, Persona, ResonanceKey, RoutingTraits, Tone, Usage
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.resonance import analyze
+from ion.domain.routing import Router, RouteResult
 from ion.entrypoints.events import handle_persona_event
 from ion.errors import DependencyUnavailable
 from ion.ports import RoutingStat, StatsDelta
@@ -92,6 +93,28 @@ def test_close_call_is_tipped_by_feedback() -> None:
     learned = LearnedRouter(TWO, stats, bound=0.05, min_votes=5).route(message).decision
     assert learned.primary == "beta"
     assert "feedback nudges" in learned.reason
+
+
+def test_a_nudged_message_is_routed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The nudges follow from the message's resonance key, read before routing: one
+    # routing pass (blend, ranking, explanation) per message, nudged or not.
+    message = "hello there"
+    key = analyze(message).key
+    passes: list[object] = []
+    route = Router.route
+
+    def counted(self: Router, *args: Any, **kwargs: Any) -> RouteResult:
+        passes.append(kwargs.get("adjustments"))
+        return route(self, *args, **kwargs)
+
+    monkeypatch.setattr(Router, "route", counted)
+    stats = StaticStats([stat("alpha", 0, 30, key), stat("beta", 30, 0, key)])
+    router = LearnedRouter(TWO, stats, bound=0.05, min_votes=5)
+    assert router.route(message).decision.primary == "beta"
+    assert passes == [{"alpha": -0.05 * 30 / 32, "beta": 0.05 * 30 / 32}]
+    passes.clear()
+    router.route("how do I deploy this deploy pipeline, step by step please")
+    assert len(passes) == 1
 
 
 def test_clear_call_is_never_overridden() -> None:

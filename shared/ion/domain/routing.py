@@ -269,6 +269,10 @@ class Router:
         )
         return RouteResult(decision=decision, analysis=scored.analysis)
 
+    def resonance(self, message: str) -> ResonanceAnalysis:
+        """The message's resonance reading, as `route` reads it (kept for recent texts)."""
+        return self._read(message).analysis
+
     def lexicon_reading(
         self, message: str, *, history: Sequence[str] = (), current_persona: str | None = None
     ) -> LexiconReading:

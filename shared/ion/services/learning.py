@@ -52,14 +52,24 @@ def adjustments_for(
     stats: Iterable[RoutingStat], key: ResonanceKey, *, bound: float, min_votes: int
 ) -> dict[str, float]:
     """Non-zero nudges per persona for messages read as `key`."""
-    result: dict[str, float] = {}
+    return dict(_nudges_by_key(stats, bound=bound, min_votes=min_votes).get(_key_of(key), {}))
+
+
+def _key_of(key: ResonanceKey) -> tuple[object, ...]:
+    # Enum members hash and compare by identity: cheaper than the model's own equality.
+    return (key.tone, key.pace, key.intent)
+
+
+def _nudges_by_key(
+    stats: Iterable[RoutingStat], *, bound: float, min_votes: int
+) -> dict[tuple[object, ...], dict[str, float]]:
+    """`adjustments_for` of every key at once: a dict lookup per message, not a scan."""
+    by_key: dict[tuple[object, ...], dict[str, float]] = {}
     for stat in stats:
-        if stat.resonance_key != key:
-            continue
         value = nudge(stat, bound=bound, min_votes=min_votes)
         if value != 0.0:
-            result[stat.persona] = value
-    return result
+            by_key.setdefault(_key_of(stat.resonance_key), {})[stat.persona] = value
+    return by_key
 
 
 class LearnedRouter(Router):
@@ -89,7 +99,11 @@ class LearnedRouter(Router):
         self._ttl_s = ttl_s
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._cached: list[RoutingStat] = []
+        # The statistics and the nudges read from them, replaced together.
+        self._cached: tuple[list[RoutingStat], dict[tuple[object, ...], dict[str, float]]] = (
+            [],
+            {},
+        )
         self._loaded_at: float | None = None
 
     @property
@@ -102,8 +116,11 @@ class LearnedRouter(Router):
 
     def statistics(self) -> list[RoutingStat]:
         """The (cached) statistics the router currently uses."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[list[RoutingStat], dict[tuple[object, ...], dict[str, float]]]:
         if self._stats is None:
-            return []
+            return [], {}
         now = self._monotonic()
         loaded = self._loaded_at
         if loaded is not None and now - loaded < self._ttl_s:
@@ -112,7 +129,9 @@ class LearnedRouter(Router):
             if self._loaded_at is not None and now - self._loaded_at < self._ttl_s:
                 return self._cached
             try:
-                self._cached = self._stats.routing_stats()
+                stats = self._stats.routing_stats()
+                nudges = _nudges_by_key(stats, bound=self._bound, min_votes=self._min_votes)
+                self._cached = (stats, nudges)
             except Exception:
                 log.warning("routing statistics unavailable; using the last copy", exc_info=True)
             # Also after a failure: retry after the TTL, not on every message.
@@ -127,7 +146,7 @@ class LearnedRouter(Router):
     def learned_adjustments(self, key: ResonanceKey) -> dict[str, float]:
         if self._bound <= 0:
             return {}
-        return adjustments_for(self.statistics(), key, bound=self._bound, min_votes=self._min_votes)
+        return dict(self._current()[1].get(_key_of(key), {}))
 
     def route(
         self,
@@ -137,17 +156,16 @@ class LearnedRouter(Router):
         current_persona: str | None = None,
         adjustments: Mapping[str, float] | None = None,
     ) -> RouteResult:
-        first = super().route(
-            message, history=history, current_persona=current_persona, adjustments=adjustments
-        )
-        learned = self.learned_adjustments(first.analysis.key)
-        if not learned:
-            return first
-        merged = dict(adjustments or {})
-        for persona, value in learned.items():
-            merged[persona] = merged.get(persona, 0.0) + value
+        # The nudges depend on the message's resonance key alone, which is read before
+        # routing: one routing pass, with them.
+        learned = self.learned_adjustments(self.resonance(message).key)
+        if learned:
+            merged = dict(adjustments or {})
+            for persona, value in learned.items():
+                merged[persona] = merged.get(persona, 0.0) + value
+            adjustments = merged
         return super().route(
-            message, history=history, current_persona=current_persona, adjustments=merged
+            message, history=history, current_persona=current_persona, adjustments=adjustments
         )
 
 
