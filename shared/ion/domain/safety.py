@@ -169,6 +169,21 @@ def only_after_distress(weak: str | None) -> bool:
 RuleReading = tuple[str | None, str | None, str | None]
 
 
+#: The groups of `safety.yaml`'s guards section that are not guards, in reading order.
+RULE_GROUPS = (
+    "discussion",
+    "joking",
+    "earnest",
+    "owned",
+    "farewell",
+    "reported",
+    "changed_subject",
+    "clarified",
+    "reassured",
+    "means_question",
+)
+
+
 @dataclass(frozen=True)
 class CrisisRules:
     signals: tuple[tuple[str, GatedRegex], ...]
@@ -209,19 +224,8 @@ class CrisisRules:
             )
             for family, gate in rules
         ]
-        for kind, gates in (
-            ("discussion", self.discussion),
-            ("joking", self.joking),
-            ("earnest", self.earnest),
-            ("owned", self.owned),
-            ("farewell", self.farewell),
-            ("reported", self.reported),
-            ("changed_subject", self.changed_subject),
-            ("clarified", self.clarified),
-            ("reassured", self.reassured),
-            ("means_question", self.means_question),
-        ):
-            out += [(kind, gate) for gate in gates]
+        for kind in RULE_GROUPS:
+            out += [(kind, gate) for gate in getattr(self, kind)]
         return out
 
     @staticmethod
@@ -362,32 +366,16 @@ def load_rules(path: Path | None = None) -> CrisisRules:
     if not isinstance(data, dict):
         raise ConfigurationError(f"safety rules {source}: expected a mapping")
     guards = dict(data.get("guards", {}))
-    discussion = guards.pop("discussion", [])
-    joking = guards.pop("joking", [])
-    earnest = guards.pop("earnest", [])
-    owned = guards.pop("owned", [])
-    farewell = guards.pop("farewell", [])
-    reported = guards.pop("reported", [])
-    changed_subject = guards.pop("changed_subject", [])
-    clarified = guards.pop("clarified", [])
-    reassured = guards.pop("reassured", [])
-    means_question = guards.pop("means_question", [])
+    # Groups of the guards section that are not guards: each is read on its own.
+    groups = {
+        name: tuple(p for _, p in _compile({name: guards.pop(name, [])}, "guards"))
+        for name in RULE_GROUPS
+    }
     return CrisisRules(
         signals=_compile(data.get("signals", {}), "signals"),
         weak_signals=_compile(data.get("weak_signals", {}), "weak_signals"),
         guards=_compile(guards, "guards"),
-        discussion=tuple(p for _, p in _compile({"discussion": discussion}, "guards")),
-        joking=tuple(p for _, p in _compile({"joking": joking}, "guards")),
-        earnest=tuple(p for _, p in _compile({"earnest": earnest}, "guards")),
-        owned=tuple(p for _, p in _compile({"owned": owned}, "guards")),
-        farewell=tuple(p for _, p in _compile({"farewell": farewell}, "guards")),
-        reported=tuple(p for _, p in _compile({"reported": reported}, "guards")),
-        changed_subject=tuple(
-            p for _, p in _compile({"changed_subject": changed_subject}, "guards")
-        ),
-        clarified=tuple(p for _, p in _compile({"clarified": clarified}, "guards")),
-        reassured=tuple(p for _, p in _compile({"reassured": reassured}, "guards")),
-        means_question=tuple(p for _, p in _compile({"means_question": means_question}, "guards")),
+        **groups,
     )
 
 
