@@ -661,6 +661,24 @@ def test_an_english_crisis_gets_english_resources_and_no_cache_entry(
     assert store.database.read_one("SELECT COUNT(*) FROM response_cache") == (0,)
 
 
+def test_dropping_the_subject_after_a_crisis_still_gets_the_safe_answer(
+    app: App, auth: dict[str, str]
+) -> None:
+    api = _api(app)
+    first = _chat(api, auth, CRISIS_EN)
+    conversation = first["conversation_id"]
+    follow = "never mind. can you just explain what a closure is in JS"
+    body = _chat(api, auth, follow, conversation_id=conversation)
+    assert body["safety"]["crisis"] is True
+    assert body["safety"]["resources"][0]["phone"] == "988"
+    assert body["reply"] == load_policy().template_answer("en")
+    # The same question opening a conversation is an ordinary one.
+    fresh = _chat(api, auth, follow)
+    assert fresh["safety"] == {"crisis": False, "resources": []}
+    detail = api.get(f"/v1/conversations/{conversation}", headers=auth).get_json()
+    assert [m["crisis"] for m in detail["messages"]] == [False, True, False, True]
+
+
 def test_a_calm_reply_says_so_with_no_resources(app: App, auth: dict[str, str]) -> None:
     body = _chat(_api(app), auth, "How do database indexes work internally?")
     assert body["safety"] == {"crisis": False, "resources": []}
