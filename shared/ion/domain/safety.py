@@ -284,29 +284,34 @@ class CrisisRules:
             and any(p.search(folded) for p in self.farewell)
         ):
             weak = f"{weak}{PLAIN}"
-        if signal is None and weak is None and any(p.search(folded) for p in self.means_question):
-            weak = MEANS_QUESTION
-        if (
-            signal is None
-            and weak is None
-            and any(p.search(folded) for p in self.changed_subject)
-            and not any(p.search(folded) for p in self.clarified)
-        ):
-            weak = CHANGED_SUBJECT
         guard = self._first(self.guards, folded)
-        if (
-            signal is None
-            and weak is None
-            and guard is None
-            and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
-            and not folded.rstrip().endswith("?")  # a question asks; it does not answer
-            and not any(p.search(folded) for p in self.reassured)
-            and not any(p.search(folded) for p in self.clarified)
-        ):
-            weak = SHORT_REPLY
+        if signal is None and weak is None:
+            weak = self._reply_to_distress(folded, guard)
         if guard is None and _reading_length(text) < MIN_MODEL_CHARS:
             guard = "short"
         return signal, weak, guard
+
+    def _reply_to_distress(self, folded: str, guard: str | None) -> str | None:
+        """What a message with no signal of its own says when it follows distress: it asks
+        about the means, drops the subject, or answers in a few words; or nothing."""
+        if _any(self.means_question, folded):
+            return MEANS_QUESTION
+        clarified = _any(self.clarified, folded)
+        if _any(self.changed_subject, folded) and not clarified:
+            return CHANGED_SUBJECT
+        if (
+            guard is None
+            and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
+            and not folded.rstrip().endswith("?")  # a question asks; it does not answer
+            and not _any(self.reassured, folded)
+            and not clarified
+        ):
+            return SHORT_REPLY
+        return None
+
+
+def _any(gates: Sequence[GatedRegex], text: str) -> bool:
+    return any(gate.search(text) for gate in gates)
 
 
 #: A Hangul syllable under a quantifier ("목을?"): decomposed, the quantifier would apply
