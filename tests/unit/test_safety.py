@@ -243,6 +243,8 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "what are the chances of surviving if you jump from the 10th floor",
         "I wish I could just be erased",
         "only taking one bullet with me tonight",
+        "I'm not going to be around much longer",
+        "i won't be around for christmas this year. or any year",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -400,6 +402,9 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "I want to be deleted from this mailing list",
         "we only need one round of code review",
         "my car keeps steering into the wall in mario kart",
+        # Away for a stated while: a plainly temporary disappearance.
+        "I'm not going to be around for the next 18 months (military service)",
+        "im not gonna be around for a couple of weeks, finals",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
