@@ -26,7 +26,7 @@ from datetime import UTC
 from typing import Any, Literal, Protocol
 
 from ion.domain import events
-from ion.domain.models import ResonanceKey
+from ion.domain.models import Intent, Pace, ResonanceKey, Tone
 from ion.domain.personas import PersonaCatalog
 from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
 from ion.ports import Clock, DailyCount, RoutingStat, RoutingStatsStore, StatsDelta
@@ -55,16 +55,20 @@ def adjustments_for(
     return dict(_nudges_by_key(stats, bound=bound, min_votes=min_votes).get(_key_of(key), {}))
 
 
-def _key_of(key: ResonanceKey) -> tuple[object, ...]:
-    # Enum members hash and compare by identity: cheaper than the model's own equality.
+#: A resonance key as a dict key: enum members hash and compare by identity, cheaper than
+#: the model's own equality.
+_Key = tuple[Tone, Pace, Intent]
+#: Per resonance key, the non-zero nudge of each persona.
+_Nudges = dict[_Key, dict[str, float]]
+
+
+def _key_of(key: ResonanceKey) -> _Key:
     return (key.tone, key.pace, key.intent)
 
 
-def _nudges_by_key(
-    stats: Iterable[RoutingStat], *, bound: float, min_votes: int
-) -> dict[tuple[object, ...], dict[str, float]]:
+def _nudges_by_key(stats: Iterable[RoutingStat], *, bound: float, min_votes: int) -> _Nudges:
     """`adjustments_for` of every key at once: a dict lookup per message, not a scan."""
-    by_key: dict[tuple[object, ...], dict[str, float]] = {}
+    by_key: _Nudges = {}
     for stat in stats:
         value = nudge(stat, bound=bound, min_votes=min_votes)
         if value != 0.0:
@@ -100,10 +104,7 @@ class LearnedRouter(Router):
         self._monotonic = monotonic
         self._lock = threading.Lock()
         # The statistics and the nudges read from them, replaced together.
-        self._cached: tuple[list[RoutingStat], dict[tuple[object, ...], dict[str, float]]] = (
-            [],
-            {},
-        )
+        self._cached: tuple[list[RoutingStat], _Nudges] = ([], {})
         self._loaded_at: float | None = None
 
     @property
@@ -118,7 +119,7 @@ class LearnedRouter(Router):
         """The (cached) statistics the router currently uses."""
         return self._current()[0]
 
-    def _current(self) -> tuple[list[RoutingStat], dict[tuple[object, ...], dict[str, float]]]:
+    def _current(self) -> tuple[list[RoutingStat], _Nudges]:
         if self._stats is None:
             return [], {}
         now = self._monotonic()
