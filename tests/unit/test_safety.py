@@ -245,6 +245,9 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "only taking one bullet with me tonight",
         "I'm not going to be around much longer",
         "i won't be around for christmas this year. or any year",
+        # Someone else's words, then the learner's own: "저도 같은 마음", following them.
+        "친구가 죽고 싶다고 할 때마다 말리는데, 솔직히 저도 같은 마음이에요.",
+        "my best friend died by suicide in march and i think about following her",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -405,6 +408,7 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         # Away for a stated while: a plainly temporary disappearance.
         "I'm not going to be around for the next 18 months (military service)",
         "im not gonna be around for a couple of weeks, finals",
+        "thinking about following her into data science, she loves it",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
@@ -481,6 +485,9 @@ def test_a_reply_after_a_crisis_keeps_the_crisis(
         ("nvm forget i said that. how do i center a div", "changed the subject"),
         ("아 그건 그렇고 지도안 양식 좀 봐주세요", "changed the subject"),
         ("아 근데 자바 상속 질문 하나만요", "changed the subject"),
+        ("그냥 아무것도 아니에요. 커밋 메시지 컨벤션 뭐 쓰세요?", "changed the subject"),
+        ("nah it's nothing, can you check my SQL", "changed the subject"),
+        ("I'm preparing for the worst and hoping it's nothing, the screening is Tuesday", None),
         # Saying what they meant is not dropping the subject.
         ("the for loop I mean, anyway break or return?", None),
         ("아 오해하실까봐요 ㅋㅋ 이번 프로젝트요. 암튼 배포만 하면 끝!", None),
