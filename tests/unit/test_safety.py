@@ -525,8 +525,9 @@ def test_dropping_the_subject_without_earlier_distress_is_an_ordinary_message(
         ("I mean the project", None),
         # A guard's reading (a technical idiom) stands.
         ("kill -9 it", None),
-        # A question asks; it does not answer ("why is that?" after "so tired lately").
-        ("왜 그럴까요?", None),
+        # A question of a few words continues the distress too ("is that bad?" after
+        # "forever").
+        ("is that bad?", "short reply"),
         # Four words are not a short reply.
         ("can you explain closures", None),
     ],

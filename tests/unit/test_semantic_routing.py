@@ -267,7 +267,13 @@ def test_safety_training_calibrates_every_operating_point(
         writers.append(tmp_path / source.name)
         writers[-1].write_text("\n".join(lines) + "\n", encoding="utf-8")
     everyday = tmp_path / "everyday.jsonl"
-    lines = ROUTING_CORPUS[0].read_text(encoding="utf-8").splitlines()[:80]
+    # Single messages: so few writers make a weak model, whose reading of an everyday
+    # conversation's earlier turn as distress would leave no threshold within the budgets.
+    lines = [
+        line
+        for line in ROUTING_CORPUS[0].read_text(encoding="utf-8").splitlines()
+        if len(json.loads(line).get("turns", [None])) == 1
+    ][:80]
     everyday.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     report = train_safety(writers, embedder, load_rules(), [everyday])

@@ -147,8 +147,8 @@ PLAIN = " (plain farewell)"
 #: "아 됐어요 잊어주세요"): after a crisis message, taking it back is a warning sign, not
 #: an all-clear.
 CHANGED_SUBJECT = "changed the subject"
-#: The reading of a reply of a few words that neither reassures, laughs nor asks ("friday",
-#: "top one", "잘 있어", "yeah honestly"): after distress, it answers the distress.
+#: The reading of a reply of a few words that neither reassures nor laughs ("friday", "top
+#: one", "잘 있어", "is that bad?"): after distress, it answers the distress.
 SHORT_REPLY = "short reply"
 #: The reading of a question whether the means suffice or can be had ("이 정도면
 #: 충분하겠죠?", "what time does the pharmacy close"): after distress, part of a plan.
@@ -302,7 +302,6 @@ class CrisisRules:
         if (
             guard is None
             and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
-            and not folded.rstrip().endswith("?")  # a question asks; it does not answer
             and not _any(self.reassured, folded)
             and not clarified
         ):
