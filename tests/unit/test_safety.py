@@ -506,11 +506,6 @@ def test_dropping_the_subject_without_earlier_distress_is_an_ordinary_message(
 ) -> None:
     message = "anyway, can we just do the Python review"
     assert not detector.assess(message, ["this merge conflict has 400 lines"]).crisis
-    # However much the model leans, the reading needs distress before it.
-    rules_only = CrisisDetector(load_rules(), thresholds=(0.9, 0.3, 0.1, 0.5, 0.95))
-    reading = rules_only.rules.read(message)
-    assert not rules_only.verdict(reading, [], [0.6]).crisis
-    assert rules_only.verdict(reading, [(None, None, None)], [0.8, 0.1]).crisis
 
 
 @pytest.mark.parametrize(
@@ -895,6 +890,10 @@ def test_a_hangul_syllable_reads_as_two_letters() -> None:
             "context (plain farewell)",
         ),
         ("이 동네 떠나고 싶어요. 빨리 서울 가서 취업하고 싶어요", "context (plain farewell)"),
+        # Replies that take their meaning from the distress before them.
+        ("anyway, can we just do the Python review", "changed the subject"),
+        ("friday", "short reply"),
+        ("I think I have enough now", "asks about the means"),
     ],
 )
 def test_spoken_about_and_plain_farewells_count_only_after_distress(text: str, weak: str) -> None:
