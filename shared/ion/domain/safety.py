@@ -252,21 +252,20 @@ class CrisisRules:
         signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
         weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
         weak_said = weak is not None  # a weak phrasing was found, not a demoted signal
-        owned = any(p.search(folded) for p in self.owned)
+        owned = _any(self.owned, folded)
         if (
             signal is not None
             and not owned
             and (
-                any(p.search(folded) for p in self.discussion)
-                or self._quotes_someone_else(self.signals, spellings)
+                _any(self.discussion, folded) or self._quotes_someone_else(self.signals, spellings)
             )
         ):
             signal, weak = None, weak or f"{signal}{DISCUSSED}"
         elif (
             signal is not None
             and not owned
-            and any(p.search(folded) for p in self.joking)
-            and not any(p.search(folded) for p in self.earnest)
+            and _any(self.joking, folded)
+            and not _any(self.earnest, folded)
         ):
             signal, weak = None, weak or f"{signal} (laughing)"
         if (
@@ -281,7 +280,7 @@ class CrisisRules:
             signal is None
             and weak is not None
             and not only_after_distress(weak)
-            and any(p.search(folded) for p in self.farewell)
+            and _any(self.farewell, folded)
         ):
             weak = f"{weak}{PLAIN}"
         guard = self._first(self.guards, folded)
