@@ -293,19 +293,17 @@ class CrisisRules:
     def _reply_to_distress(self, folded: str, guard: str | None) -> str | None:
         """What a message with no signal of its own says when it follows distress: it asks
         about the means, drops the subject, or answers in a few words; or nothing."""
+        # Every message is read so, most without any distress before them: the cheapest
+        # tests first, and "what was meant" only for a message that could need it.
         if _any(self.means_question, folded):
             return MEANS_QUESTION
-        clarified = _any(self.clarified, folded)
-        if _any(self.changed_subject, folded) and not clarified:
+        dropped = _any(self.changed_subject, folded)
+        short = guard is None and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
+        if not (dropped or short) or _any(self.clarified, folded):
+            return None
+        if dropped:
             return CHANGED_SUBJECT
-        if (
-            guard is None
-            and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
-            and not _any(self.reassured, folded)
-            and not clarified
-        ):
-            return SHORT_REPLY
-        return None
+        return None if _any(self.reassured, folded) else SHORT_REPLY
 
 
 def _any(gates: Sequence[GatedRegex], text: str) -> bool:
