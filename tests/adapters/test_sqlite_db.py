@@ -175,3 +175,32 @@ def test_writes_together_share_one_transaction_and_a_failed_one_undoes_only_itse
         pass  # no write: no transaction
     assert statements.count("BEGIN IMMEDIATE") == 1
     db.close()
+
+
+def test_a_failed_first_write_together_rolls_back_alone_and_later_writes_are_kept(
+    tmp_path: Path,
+) -> None:
+    db = SqliteDatabase(tmp_path / "ion.sqlite3")
+    quota = SqliteQuotaStore(db)
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    quota.increment("warm", 1, expires_at=later)  # schema applied
+    statements: list[str] = []
+    db.connection().set_trace_callback(statements.append)
+    with db.together():
+        with pytest.raises(RuntimeError), db.write() as conn:
+            conn.execute("INSERT INTO quota_counters (key, value, expires_at) VALUES ('a', 5, 'x')")
+            raise RuntimeError("the first write fails")
+        quota.increment("b", 1, expires_at=later)
+        quota.increment("c", 1, expires_at=later)
+    # The first write of a transaction takes no savepoint: undoing it is the rollback.
+    control = {"BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE", "COMMIT"}
+    assert [s.split()[0] for s in statements if s.split()[0] in control] == [
+        "BEGIN",
+        "ROLLBACK",
+        "BEGIN",
+        "SAVEPOINT",
+        "RELEASE",
+        "COMMIT",
+    ]
+    assert (quota.counter("a"), quota.counter("b"), quota.counter("c")) == (0, 1, 1)
+    db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from ion.domain.routing import Router, RouteResult
 from ion.entrypoints.events import handle_persona_event
 from ion.errors import DependencyUnavailable
 from ion.ports import RoutingStat, StatsDelta
-from ion.services.learning import LearnedRouter, adjustments_for, deltas_for, nudge
+from ion.services.learning import (
+    LearnedRouter,
+    adjustments_for,
+    deltas_for,
+    nudge,
+    stats_subscriber,
+)
 from tests.fakes.clock import ManualClock
 from tests.support.paths import REPO
 
@@ -228,6 +235,27 @@ def _push(data: bytes, message_id: str = "m1") -> dict[str, Any]:
         "message": {"data": base64.b64encode(data).decode(), "messageId": message_id},
         "subscription": "projects/p/subscriptions/s",
     }
+
+
+def test_the_pubsub_consumer_logs_each_outcome_and_the_in_process_one_only_at_debug(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteLearningAndBackupStore(tmp_path / "ion.sqlite3")
+    clock = ManualClock(T0)
+    caplog.set_level(logging.DEBUG, logger="ion.consumers")
+    handle_persona_event(_push(events.encode_event(_turn_event("1" * 32))), store, clock)
+    stats_subscriber(store, clock)(_turn_event("2" * 32))
+    lines = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "ion.consumers" and "applied" in r.getMessage()
+    ]
+    assert lines == [
+        (logging.INFO, f"persona_events: applied chat.turn.completed {'1' * 32}"),
+        (logging.DEBUG, f"persona_events: applied chat.turn.completed {'2' * 32}"),
+    ]
+    assert store.routing_stats() == [RoutingStat(persona="lua", resonance_key=KEY, turns=2)]
+    store.close()
 
 
 def test_consumer_counts_once_drops_malformed_and_retries_transient(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -77,13 +78,17 @@ class DuoRule(_Strict):
         """The message's parts: split at sentence ends, commas, Korean sentence endings and
         the connective -는데 ("우울한데 …"), and the clause words; a part shorter than
         `min_clause_chars` joins the next."""
-        words = "|".join(re.escape(w) for w in self.clause_words)
-        breaks = re.compile(
-            r"(?<=[.!?…])\s+|\s*[,;]\s+|(?<=[요다죠까])\s+|(?<=[는은한]데)\s+"
-            + (rf"|\s+(?:{words})\s+" if words else ""),
-            re.IGNORECASE,
-        )
-        return join_short_pieces(breaks.split(text), self.min_clause_chars)
+        return join_short_pieces(_breaks(self.clause_words).split(text), self.min_clause_chars)
+
+
+@lru_cache(maxsize=8)
+def _breaks(clause_words: tuple[str, ...]) -> re.Pattern[str]:
+    words = "|".join(re.escape(w) for w in clause_words)
+    return re.compile(
+        r"(?<=[.!?…])\s+|\s*[,;]\s+|(?<=[요다죠까])\s+|(?<=[는은한]데)\s+"
+        + (rf"|\s+(?:{words})\s+" if words else ""),
+        re.IGNORECASE,
+    )
 
 
 class ClarifyRule(_Strict):

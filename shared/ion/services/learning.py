@@ -213,8 +213,12 @@ Outcome = Literal["applied", "duplicate", "ignored", "dropped"]
 consumer_log = logging.getLogger("ion.consumers")
 
 
-def apply_stats_event(raw: bytes, stats: RoutingStatsStore, clock: Clock) -> Outcome:
-    """Decode one event and apply it to the routing statistics exactly once."""
+def apply_stats_event(
+    raw: bytes, stats: RoutingStatsStore, clock: Clock, *, outcome_level: int = logging.INFO
+) -> Outcome:
+    """Decode one event and apply it to the routing statistics exactly once; its outcome
+    is logged at `outcome_level` (an event that cannot be applied always at INFO or
+    above)."""
     try:
         event = events.decode_event(raw)
     except events.UnknownEventType as exc:
@@ -230,15 +234,20 @@ def apply_stats_event(raw: bytes, stats: RoutingStatsStore, clock: Clock) -> Out
         daily=daily_counts_for(event),
     )
     outcome: Outcome = "applied" if applied else "duplicate"
-    consumer_log.info("persona_events: %s %s %s", outcome, event.event_type, event.event_id)
+    consumer_log.log(
+        outcome_level, "persona_events: %s %s %s", outcome, event.event_type, event.event_id
+    )
     return outcome
 
 
 def stats_subscriber(stats: RoutingStatsStore, clock: Clock) -> Any:
-    """An in-process transport subscriber (embedded backend) applying events to the stats."""
+    """An in-process transport subscriber (embedded backend) applying events to the stats.
+
+    It runs inside the request that published the event, which logs its own line: the
+    event's outcome is a DEBUG line here, not a second INFO line for every chat turn."""
 
     def on_event(envelope: dict[str, Any]) -> None:
-        apply_stats_event(events.encode_event(envelope), stats, clock)
+        apply_stats_event(events.encode_event(envelope), stats, clock, outcome_level=logging.DEBUG)
 
     return on_event
 

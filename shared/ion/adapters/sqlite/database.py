@@ -285,6 +285,15 @@ def _savepoint(conn: sqlite3.Connection, local: threading.local) -> Iterator[sql
     """A savepoint of the thread's transaction (begun here when `together` has not yet)."""
     if not conn.in_transaction:
         conn.execute("BEGIN IMMEDIATE")
+        # The transaction's first write needs no savepoint of its own: undoing it is
+        # rolling the transaction back, and the writes after it begin a new one.
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return
     depth = getattr(local, "depth", 0)
     name = f"write_{depth}"
     local.depth = depth + 1
