@@ -22,6 +22,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -53,6 +54,7 @@ class UnknownEventType(MalformedEvent):
     """A well-formed envelope whose `event_type` this code does not know; safe to skip."""
 
 
+@lru_cache(maxsize=1024)  # a request hashes its learner's id for its log, events and stats
 def hash_user_id(user_id: str) -> str:
     """A stable pseudonym for a user id: sha256 over a domain-separated input, 32 hex chars.
 

@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,9 @@ def _orchestration_json(m: Message) -> str | None:
     return json.dumps(shape, ensure_ascii=False, separators=(",", ":"))
 
 
+# A conversation's last messages are read again on every turn of it: a row already made
+# into a Message is reused. The key is the whole row, so a row that changed is read anew.
+@lru_cache(maxsize=1024)
 def _message(row: tuple[Any, ...]) -> Message:
     return Message(
         id=row[0],
