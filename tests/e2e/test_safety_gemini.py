@@ -102,3 +102,19 @@ def test_a_calm_message_still_uses_the_persona_prompt(
     assert body["safety"] == {"crisis": False, "resources": []}
     (sent,) = fake_gemini.requests
     assert "safe-messaging" not in (sent.system_instruction or "")
+
+
+def test_a_learner_who_moves_on_after_a_crisis_is_acknowledged_and_checked_on(
+    api: CheckedClient, auth: dict[str, str], fake_gemini: FakeGemini
+) -> None:
+    policy = load_policy()
+    fake_gemini.enqueue(PRIMARY, answer("Thank you for telling me. Are you safe right now?"))
+    first = _post(api, auth, CRISIS_EN).get_json()
+    fake_gemini.enqueue(PRIMARY, answer("We can look at that together soon. Are you safe?"))
+    follow = "never mind. can you just explain what a closure is in JS"
+    body = _post(api, auth, follow, conversation_id=first["conversation_id"]).get_json()
+    assert body["safety"]["crisis"] is True and body["persona"]["id"] == "lua"
+    before, after = (sent.system_instruction or "" for sent in fake_gemini.requests)
+    assert policy.moved_on.prompt["en"] not in before
+    assert policy.moved_on.prompt["en"] in after and "safe-messaging" in after
+    assert fake_gemini.requests[-1].contents[-1] == ("user", follow)

@@ -13,14 +13,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from ion.bootstrap import App, build_app, build_detector, load_embedder, set_app
 from ion.domain import events
-from ion.domain.crisis import load_policy
+from ion.domain.crisis import CrisisPolicy, load_policy
+from ion.domain.models import Language
 from ion.domain.safety import (
     MAX_SEGMENTS,
     SEGMENT_ABOVE_CHARS,
     CrisisDetector,
+    SafetyAssessment,
     join_split_words,
     load_rules,
     segments,
@@ -676,10 +679,14 @@ def test_dropping_the_subject_after_a_crisis_still_gets_the_safe_answer(
     first = _chat(api, auth, CRISIS_EN)
     conversation = first["conversation_id"]
     follow = "never mind. can you just explain what a closure is in JS"
+    assert first["reply"] == load_policy().template_answer("en")
     body = _chat(api, auth, follow, conversation_id=conversation)
     assert body["safety"]["crisis"] is True
     assert body["safety"]["resources"][0]["phone"] == "988"
-    assert body["reply"] == load_policy().template_answer("en")
+    # The question is acknowledged, not answered: the answer checks on the learner first.
+    assert body["reply"] == load_policy().template_answer("en", moved_on=True)
+    assert body["reply"].startswith("I'm glad to come back to your question with you")
+    assert "closure" not in body["reply"]
     # The same question opening a conversation is an ordinary one.
     fresh = _chat(api, auth, follow)
     assert fresh["safety"] == {"crisis": False, "resources": []}
@@ -782,6 +789,39 @@ def test_a_bad_resources_file_is_refused_clearly(
         load_policy(path)
     assert problem in caught.value.message
     assert str(path) in caught.value.message
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_the_safe_answer_to_a_learner_who_moved_on_opens_with_the_acknowledgement(
+    language: Language,
+) -> None:
+    policy = load_policy()
+    plain = policy.template_answer(language)
+    moved_on = policy.template_answer(language, moved_on=True)
+    assert moved_on == f"{policy.moved_on.template[language]}\n\n{plain}"
+
+    def prompt(moved_on: bool) -> str:
+        return policy.request(
+            language=language,
+            history=[],
+            message="x",
+            history_window=4,
+            max_output_tokens=100,
+            moved_on=moved_on,
+        ).system_prompt
+
+    calm, asked = prompt(False), prompt(True)
+    assert "{moved_on}" not in calm and policy.moved_on.prompt[language] not in calm
+    # The acknowledgement's line joins the list, just before the language instruction.
+    *guidance, language_line = calm.splitlines()
+    assert asked == "\n".join([*guidance, policy.moved_on.prompt[language], language_line])
+
+
+def test_only_a_dropped_subject_after_distress_counts_as_moving_on() -> None:
+    assert SafetyAssessment(True, 0.4, (CHANGED,)).moved_on is True
+    assert SafetyAssessment(True, 0.4, ("model after distress", CHANGED)).moved_on is True
+    assert SafetyAssessment(True, 0.4, (ANSWERED,)).moved_on is False
+    assert SafetyAssessment(True, 1.0, ("signal:en_explicit",)).moved_on is False
 
 
 def test_a_model_answer_without_the_resources_gets_them_appended() -> None:
@@ -998,3 +1038,10 @@ def test_only_words_spelled_around_a_filter_are_joined() -> None:
     # A full stop after a longer word, a grade, a count: left as written.
     for text in ("가자.살려줘", "고3인데 요즘 힘들어요", "실버3이고 대회까지 4달", "1일1커밋"):
         assert join_split_words(text) == text
+
+
+def test_the_policy_needs_every_text_in_both_languages() -> None:
+    data = load_policy().model_dump()
+    del data["moved_on"]["template"]["ko"]
+    with pytest.raises(ValidationError, match=r"moved_on\.template for 'ko' is missing"):
+        CrisisPolicy.model_validate(data)

@@ -43,6 +43,16 @@ class _Resources(BaseModel):
         return self
 
 
+class MovedOn(BaseModel):
+    """What the safe answer adds when the learner moved on to another question after
+    distress: a line of the safe prompt, and the template's opening."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: dict[Language, str]
+    template: dict[Language, str]
+
+
 class CrisisPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -50,6 +60,21 @@ class CrisisPolicy(BaseModel):
     resources: dict[Language, list[CrisisResource]]
     prompt: dict[Language, str]
     template: dict[Language, str]
+    moved_on: MovedOn
+
+    @model_validator(mode="after")
+    def _every_language(self) -> CrisisPolicy:
+        texts = {
+            "prompt": self.prompt,
+            "template": self.template,
+            "moved_on.prompt": self.moved_on.prompt,
+            "moved_on.template": self.moved_on.template,
+        }
+        for name, by_language in texts.items():
+            for language in _LANGUAGES:
+                if not by_language.get(language, "").strip():
+                    raise ValueError(f"{name} for '{language}' is missing or empty")
+        return self
 
     def override(self, decision: RoutingDecision, persona_name: str) -> RoutingDecision:
         """The routing decision of a crisis turn: the policy's persona answers."""
@@ -69,8 +94,11 @@ class CrisisPolicy(BaseModel):
     def _resource_lines(self, language: Language) -> str:
         return "\n".join(r.line() for r in self.resources[language])
 
-    def template_answer(self, language: Language) -> str:
-        return self.template[language].replace("{resources}", self._resource_lines(language))
+    def template_answer(self, language: Language, *, moved_on: bool = False) -> str:
+        """The template answer; opening with `moved_on.template` when the learner moved on
+        to another question after distress."""
+        text = self.template[language].replace("{resources}", self._resource_lines(language))
+        return f"{self.moved_on.template[language]}\n\n{text}" if moved_on else text
 
     def with_resources(self, text: str, language: Language) -> str:
         """`text`, with the resource lines appended unless every contact is already in it."""
@@ -87,13 +115,16 @@ class CrisisPolicy(BaseModel):
         message: str,
         history_window: int,
         max_output_tokens: int,
+        moved_on: bool = False,
     ) -> LlmRequest:
-        """The LLM request for a crisis turn: the safe prompt instead of the persona's."""
+        """The LLM request for a crisis turn: the safe prompt instead of the persona's, with
+        the line for a learner who moved on to another question when `moved_on`."""
+        extra = f"\n{self.moved_on.prompt[language]}" if moved_on else ""
         return LlmRequest(
             persona_id=self.persona,
-            system_prompt=self.prompt[language].replace(
-                "{resources}", self._resource_lines(language)
-            ),
+            system_prompt=self.prompt[language]
+            .replace("{resources}", self._resource_lines(language))
+            .replace("{moved_on}", extra),
             history=history_turns(history, history_window),
             message=message,
             language=language,

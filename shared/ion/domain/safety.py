@@ -89,6 +89,11 @@ class SafetyAssessment:
     score: float
     reasons: tuple[str, ...] = ()
 
+    @property
+    def moved_on(self) -> bool:
+        """The learner dropped the subject after distress ("never mind. can you …")."""
+        return f"weak:{CHANGED_SUBJECT}{AFTER_DISTRESS}" in self.reasons
+
 
 def _decompose(text: str) -> str:
     return unicodedata.normalize("NFD", unicodedata.normalize("NFC", text))
@@ -147,6 +152,7 @@ PLAIN = " (plain farewell)"
 #: "아 됐어요 잊어주세요"): after a crisis message, taking it back is a warning sign, not
 #: an all-clear.
 CHANGED_SUBJECT = "changed the subject"
+AFTER_DISTRESS = " after distress"
 #: The reading of a reply of a few words that neither reassures nor laughs ("friday", "top
 #: one", "잘 있어", "is that bad?"): after distress, it answers the distress.
 SHORT_REPLY = "short reply"
@@ -500,7 +506,7 @@ class CrisisDetector:
         # only after distress.
         leaning = p >= self.weak_threshold and not only_after_distress(weak)
         if weak is not None and (distress or leaning):
-            reasons.append(f"weak:{weak}" + (" after distress" if distress else ""))
+            reasons.append(f"weak:{weak}" + (AFTER_DISTRESS if distress else ""))
         # Too short to read ("again", "one more"): the model alone never fires, however sure.
         if guard is None:
             alone = self.threshold

@@ -314,7 +314,7 @@ class ChatService:
                     response.finish_reason,
                 )
         return LlmResponse(
-            text=self._crisis.template_answer(language),
+            text=self._crisis.template_answer(language, moved_on=turn.assessment.moved_on),
             model=CRISIS_TEMPLATE_MODEL,
             usage=Usage(),
             finish_reason="STOP",

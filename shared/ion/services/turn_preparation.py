@@ -369,6 +369,7 @@ class TurnPreparer:
                 message=text,
                 history_window=self._history_window,
                 max_output_tokens=self._max_output_tokens,
+                moved_on=assessment.moved_on,
             )
         else:
             memory = snapshot.memory if snapshot is not None else None
