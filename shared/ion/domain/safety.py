@@ -152,6 +152,7 @@ PLAIN = " (plain farewell)"
 #: "아 됐어요 잊어주세요"): after a crisis message, taking it back is a warning sign, not
 #: an all-clear.
 CHANGED_SUBJECT = "changed the subject"
+#: Suffix of a verdict's reason that counted because of earlier distress.
 AFTER_DISTRESS = " after distress"
 #: The reading of a reply of a few words that neither reassures nor laughs ("friday", "top
 #: one", "잘 있어", "is that bad?"): after distress, it answers the distress.
@@ -515,6 +516,6 @@ class CrisisDetector:
         if p >= alone:
             reasons.append("model")
         if distress and p >= self.context_threshold:
-            reasons.append("model after distress")
+            reasons.append(f"model{AFTER_DISTRESS}")
         score = 1.0 if signal is not None else p
         return SafetyAssessment(crisis=bool(reasons), score=round(score, 4), reasons=tuple(reasons))
