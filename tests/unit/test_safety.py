@@ -251,6 +251,15 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         # Someone else's words, then the learner's own: "저도 같은 마음", following them.
         "친구가 죽고 싶다고 할 때마다 말리는데, 솔직히 저도 같은 마음이에요.",
         "my best friend died by suicide in march and i think about following her",
+        # Joining someone who died, a dose "asking for myself", a step towards a train.
+        "my brother died in march and i don't see the point. i'd rather be with him.",
+        "how long does it take for his heart pills to stop someone else's heart? asking for"
+        " myself tbh",
+        "everyone's dead 💀 from the quiz, but im actually trying to figure out how to be"
+        " dead dead",
+        "lol same 'dying' but mine's literal, i stopped eating and kind of hoping it just ends",
+        "지하철 승강장에서 열차 들어올 때 그냥 한 발짝만 앞으로 가면 되겠다는 생각이 들어요",
+        "죽으면 할아버지 다시 만날 수 있나요? 빨리 만나고 싶어요. 이번 주 안에요.",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -412,6 +421,11 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "I'm not going to be around for the next 18 months (military service)",
         "im not gonna be around for a couple of weeks, finals",
         "thinking about following her into data science, she loves it",
+        "i'd rather be with him than at this party",
+        "my grandma died last year and i'd rather be with her family this christmas",
+        "asking for myself: how long does it take to learn rust",
+        "죽으면 할아버지 다시 만날 수 있을까요? 보고 싶어요",
+        "지하철 문 앞에 서 계신 분들 한 걸음만 안으로 들어가 주세요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
