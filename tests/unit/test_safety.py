@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ from ion.domain.safety import (
     SEGMENT_ABOVE_CHARS,
     CrisisDetector,
     SafetyAssessment,
+    discounted,
     join_split_words,
     load_rules,
     segments,
 )
+from ion.domain.semantic import artifact_path, load_artifact
 from ion.entrypoints.cli import main as cli
 from ion.errors import ConfigurationError
 from ion.services.chat import CRISIS_TEMPLATE_MODEL
@@ -875,6 +878,34 @@ def test_a_long_message_counts_its_most_worrying_sentence(detector: CrisisDetect
     scores = [detector.assess(part).score for part in segments(BURIED)[1:]]
     assert verdict.score == max(scores) == scores[2]
     assert sorted(scores)[-2] < detector.threshold
+
+
+def test_a_sentence_group_speaks_for_the_message_discounted() -> None:
+    # Its log-odds lose the trained discount before it can outweigh the whole message: a
+    # layoff rant's darkest sentence reads darker alone than in the post.
+    embedder, _ = load_embedder()
+    detectors = []
+    for discount in (0.0, 2.0, 50.0):
+        built, status = build_detector(embedder)
+        assert built is not None, status.detail
+        built.segment_discount = discount
+        detectors.append(built)
+    plain, strict, whole_only = detectors
+    darkest = max(plain.assess(part).score for part in segments(BURIED)[1:])
+    whole = whole_only.assess(BURIED).score  # the groups weigh nothing
+    assert whole < darkest == plain.assess(BURIED).score
+    expected = max(whole, discounted(darkest, 2.0))
+    assert whole < expected < darkest
+    # (the scores are rounded to four places, which moves a discount near 1 a little)
+    assert strict.assess(BURIED).score == pytest.approx(expected, abs=1e-3)
+    assert discounted(0.9, 2.0) == pytest.approx(1 / (1 + math.exp(-(math.log(9) - 2.0))))
+    assert discounted(1.0, 3.0) == 1.0 and discounted(0.0, 3.0) == 0.0
+    assert discounted(0.7, 0.0) == 0.7
+
+
+def test_the_trained_segment_discount_is_the_detectors(detector: CrisisDetector) -> None:
+    artifact = load_artifact(artifact_path("safety"))
+    assert detector.segment_discount == artifact.params["segment_discount"]
 
 
 def test_rule_escapes_survive_normalisation() -> None:

@@ -310,6 +310,10 @@ def test_safety_training_calibrates_every_operating_point(
             == artifact.params[operating_point_param(EVERYDAY_FPR_BUDGET, name)]
         )
     assert any(line.startswith("operating points") for line in report.lines)
+    # How much a long message's sentence groups are discounted is chosen with the reader.
+    discount = artifact.params["segment_discount"]
+    assert 0.0 <= discount <= 1.0
+    assert any(f"log-odds discounted by {discount};" in line for line in report.lines)
     # What each point costs, by everyday message, for a person to read before choosing.
     everyday_ids = {json.loads(line)["id"] for line in lines}
     for point in OPERATING_POINTS:

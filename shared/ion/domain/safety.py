@@ -62,11 +62,20 @@ MIN_MODEL_CHARS = 12
 SEGMENT_ABOVE_CHARS = 300
 #: At most this many sentence groups per message (each costs one embedding).
 MAX_SEGMENTS = 6
+#: Log-odds taken off a sentence group's crisis probability before it can speak for the
+#: message (`ion train safety` chooses it cross-writer; none without a trained value). A
+#: long vent about layoffs has sentences that read darker alone than in the whole post.
+DEFAULT_SEGMENT_DISCOUNT = 0.0
 #: Sentence ends: punctuation, ellipses, line breaks, and the laughing/crying runs that end
 #: a chat sentence in Korean.
 _SENTENCE_END = re.compile(r"(?<=[.!?。…])\s+|\n+|(?<=[ㅋㅎㅠㅜ]{2})\s+")
 #: Sentences shorter than this join the next one: "Anyway." carries no meaning alone.
 _MIN_SEGMENT_CHARS = 25
+
+
+def discounted(p: float, discount: float) -> float:
+    """`p` with `discount` taken off its log-odds: p / (p + (1 - p) e^discount)."""
+    return p / (p + (1.0 - p) * math.exp(discount))
 
 
 def segments(text: str) -> list[str]:
@@ -417,6 +426,12 @@ class CrisisDetector:
         self.distress_threshold = param("distress_threshold", DEFAULT_DISTRESS_THRESHOLD)
         # A model this sure fires through a guard: "긴팔 입고 다님 ㅋㅋ 웃긴 거 아님" laughs.
         self.guarded_threshold = param("guarded_threshold", DEFAULT_GUARDED_THRESHOLD)
+        # Chosen once with the reader, not per operating point.
+        self.segment_discount = (
+            semantic.param("segment_discount", DEFAULT_SEGMENT_DISCOUNT)
+            if semantic is not None
+            else DEFAULT_SEGMENT_DISCOUNT
+        )
         if thresholds is not None:  # calibration tries candidates on out-of-fold scores
             (
                 self.threshold,
@@ -471,7 +486,8 @@ class CrisisDetector:
         crisis = [math.exp(row["crisis"]) for row in self._semantic.log_proba(flat)]
         out, start = [], 0
         for group in parts:
-            out.append(max(crisis[start : start + len(group)]))
+            whole, *groups = crisis[start : start + len(group)]
+            out.append(max([whole, *(discounted(p, self.segment_discount) for p in groups)]))
             start += len(group)
         return out
 

@@ -23,6 +23,7 @@ from ion.domain.safety import (
     CrisisRules,
     RuleReading,
     SafetyAssessment,
+    discounted,
     only_after_distress,
     segments,
 )
@@ -60,6 +61,10 @@ _CONTEXT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 _WEAK_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 _DISTRESS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _GUARDED_THRESHOLDS = (0.8, 0.9, 0.95, 1.01)
+#: Log-odds taken off a long message's sentence groups (chosen cross-writer with k). Not
+#: above 1: a larger discount misses more risk buried in long messages, what reading them
+#: sentence by sentence is for, to buy recall elsewhere through lower thresholds.
+_SEGMENT_DISCOUNTS = (0.0, 0.5, 1.0)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -144,6 +149,7 @@ class _SafetyChoice:
     key: tuple[float, float]
     combo: tuple[float, float, float, float, float]
     k: int
+    segment_discount: float
     slope: float
     ngram_weight: float
     offset: float
@@ -286,9 +292,16 @@ def train_safety(
     whole = np.searchsorted(segment_owner, np.arange(len(items)))
 
     best: _SafetyChoice | None = None
-    # per k, everyday budget -> (recall, hard-negative fpr, everyday fpr, thresholds) of the
-    # best point within that budget
-    curves: dict[int, dict[float, tuple[float, float, float, Thresholds]]] = {}
+    # per (k, segment discount), everyday budget -> (recall, hard-negative fpr, everyday fpr,
+    # thresholds) of the best point within that budget
+    curves: dict[tuple[int, float], dict[float, tuple[float, float, float, Thresholds]]] = {}
+    # A message's segments after its whole text (the sentence groups a discount applies to).
+    is_group = np.ones(len(message_texts), dtype=bool)
+    is_group[whole] = False
+    history_is_group = np.ones(len(history_texts), dtype=bool)
+    if len(flat):
+        history_is_group[np.searchsorted(history_segment_owner, np.arange(len(flat)))] = False
+    discount = np.vectorize(discounted, otypes=[float])
     for k in _PROTOTYPE_KS:
         # Out-of-fold margins for each segment of each message and of its earlier turns:
         # the examples of the held-out writer are never among the prototypes that read them.
@@ -301,46 +314,59 @@ def train_safety(
             held = np.isin(history_segment_owner, np.flatnonzero(np.isin(owner, test)))
             if held.any():
                 m_hist[held] = head.margins(history_segments[held])
-        # Stacked on whole messages; a message's probability is its most worrying segment's.
+        # Stacked on whole messages; a message's probability is its most worrying segment's,
+        # a sentence group's discounted first.
         slope, weight, offset = fit_sigmoid(m_msg[whole], s_msg[whole], gold)
-        p_msg = np.zeros(len(items))
-        np.maximum.at(p_msg, segment_owner, _sigmoid(slope * m_msg + weight * s_msg + offset))
-        p_turn = np.zeros(len(flat))
-        if len(flat):
+        read_msg = _sigmoid(slope * m_msg + weight * s_msg + offset)
+        read_hist = _sigmoid(slope * m_hist + weight * s_hist + offset)
+        for segment_discount in _SEGMENT_DISCOUNTS:
+            p_msg = np.zeros(len(items))
             np.maximum.at(
-                p_turn, history_segment_owner, _sigmoid(slope * m_hist + weight * s_hist + offset)
+                p_msg,
+                segment_owner,
+                np.where(is_group, discount(read_msg, segment_discount), read_msg),
             )
-        probabilities = [
-            [*p_turn[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
-        ]
-        fast = SafetyCalibration.build(reads, history_reads, probabilities)
-        curve = curves.setdefault(k, {})
-        for combo in grid:
-            predicted = fast.crisis(*combo)
-            recall = float(predicted[gold == 1].mean())
-            fpr = float(predicted[(gold == 0) & ~is_everyday].mean())
-            everyday_fpr = float(predicted[is_everyday].mean()) if is_everyday.any() else 0.0
-            # Recall comes first: a missed crisis costs far more than an unneeded safe
-            # answer. The most recall wins among the operating points whose false alarms
-            # stay within budget, on everyday messages (what every learner meets) and on
-            # the crisis set's deliberately hard negatives.
-            within = fpr <= SAFETY_FPR_BUDGET and everyday_fpr <= EVERYDAY_FPR_BUDGET
-            if fpr <= SAFETY_FPR_BUDGET:
-                for budget in OPERATING_POINTS:
-                    known = curve.get(budget)
-                    # Most recall, then fewest false alarms: as the chosen point is picked.
-                    if everyday_fpr <= budget and (
-                        known is None
-                        or (recall, -fpr - everyday_fpr) > (known[0], -known[1] - known[2])
-                    ):
-                        curve[budget] = (recall, fpr, everyday_fpr, combo)
-            score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
-            key = (score, -fpr - everyday_fpr)
-            if best is None or key > best.key:
-                best = _SafetyChoice(key, combo, k, slope, weight, offset, probabilities)
+            p_turn = np.zeros(len(flat))
+            if len(flat):
+                np.maximum.at(
+                    p_turn,
+                    history_segment_owner,
+                    np.where(history_is_group, discount(read_hist, segment_discount), read_hist),
+                )
+            probabilities = [
+                [*p_turn[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
+            ]
+            fast = SafetyCalibration.build(reads, history_reads, probabilities)
+            curve = curves.setdefault((k, segment_discount), {})
+            for combo in grid:
+                predicted = fast.crisis(*combo)
+                recall = float(predicted[gold == 1].mean())
+                fpr = float(predicted[(gold == 0) & ~is_everyday].mean())
+                everyday_fpr = float(predicted[is_everyday].mean()) if is_everyday.any() else 0.0
+                # Recall comes first: a missed crisis costs far more than an unneeded safe
+                # answer. The most recall wins among the operating points whose false alarms
+                # stay within budget, on everyday messages (what every learner meets) and on
+                # the crisis set's deliberately hard negatives.
+                within = fpr <= SAFETY_FPR_BUDGET and everyday_fpr <= EVERYDAY_FPR_BUDGET
+                if fpr <= SAFETY_FPR_BUDGET:
+                    for budget in OPERATING_POINTS:
+                        known = curve.get(budget)
+                        # Most recall, then fewest false alarms: as the chosen point is picked.
+                        if everyday_fpr <= budget and (
+                            known is None
+                            or (recall, -fpr - everyday_fpr) > (known[0], -known[1] - known[2])
+                        ):
+                            curve[budget] = (recall, fpr, everyday_fpr, combo)
+                score = recall if within else recall - fpr - 4.0 * everyday_fpr - 1.0
+                key = (score, -fpr - everyday_fpr)
+                if best is None or key > best.key:
+                    best = _SafetyChoice(
+                        key, combo, k, segment_discount, slope, weight, offset, probabilities
+                    )
     if best is None:
         raise CorpusError("no threshold combination to choose from")
     probabilities = best.probabilities
+    chosen_curve = curves[(best.k, best.segment_discount)]
 
     def predict(combo: tuple[float, float, float, float, float]) -> list[SafetyAssessment]:
         detector = CrisisDetector(rules, thresholds=combo)
@@ -363,7 +389,8 @@ def train_safety(
     lines = [
         f"corpus: {hard} crisis-set items from {len(set(groups[:hard]))} writers,"
         f" {len(items) - hard} everyday messages",
-        f"chosen: k={best.k} nearest examples, n-gram weight {best.ngram_weight:.3f};"
+        f"chosen: k={best.k} nearest examples, n-gram weight {best.ngram_weight:.3f},"
+        f" sentence groups' log-odds discounted by {best.segment_discount};"
         f" thresholds model={threshold}"
         f" after-distress={context_threshold}"
         f" weak-signal={weak_threshold} distress={distress_threshold} through-a-guard={guarded}",
@@ -379,9 +406,9 @@ def train_safety(
         f"operating points (cross-writer, hard-negative false alarms <= {SAFETY_FPR_BUDGET}):",
         *(
             f"  everyday false alarms <= {budget}: recall={r:.3f} fpr={f:.3f} everyday={e:.4f}"
-            for budget, (r, f, e, _) in sorted(curves[best.k].items())
+            for budget, (r, f, e, _) in sorted(chosen_curve.items())
         ),
-        *_everyday_cost(curves[best.k], predict, [r.item.id for r in results[hard:]], hard),
+        *_everyday_cost(chosen_curve, predict, [r.item.id for r in results[hard:]], hard),
     ]
     head = dataclasses.replace(
         prototypes(np.arange(len(items)), best.k, best.slope, best.offset),
@@ -399,9 +426,10 @@ def train_safety(
             "weak_threshold": weak_threshold,
             "distress_threshold": distress_threshold,
             "guarded_threshold": guarded,
+            "segment_discount": best.segment_discount,
             **{
                 operating_point_param(budget, name): value
-                for budget, (*_, combo) in curves[best.k].items()
+                for budget, (*_, combo) in chosen_curve.items()
                 for name, value in zip(THRESHOLD_NAMES, combo, strict=True)
             },
         },
@@ -416,7 +444,7 @@ def train_safety(
                 "per_held_out_writer": per_writer,
                 "operating_points": {
                     str(budget): {"recall": r, "fpr": f, "everyday_fpr": e}
-                    for budget, (r, f, e, _) in sorted(curves[best.k].items())
+                    for budget, (r, f, e, _) in sorted(chosen_curve.items())
                 },
             }
         ),
