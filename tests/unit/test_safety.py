@@ -263,6 +263,12 @@ def test_an_everyday_opener_is_not_a_crisis(detector: CrisisDetector, text: str)
         "lol same 'dying' but mine's literal, i stopped eating and kind of hoping it just ends",
         "지하철 승강장에서 열차 들어올 때 그냥 한 발짝만 앞으로 가면 되겠다는 생각이 들어요",
         "죽으면 할아버지 다시 만날 수 있나요? 빨리 만나고 싶어요. 이번 주 안에요.",
+        # An end the learner expects, a will to live that is a struggle, vanishing for good.
+        "my bootcamp ends friday and so will i",
+        "Struggling with recursion and honestly struggling with wanting to be alive",
+        "honestly who cares, I just want to vanish for good and never come back",
+        "SQL 조인 진짜 이해 안 돼요. 근데 어차피 곧 죽을 건데 상관없나",
+        "근데 뭐 어차피 이번 달 넘기고 살 생각 없어서 상관없긴 해요",
     ],
 )
 def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> None:
@@ -429,6 +435,10 @@ def test_signals_still_fire_beside_the_words_of_their_look_alikes(text: str) -> 
         "asking for myself: how long does it take to learn rust",
         "죽으면 할아버지 다시 만날 수 있을까요? 보고 싶어요",
         "지하철 문 앞에 서 계신 분들 한 걸음만 안으로 들어가 주세요",
+        "the semester ends friday and so will my stress",
+        "the course ends friday and so do i. see you in the advanced track",
+        "어차피 죽을 건데 맛있는 거나 먹자",
+        "이 노트북 살 생각 없어요",
     ],
 )
 def test_look_alikes_are_spoken_about_not_signals(text: str) -> None:
