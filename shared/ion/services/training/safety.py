@@ -238,6 +238,9 @@ def train_safety(
     earlier = [list(i.history)[-CONTEXT_TURNS:] for i in items]
     flat = [t for turns in earlier for t in turns]
     owner = np.asarray([row for row, turns in enumerate(earlier) for _ in turns], dtype=int)
+    # Each item's earlier turns are a run of `flat` (items in order): its bounds.
+    turns_from = np.searchsorted(owner, np.arange(len(items)))
+    turns_to = np.searchsorted(owner, np.arange(len(items)), side="right")
     history_parts = [segments(t) for t in flat]
     history_segments = embedder.embed([part for parts in history_parts for part in parts])
     history_segment_owner = np.asarray(
@@ -334,7 +337,8 @@ def train_safety(
                     np.where(history_is_group, discount(read_hist, segment_discount), read_hist),
                 )
             probabilities = [
-                [*p_turn[owner == row].tolist(), float(p_msg[row])] for row in range(len(items))
+                [*p_turn[turns_from[row] : turns_to[row]].tolist(), float(p_msg[row])]
+                for row in range(len(items))
             ]
             fast = SafetyCalibration.build(reads, history_reads, probabilities)
             curve = curves.setdefault((k, segment_discount), {})
