@@ -416,7 +416,8 @@ class CrisisDetector:
         self._recent_lock = threading.Lock()
         if semantic is not None and "crisis" not in semantic.labels:
             raise ValueError("the safety head has no 'crisis' label")
-        param = semantic.param if semantic is not None else (lambda _n, d: d)
+        head = semantic.param if semantic is not None else (lambda _n, d: d)
+        param = head
         if semantic is not None and operating_point is not None:
             param = self._operating_point(semantic, operating_point)
         self.threshold = param("threshold", DEFAULT_THRESHOLD)
@@ -427,11 +428,7 @@ class CrisisDetector:
         # A model this sure fires through a guard: "긴팔 입고 다님 ㅋㅋ 웃긴 거 아님" laughs.
         self.guarded_threshold = param("guarded_threshold", DEFAULT_GUARDED_THRESHOLD)
         # Chosen once with the reader, not per operating point.
-        self.segment_discount = (
-            semantic.param("segment_discount", DEFAULT_SEGMENT_DISCOUNT)
-            if semantic is not None
-            else DEFAULT_SEGMENT_DISCOUNT
-        )
+        self.segment_discount = head("segment_discount", DEFAULT_SEGMENT_DISCOUNT)
         if thresholds is not None:  # calibration tries candidates on out-of-fold scores
             (
                 self.threshold,
