@@ -105,6 +105,24 @@ def test_parts_that_never_name_the_primary_stay_single() -> None:
     assert got == TurnPlan("single", ("elro",))
 
 
+def test_parts_are_routed_only_until_the_answer_is_decided() -> None:
+    # The part router knows only the parts it may be asked about (KeyError otherwise).
+    text = "I'm panicking about all of it, the capstone is due Friday and I have no plan"
+    assert POLICY is not None
+    first, second, third = POLICY.duo.parts(text)
+    # Two unsure parts leave one part, too few for the primary and a partner.
+    unsure = {first: ("lua", 0.5), second: ("nana", 0.6)}
+    assert plan(text, decision=decision("nana"), route_part=parts_routed(unsure)).mode == "single"
+    # The primary and a partner found in the first two parts: the third is not routed.
+    sure = {first: ("lua", 0.97), second: ("nana", 0.95)}
+    got = plan(text, decision=decision("nana"), route_part=parts_routed(sure))
+    assert got == TurnPlan("duo", ("nana", "lua"))
+    # The first sure partner in the message's order is the one that joins.
+    later = {first: ("nana", 0.95), second: ("riri", 0.92), third: ("lua", 0.99)}
+    got = plan(text, decision=decision("nana"), route_part=parts_routed(later))
+    assert got == TurnPlan("duo", ("nana", "riri"))
+
+
 def test_a_one_part_message_is_never_routed_again() -> None:
     # No part router entry at all: asking it anything would raise KeyError.
     got = plan("B-tree or hash index for this query?", decision=decision("elro"))

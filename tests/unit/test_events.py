@@ -118,6 +118,10 @@ def test_round_trip_decode() -> None:
     assert event.data.usage == Usage(input_tokens=10, output_tokens=20)
     assert event.data.cached is True
     assert decode_event(json.dumps(env)) == event  # str works too
+    # An in-process transport's envelope, already parsed: read the same, not altered.
+    parsed = json.loads(encode_event(env))
+    assert decode_event(parsed) == event
+    assert parsed == json.loads(encode_event(env))
 
 
 def test_decoder_ignores_additive_fields() -> None:
@@ -181,6 +185,8 @@ def test_decode_reports_what_is_wrong(mutate: Any, match: str) -> None:
     with pytest.raises(MalformedEvent, match=match) as info:
         decode_event(json.dumps(env))
     assert isinstance(info.value, ValueError)
+    with pytest.raises(MalformedEvent, match=match):
+        decode_event(json.loads(json.dumps(env)))  # parsed by an in-process transport
 
 
 def test_attributes() -> None:

@@ -16,7 +16,7 @@ from ion.domain import events
 from ion.domain.models import Intent, Pace, Persona, ResonanceKey, RoutingTraits, Tone, Usage
 from ion.domain.personas import PersonaCatalog, load_catalog
 from ion.domain.resonance import analyze
-from ion.domain.routing import Router, RouteResult
+from ion.domain.routing import Router
 from ion.entrypoints.events import handle_persona_event
 from ion.errors import DependencyUnavailable
 from ion.ports import RoutingStat, StatsDelta
@@ -104,24 +104,35 @@ def test_close_call_is_tipped_by_feedback() -> None:
 
 def test_a_nudged_message_is_routed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # The nudges follow from the message's resonance key, read before routing: one
-    # routing pass (blend, ranking, explanation) per message, nudged or not.
+    # routing pass (blend, ranking) per message, nudged or not.
     message = "hello there"
     key = analyze(message).key
-    passes: list[object] = []
-    route = Router.route
+    applied: list[dict[str, float]] = []
+    ranked = Router._ranked
 
-    def counted(self: Router, *args: Any, **kwargs: Any) -> RouteResult:
-        passes.append(kwargs.get("adjustments"))
-        return route(self, *args, **kwargs)
+    def counted(self: Router, *args: Any) -> Any:
+        result = ranked(self, *args)
+        applied.append(result.applied)
+        return result
 
-    monkeypatch.setattr(Router, "route", counted)
+    monkeypatch.setattr(Router, "_ranked", counted)
     stats = StaticStats([stat("alpha", 0, 30, key), stat("beta", 30, 0, key)])
     router = LearnedRouter(TWO, stats, bound=0.05, min_votes=5)
     assert router.route(message).decision.primary == "beta"
-    assert passes == [{"alpha": -0.05 * 30 / 32, "beta": 0.05 * 30 / 32}]
-    passes.clear()
+    assert applied == [{"alpha": -0.05 * 30 / 32, "beta": 0.05 * 30 / 32}]
+    applied.clear()
     router.route("how do I deploy this deploy pipeline, step by step please")
-    assert len(passes) == 1
+    assert len(applied) == 1
+
+
+def test_a_part_routed_alone_is_nudged_like_a_message() -> None:
+    message = "hello there"
+    key = analyze(message).key
+    stats = StaticStats([stat("alpha", 0, 30, key), stat("beta", 30, 0, key)])
+    router = LearnedRouter(TWO, stats, bound=0.05, min_votes=5)
+    decision = router.route(message).decision
+    assert decision.primary == "beta"
+    assert router.route_alone(message) == ("beta", decision.confidence)
 
 
 def test_clear_call_is_never_overridden() -> None:

@@ -91,6 +91,23 @@ def test_reason_names_persona_and_cues(router: Router) -> None:
     assert "secondary → Elro" in d.reason
 
 
+def test_a_text_routed_alone_gets_its_routing_decision(router: Router) -> None:
+    # The duo rule's parts are routed without an explanation: the same primary and
+    # confidence as a full routing pass.
+    texts = [
+        "I'm so anxious about my Kubernetes exam next week",
+        "how do Kubernetes readiness probes work?",
+        "can you compare the runtime of my two sorting functions? 120ms vs 95ms",
+        "다음 달 정보처리기사 시험이랑 프로젝트 마감 일정 좀 같이 짜주세요",
+        "the capstone is due Friday",
+        "",
+        "ㅋㅋㅋ",
+    ]
+    for text in texts:
+        decision = router.route(text).decision
+        assert router.route_alone(text) == (decision.primary, decision.confidence), text
+
+
 def test_result_types(router: Router) -> None:
     r = router.route("hello")
     assert isinstance(r, RouteResult) and isinstance(r.decision, RoutingDecision)

@@ -287,12 +287,16 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode_event(raw: bytes | str) -> Event:
-    """Parse and validate one event; raises MalformedEvent (a ValueError) with the reason."""
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedEvent(f"event is not valid UTF-8 JSON: {exc}") from exc
+def decode_event(raw: bytes | str | Mapping[str, Any]) -> Event:
+    """Parse and validate one event (its JSON, or an envelope already parsed by an
+    in-process transport); raises MalformedEvent (a ValueError) with the reason."""
+    if isinstance(raw, Mapping):
+        obj: object = dict(raw)
+    else:
+        try:
+            obj = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedEvent(f"event is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise MalformedEvent(f"event must be a JSON object, got {type(obj).__name__}")
 

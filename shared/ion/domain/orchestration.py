@@ -176,18 +176,26 @@ def plan_turn(
 
 
 def duo_partner(rule: DuoRule, primary: str, text: str, route_part: PartRouter) -> str | None:
-    """The persona that adds a part to `primary`'s answer, or None (most messages)."""
+    """The persona that adds a part to `primary`'s answer, or None (most messages): a part
+    routed surely to `primary` and, the first in the message's order, one routed surely to
+    another persona. Parts are routed in order until that is decided."""
     parts = rule.parts(text)
     if len(parts) < 2:
         return None  # one part, one need: no routing beyond the message's own
-    sure = [
-        persona
-        for persona, confidence in map(route_part, parts)
-        if confidence >= rule.min_clause_confidence
-    ]
-    if primary not in sure:
-        return None
-    return next((persona for persona in sure if persona != primary), None)
+    found_primary, partner = False, None
+    for index, part in enumerate(parts):
+        persona, confidence = route_part(part)
+        if confidence >= rule.min_clause_confidence:
+            if persona == primary:
+                found_primary = True
+            elif partner is None:
+                partner = persona
+        if found_primary and partner is not None:
+            return partner
+        missing = (not found_primary) + (partner is None)
+        if len(parts) - index - 1 < missing:
+            return None  # too few parts left to find what is missing
+    return None
 
 
 def _should_clarify(

@@ -116,6 +116,12 @@ class MessageRouter(Protocol):
         """Per persona, the summed weight of its own cues in `message` (lexicon only)."""
         ...
 
+    def route_alone(self, text: str) -> tuple[str, float]:
+        """The primary persona and confidence of `text` routed on its own, with no history,
+        by the local router (never a judge: no LLM call); as `route` would decide, without
+        its explanation."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _CompiledPersona:
@@ -150,6 +156,21 @@ class _Blend:
     lexicon: dict[str, float]
     meaning: dict[str, float] | None  # semantic probabilities, when the layer is on
     meaning_weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    """Everything a routing pass decided, before it is explained."""
+
+    scores: dict[str, float]
+    order: list[str]
+    confidence: float
+    scored: _Scored
+    context: str | None
+    context_source: str
+    followup: float
+    applied: dict[str, float]
+    blend: _Blend
 
 
 class Router:
@@ -228,6 +249,44 @@ class Router:
             `RouteResult` with scores for every catalog persona in [0, 1], the primary and
             secondary persona, a confidence in [0, 1] and a human-readable reason.
         """
+        ranked = self._ranked(message, history, current_persona, adjustments)
+        primary, secondary = ranked.order[0], ranked.order[1] if len(ranked.order) > 1 else None
+        reason = self._reason(
+            primary,
+            secondary,
+            ranked.scored,
+            ranked.context,
+            ranked.context_source,
+            ranked.followup,
+            ranked.applied,
+            ranked.blend,
+        )
+        decision = RoutingDecision(
+            primary=primary,
+            secondary=secondary,
+            confidence=ranked.confidence,
+            scores={pid: round(ranked.scores[pid], 4) for pid in self._catalog.ids},
+            reason=reason,
+        )
+        return RouteResult(decision=decision, analysis=ranked.scored.analysis)
+
+    def route_alone(self, text: str) -> tuple[str, float]:
+        ranked = self._ranked(text, (), None, None)
+        return ranked.order[0], ranked.confidence
+
+    def _adjustments(
+        self, message: str, adjustments: Mapping[str, float] | None
+    ) -> Mapping[str, float] | None:
+        """The nudges routing `message` adds to its scores (a subclass adds its own)."""
+        return adjustments
+
+    def _ranked(
+        self,
+        message: str,
+        history: Sequence[str],
+        current_persona: str | None,
+        adjustments: Mapping[str, float] | None,
+    ) -> _Ranked:
         context = current_persona if current_persona in self._catalog else None
         context_source = "current persona"
         if context is None and history:
@@ -242,6 +301,7 @@ class Router:
         blend = self._blend(message, scored, context is not None, followup)
         scores = dict(blend.scores)
         applied: dict[str, float] = {}
+        adjustments = self._adjustments(message, adjustments)
         if adjustments:
             for pid, nudge in adjustments.items():
                 if pid in scores and math.isfinite(nudge) and nudge != 0.0:
@@ -250,24 +310,13 @@ class Router:
                     applied[pid] = delta
 
         order = self._rank(scores, scored.raw)
-        primary = order[0]
-        secondary = order[1] if len(order) > 1 else None
-        top = scores[primary]
-        second = scores[secondary] if secondary else 0.0
+        top = scores[order[0]]
+        second = scores[order[1]] if len(order) > 1 else 0.0
         # Confidence blends the winning probability with its margin over the runner-up.
         confidence = round(min(1.0, max(0.0, 0.5 * top + 0.5 * (top - second))), 3)
-
-        reason = self._reason(
-            primary, secondary, scored, context, context_source, followup, applied, blend
+        return _Ranked(
+            scores, order, confidence, scored, context, context_source, followup, applied, blend
         )
-        decision = RoutingDecision(
-            primary=primary,
-            secondary=secondary,
-            confidence=confidence,
-            scores={pid: round(scores[pid], 4) for pid in self._catalog.ids},
-            reason=reason,
-        )
-        return RouteResult(decision=decision, analysis=scored.analysis)
 
     def resonance(self, message: str) -> ResonanceAnalysis:
         """The message's resonance reading, as `route` reads it (kept for recent texts)."""

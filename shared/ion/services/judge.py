@@ -138,6 +138,9 @@ class JudgedRouter:
     def cue_strengths(self, message: str) -> dict[str, float]:
         return self._local.cue_strengths(message)
 
+    def route_alone(self, text: str) -> tuple[str, float]:
+        return self._local.route_alone(text)
+
     @property
     def threshold(self) -> float:
         return self._threshold

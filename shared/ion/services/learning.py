@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal, Protocol
@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 from ion.domain import events
 from ion.domain.models import Intent, Pace, ResonanceKey, Tone
 from ion.domain.personas import PersonaCatalog
-from ion.domain.routing import ADJUSTMENT_BOUND, Router, RouteResult
+from ion.domain.routing import ADJUSTMENT_BOUND, Router
 from ion.ports import Clock, DailyCount, RoutingStat, RoutingStatsStore, StatsDelta
 
 log = logging.getLogger(__name__)
@@ -149,25 +149,18 @@ class LearnedRouter(Router):
             return {}
         return dict(self._current()[1].get(_key_of(key), {}))
 
-    def route(
-        self,
-        message: str,
-        *,
-        history: Sequence[str] = (),
-        current_persona: str | None = None,
-        adjustments: Mapping[str, float] | None = None,
-    ) -> RouteResult:
+    def _adjustments(
+        self, message: str, adjustments: Mapping[str, float] | None
+    ) -> Mapping[str, float] | None:
         # The nudges depend on the message's resonance key alone, which is read before
         # routing: one routing pass, with them.
         learned = self.learned_adjustments(self.resonance(message).key)
-        if learned:
-            merged = dict(adjustments or {})
-            for persona, value in learned.items():
-                merged[persona] = merged.get(persona, 0.0) + value
-            adjustments = merged
-        return super().route(
-            message, history=history, current_persona=current_persona, adjustments=adjustments
-        )
+        if not learned:
+            return adjustments
+        merged = dict(adjustments or {})
+        for persona, value in learned.items():
+            merged[persona] = merged.get(persona, 0.0) + value
+        return merged
 
 
 # --- from events to statistics -----------------------------------------------------
@@ -214,7 +207,11 @@ consumer_log = logging.getLogger("ion.consumers")
 
 
 def apply_stats_event(
-    raw: bytes, stats: RoutingStatsStore, clock: Clock, *, outcome_level: int = logging.INFO
+    raw: bytes | Mapping[str, Any],
+    stats: RoutingStatsStore,
+    clock: Clock,
+    *,
+    outcome_level: int = logging.INFO,
 ) -> Outcome:
     """Decode one event and apply it to the routing statistics exactly once; its outcome
     is logged at `outcome_level` (an event that cannot be applied always at INFO or
@@ -247,7 +244,7 @@ def stats_subscriber(stats: RoutingStatsStore, clock: Clock) -> Any:
     event's outcome is a DEBUG line here, not a second INFO line for every chat turn."""
 
     def on_event(envelope: dict[str, Any]) -> None:
-        apply_stats_event(events.encode_event(envelope), stats, clock, outcome_level=logging.DEBUG)
+        apply_stats_event(envelope, stats, clock, outcome_level=logging.DEBUG)
 
     return on_event
 

@@ -139,12 +139,6 @@ class TurnPreparer:
         self._memory = memory
         self._profiles = profiles
 
-    def _route_part(self, part: str) -> tuple[str, float]:
-        # One part of a message for the duo rule: the local router, never the judge (no
-        # LLM call), with no history (the part alone says which need it carries).
-        decision = without_judge(self._router).route(part).decision
-        return decision.primary, decision.confidence
-
     def prepare(
         self,
         user_id: str,
@@ -338,7 +332,7 @@ class TurnPreparer:
             decision,
             # The clarify rule's cue strengths: the lexicon reading routing just made.
             strengths=router.cue_strengths(plan_text),
-            route_part=self._route_part,
+            route_part=self._router.route_alone,
             text=plan_text,
             language=language,
             first_message=not learner_history,

@@ -13,19 +13,25 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from ion.adapters.sqlite.database import SqliteDatabase, as_database
 from ion.ports import CounterChange
 
 _UPSERT = """
-INSERT INTO quota_counters (key, value, expires_at) VALUES (?, ?, ?)
+INSERT INTO quota_counters (key, value, expires_at) VALUES {rows}
 ON CONFLICT (key) DO UPDATE SET value = value + excluded.value,
     expires_at = max(expires_at, excluded.expires_at)
-RETURNING value
+RETURNING key, value
 """
 # Expired counters are deleted now and then by whoever writes (no background job needed).
 _PURGE_EVERY = 500
+
+
+@lru_cache(maxsize=16)
+def _upsert(rows: int) -> str:
+    return _UPSERT.format(rows=", ".join(["(?, ?, ?)"] * rows))
 
 
 def _iso(moment: datetime) -> str:
@@ -45,10 +51,19 @@ def apply_counter_changes(conn: sqlite3.Connection, changes: Sequence[CounterCha
         purge = _writes >= _PURGE_EVERY
         if purge:
             _writes = 0
-    values = [
-        int(conn.execute(_UPSERT, (c.key, c.amount, _iso(c.expires_at))).fetchone()[0])
-        for c in changes
-    ]
+    keys = [c.key for c in changes]
+    if not keys:
+        values: list[int] = []
+    elif len(set(keys)) == len(keys):
+        # One statement for all counters. RETURNING's row order is unspecified: by key.
+        params = [value for c in changes for value in (c.key, c.amount, _iso(c.expires_at))]
+        new_values = dict(conn.execute(_upsert(len(changes)), params).fetchall())
+        values = [int(new_values[key]) for key in keys]
+    else:  # a key changed twice: each change's own result, in order
+        values = [
+            int(conn.execute(_upsert(1), (c.key, c.amount, _iso(c.expires_at))).fetchone()[1])
+            for c in changes
+        ]
     if purge:
         conn.execute("DELETE FROM quota_counters WHERE expires_at < ?", (_iso(datetime.now(UTC)),))
     return values
