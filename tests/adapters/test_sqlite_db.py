@@ -204,3 +204,28 @@ def test_a_failed_first_write_together_rolls_back_alone_and_later_writes_are_kep
     ]
     assert (quota.counter("a"), quota.counter("b"), quota.counter("c")) == (0, 1, 1)
     db.close()
+
+
+def test_expired_dedupe_marks_are_pruned_at_the_first_and_every_tenth_event(
+    tmp_path: Path,
+) -> None:
+    db = SqliteDatabase(tmp_path / "ion.sqlite3")
+    stats = SqliteLearningAndBackupStore(db, dedupe_days=1)
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def marks() -> int:
+        return int(db.read_one("SELECT count(*) FROM processed_events")[0])  # type: ignore[index]
+
+    with db.write() as conn:
+        conn.executemany(
+            "INSERT INTO processed_events (event_id, processed_at, expires_at) VALUES (?, ?, ?)",
+            [(f"old{n}", old.isoformat(), old.isoformat()) for n in range(600)],
+        )
+    assert stats.apply_event_once("e" * 32, [], processed_at=now) is True
+    assert marks() == 600 - 500 + 1  # the first event prunes ten batches
+    for n in range(9):
+        stats.apply_event_once(f"{n:032x}", [], processed_at=now)
+    assert marks() == 101 + 9  # the next nine do not
+    stats.apply_event_once("f" * 32, [], processed_at=now)
+    assert marks() == 11  # the eleventh does

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ion.adapters.store_rules import TurnConflict
 from ion.ports import ConversationMemory, CounterChange, QuotaStore, TurnClaim, TurnSnapshot
 from tests.contract.test_conversation_store import (
     LEASE_S,
@@ -81,6 +82,35 @@ def test_a_claim_on_the_version_read_takes_the_lease_and_charges(
     # The lease is live: the next read sees the conversation busy, a claim is refused.
     assert store.read_turn("c1", "u1", now=T0, history=4).busy_until == T0 + LEASE_S
     store.save_turn(conv("c1", count=4), [msg("c1", 2), msg("c1", 3)], lease=claim.lease)
+    assert store.read_turn("c1", "u1", now=T0, history=4).busy_until is None
+
+
+def test_a_claim_on_a_version_with_an_expired_lease_takes_the_conversation_over(
+    store: Any, quota: QuotaStore
+) -> None:
+    save_history(store, "c1", 2)
+    held = store.claim_turn("c1", "u1", now=T0, until=T0 + LEASE_S)
+    later = T0 + LEASE_S + timedelta(seconds=1)
+    snapshot = store.read_turn("c1", "u1", now=later, history=4)
+    claim = store.claim_turn(
+        "c1", "u1", now=later, until=later + LEASE_S, expected=snapshot.version, counters=CHARGES
+    )
+    assert claim.lease and claim.lease != held.lease and not claim.changed
+    assert counters(quota) == [1, 700]
+    # The first turn lost its lease: its save is refused, the new holder's lands.
+    with pytest.raises(TurnConflict):
+        store.save_turn(conv("c1", count=4), [msg("c1", 2), msg("c1", 3)], lease=held.lease)
+    store.save_turn(conv("c1", count=4), [msg("c1", 2), msg("c1", 3)], lease=claim.lease)
+
+
+def test_a_claim_on_the_version_read_is_not_another_learners(store: Any, quota: QuotaStore) -> None:
+    save_history(store, "c1", 2)
+    snapshot = store.read_turn("c1", "u1", now=T0, history=4)
+    claim = store.claim_turn(
+        "c1", "mallory", now=T0, until=T0 + LEASE_S, expected=snapshot.version, counters=CHARGES
+    )
+    assert claim == TurnClaim()
+    assert counters(quota) == [0, 0]
     assert store.read_turn("c1", "u1", now=T0, history=4).busy_until is None
 
 

@@ -36,6 +36,8 @@ def to_utc(value: datetime) -> datetime:
     Also turns subclasses (Firestore's DatetimeWithNanoseconds) into a plain `datetime`,
     truncated to microseconds, so models read back compare equal to what was written.
     """
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value  # already one (most values: the clock's)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)

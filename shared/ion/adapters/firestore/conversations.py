@@ -268,7 +268,8 @@ class FirestoreStore(FirestoreRequestRecords):
             conversation=conversation,
             history=[_message(conversation_id, d.to_dict() or {}) for d in reversed(window)],
             memory=_memory(data.get(MEMORY_FIELD)),
-            version=_rfc3339(snap.update_time),
+            # Whose read it was travels with it: a claim by anybody else is refused.
+            version=f"{_rfc3339(snap.update_time)}@{user_id}",
         )
 
     def _window(self, conversation_id: str, limit: int) -> list[Any]:
@@ -296,8 +297,11 @@ class FirestoreStore(FirestoreRequestRecords):
             return TurnClaim(changed=expected is not None)
         ref = self._conversations.document(conversation_id)
         if expected is not None:
+            read_at, _, reader = expected.partition("@")
+            if reader != user_id:
+                return TurnClaim()  # another learner's read: never theirs to claim
             # The snapshot showed it the user's and free; unchanged since, it still is.
-            taken = self._take(ref, _from_rfc3339(expected), until, counters)
+            taken = self._take(ref, _from_rfc3339(read_at), until, counters)
             if taken is None:
                 return TurnClaim(changed=True)
             return TurnClaim(lease=taken[0], counters=taken[1])

@@ -59,9 +59,20 @@ _UPSERT_CONVERSATION = (
     "title = excluded.title, current_persona = excluded.current_persona, "
     "message_count = excluded.message_count"
 )
-# With a lease: the same upsert, and the turn lease it held is released.
-_UPSERT_CONVERSATION_RELEASING = (
-    _UPSERT_CONVERSATION + ", turn_lease = NULL, turn_lease_until = NULL"
+# With a lease: the row is written only while the turn still holds it, and the lease is
+# released (no row changed: taken over after it expired, or the conversation deleted).
+# Parameters: the conversation's columns after its id, then id and lease.
+_UPDATE_CONVERSATION_RELEASING = (
+    "UPDATE conversations SET user_id = ?, created_at = ?, updated_at = ?, title = ?, "
+    "current_persona = ?, message_count = ?, turn_lease = NULL, turn_lease_until = NULL "
+    "WHERE id = ? AND turn_lease = ?"
+)
+# A turn's claim of the conversation it read, in one statement: the lease is taken only if
+# the row is still as read (its version's columns) and belongs to the learner.
+_CLAIM_AS_READ = (
+    "UPDATE conversations SET turn_lease = ?, turn_lease_until = ? "  # noqa: S608
+    "WHERE id = ? AND user_id = ? AND updated_at IS ? AND message_count IS ? "
+    f"AND turn_lease IS ? AND turn_lease_until IS ? RETURNING {_CONVERSATION_COLUMNS}"
 )
 _INSERT_MESSAGE = (
     f"INSERT INTO messages (seq, {_MESSAGE_COLUMNS}) "  # noqa: S608
@@ -154,25 +165,22 @@ class SqliteStore(SqliteRequestRecords):
         c = conversation
         try:
             with self._db.write() as conn:
-                if lease is not None:
-                    row = conn.execute(
-                        "SELECT turn_lease FROM conversations WHERE id = ?", (c.id,)
-                    ).fetchone()
-                    if row is None or row[0] != lease:
-                        # Taken over after it expired, or the conversation was deleted.
-                        raise _LeaseLost
-                conn.execute(
-                    _UPSERT_CONVERSATION if lease is None else _UPSERT_CONVERSATION_RELEASING,
-                    (
-                        c.id,
-                        c.user_id,
-                        _ts(c.created_at),
-                        _ts(c.updated_at),
-                        c.title,
-                        c.current_persona,
-                        c.message_count,
-                    ),
+                columns = (
+                    c.user_id,
+                    _ts(c.created_at),
+                    _ts(c.updated_at),
+                    c.title,
+                    c.current_persona,
+                    c.message_count,
                 )
+                if lease is None:
+                    conn.execute(_UPSERT_CONVERSATION, (c.id, *columns))
+                elif (
+                    conn.execute(_UPDATE_CONVERSATION_RELEASING, (*columns, c.id, lease)).rowcount
+                    != 1
+                ):
+                    # Taken over after it expired, or the conversation was deleted.
+                    raise _LeaseLost
                 # A message row's primary key is (conversation_id, seq): a second turn
                 # computed from the same stale message_count collides here and fails.
                 conn.executemany(
@@ -232,6 +240,15 @@ class SqliteStore(SqliteRequestRecords):
         counters: Sequence[CounterChange] = (),
     ) -> TurnClaim:
         with self._db.write() as conn:
+            if expected is not None:
+                lease = uuid.uuid4().hex
+                row = _claim_as_read(conn, conversation_id, user_id, now, until, expected, lease)
+                if row is not None:
+                    values = apply_counter_changes(conn, counters)
+                    return TurnClaim(
+                        conversation=_conversation(row), lease=lease, counters=tuple(values)
+                    )
+                # Changed since it was read, busy, or not the learner's: read it to say which.
             row = conn.execute(_SELECT_CONVERSATION_AND_LEASE, (conversation_id,)).fetchone()
             if expected is not None and (row is None or _version(row) != expected):
                 return TurnClaim(changed=True)
@@ -319,6 +336,30 @@ def _busy_until(row: tuple[Any, ...], now: datetime) -> datetime | None:
     if held is not None and held_until is not None and _dt(held_until) > to_utc(now):
         return _dt(held_until)
     return None
+
+
+def _claim_as_read(
+    conn: sqlite3.Connection,
+    conversation_id: str,
+    user_id: str,
+    now: datetime,
+    until: datetime,
+    expected: str,
+    lease: str,
+) -> tuple[Any, ...] | None:
+    """Take the lease of a conversation still at version `expected` and not busy at `now`,
+    in one statement; its row, or None when it was not taken (nothing written)."""
+    try:
+        updated_at, message_count, held, held_until = json.loads(expected)
+    except (ValueError, TypeError):
+        return None  # not a version of this store: the full check answers
+    if held is not None and held_until is not None and _dt(held_until) > to_utc(now):
+        return None  # busy as read
+    row: tuple[Any, ...] | None = conn.execute(
+        _CLAIM_AS_READ,
+        (lease, _ts(until), conversation_id, user_id, updated_at, message_count, held, held_until),
+    ).fetchone()
+    return row
 
 
 def _version(row: tuple[Any, ...]) -> str:

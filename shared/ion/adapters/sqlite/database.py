@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from time import monotonic, sleep
+from types import TracebackType
 from typing import Any
 
 from ion.adapters.sqlite.migrations import migrate
@@ -78,13 +79,30 @@ def connect(
     )
 
 
-@contextmanager
-def unavailable(what: str) -> Iterator[None]:
-    """`sqlite3.OperationalError` → `DependencyUnavailable`: not the caller's bug."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        raise DependencyUnavailable(f"{what} unavailable: {exc}") from exc
+class unavailable:  # lower case: used like the function it was, `with unavailable(...)`
+    """`sqlite3.OperationalError` → `DependencyUnavailable`: not the caller's bug.
+
+    A class, not a generator: it wraps every statement a request makes."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, sqlite3.OperationalError):
+            raise DependencyUnavailable(f"{self._what} unavailable: {exc}") from exc
+
+
+_ERRORS = unavailable("sqlite database")
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -221,10 +239,8 @@ class SqliteDatabase:
 
     # --- transactions ----------------------------------------------------------------
 
-    @contextmanager
-    def errors(self) -> Iterator[None]:
-        with unavailable("sqlite database"):
-            yield
+    def errors(self) -> unavailable:
+        return _ERRORS
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -28,8 +29,11 @@ from ion.ports import (
     text_hash,
 )
 
-#: Expired dedupe rows removed per applied event (keeps the table bounded, cheaply).
+#: Expired rows removed per write that prunes (keeps a table bounded, cheaply).
 _PRUNE_BATCH = 50
+#: Expired dedupe rows are looked for at every tenth applied event, ten batches at once:
+#: the table stays as bounded, and nine events in ten skip the statement.
+_DEDUPE_PRUNE_EVERY = 10
 
 _UPSERT_STATS = (
     "INSERT INTO routing_stats (persona, tone, pace, intent, turns, ups, downs, updated_at) "
@@ -64,6 +68,8 @@ class SqliteLearningAndBackupStore:
     ) -> None:
         self._db = as_database(database, busy_timeout_ms)
         self._dedupe = timedelta(days=dedupe_days)
+        self._marks_lock = threading.Lock()
+        self._marks = 0  # events applied by this instance (when to prune their marks)
 
     @property
     def path(self) -> Path:
@@ -194,11 +200,15 @@ class SqliteLearningAndBackupStore:
         )
         if cursor.rowcount == 0:
             return False
-        conn.execute(
-            "DELETE FROM processed_events WHERE rowid IN (SELECT rowid FROM processed_events "
-            "WHERE expires_at < ? LIMIT ?)",
-            (_ts(processed_at), _PRUNE_BATCH),
-        )
+        with self._marks_lock:
+            self._marks += 1
+            prune = self._marks % _DEDUPE_PRUNE_EVERY == 1
+        if prune:
+            conn.execute(
+                "DELETE FROM processed_events WHERE rowid IN (SELECT rowid FROM processed_events "
+                "WHERE expires_at < ? LIMIT ?)",
+                (_ts(processed_at), _PRUNE_BATCH * _DEDUPE_PRUNE_EVERY),
+            )
         return True
 
     # --- BackupCatalog ---------------------------------------------------------------
