@@ -29,6 +29,7 @@ from ion.domain.personas import PersonaCatalog
 from ion.domain.resonance import (
     FALSE_FRIENDS,
     GatedRegex,
+    GatedSet,
     Hit,
     Lexicon,
     LexiconSet,
@@ -198,6 +199,16 @@ class Router:
                 ),
             )
             for p in catalog.all()
+        )
+        # Every persona's regexes in catalog order, read together: one scan of the text for
+        # the literals they need, then only the regexes that may match.
+        self._patterns = tuple(
+            (gate.pattern, weight, source, cp.persona.id)
+            for cp in self._compiled
+            for gate, weight, source in cp.patterns
+        )
+        self._pattern_set = GatedSet(
+            [gate for cp in self._compiled for gate, _w, _s in cp.patterns]
         )
         # All personas' cue lexicons (and the false friends that cancel cues) in one matcher:
         # a single pass over the text.
@@ -374,12 +385,12 @@ class Router:
 
         hits = drop_false_friends(self._lexicons.scan(text))
         pattern_hits: list[Hit] = []
-        for cp in self._compiled:
-            for rx, weight, source in cp.patterns:
-                m = rx.search(text)
-                if m is not None and m.end() > m.start():
-                    label = m.group(0).strip()[:24] or source[:24]
-                    pattern_hits.append(Hit(label, weight, m.start(), m.end(), cp.persona.id))
+        for index in self._pattern_set.candidates(text):
+            pattern, weight, source, owner = self._patterns[index]
+            m = pattern.search(text)
+            if m is not None and m.end() > m.start():
+                label = m.group(0).strip()[:24] or source[:24]
+                pattern_hits.append(Hit(label, weight, m.start(), m.end(), owner))
 
         raw: dict[str, float] = {}
         cues: dict[str, list[str]] = {}

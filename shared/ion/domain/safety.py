@@ -27,13 +27,13 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
 
 from ion.domain.operating_points import THRESHOLD_NAMES, operating_point_param
-from ion.domain.resonance.gated_regex import GatedRegex
+from ion.domain.resonance.gated_regex import GatedRegex, GatedSet
 from ion.domain.semantic import SemanticLayer
 from ion.domain.text import join_short_pieces
 from ion.errors import ConfigurationError
@@ -244,44 +244,53 @@ class CrisisRules:
             out += [(kind, gate) for gate in getattr(self, kind)]
         return out
 
-    @staticmethod
-    def _first(patterns: Sequence[tuple[str, GatedRegex]], text: str) -> str | None:
-        for family, pattern in patterns:
-            if pattern.search(text):
-                return family
-        return None
+    @cached_property
+    def _sets(self) -> dict[str, GatedSet]:
+        """Each group's regexes read together (one scan for the literals they need)."""
+        sets = {
+            kind: GatedSet([gate for _family, gate in getattr(self, kind)])
+            for kind in ("signals", "weak_signals", "guards")
+        }
+        sets.update({kind: GatedSet(getattr(self, kind)) for kind in RULE_GROUPS})
+        return sets
 
-    def _quotes_someone_else(
-        self, patterns: Sequence[tuple[str, GatedRegex]], spellings: Sequence[str]
-    ) -> bool:
-        """Every match of `patterns` stands inside quotation marks, and someone else is
-        the speaker."""
-        if not any(p.search(spellings[0]) for p in self.reported):
+    def _first(self, kind: str, text: str) -> str | None:
+        """The family of the first rule of `kind` (signals, weak_signals, guards) that
+        matches `text`, in the rules' order."""
+        index = self._sets[kind].first(text)
+        return None if index is None else str(getattr(self, kind)[index][0])
+
+    def _any(self, kind: str, text: str) -> bool:
+        """Whether a rule of the group `kind` matches `text`."""
+        return self._sets[kind].first(text) is not None
+
+    def _quotes_someone_else(self, kind: str, spellings: Sequence[str]) -> bool:
+        """Every match of the rules of `kind` stands inside quotation marks, and someone
+        else is the speaker."""
+        if not self._any("reported", spellings[0]):
             return False
-        return not any(self._first(patterns, _QUOTED.sub(" ", t)) for t in spellings)
+        return not any(self._first(kind, _QUOTED.sub(" ", t)) for t in spellings)
 
     def read(self, text: str) -> RuleReading:
         """(signal family, weak-signal family, guard family) found in `text`, or None each."""
         folded = _fold(text)
         joined = join_split_words(text)
         spellings = (folded,) if joined == text else (folded, _fold(joined))
-        signal = next(filter(None, (self._first(self.signals, t) for t in spellings)), None)
-        weak = next(filter(None, (self._first(self.weak_signals, t) for t in spellings)), None)
+        signal = next(filter(None, (self._first("signals", t) for t in spellings)), None)
+        weak = next(filter(None, (self._first("weak_signals", t) for t in spellings)), None)
         weak_said = weak is not None  # a weak phrasing was found, not a demoted signal
-        owned = _any(self.owned, folded)
+        owned = self._any("owned", folded)
         if (
             signal is not None
             and not owned
-            and (
-                _any(self.discussion, folded) or self._quotes_someone_else(self.signals, spellings)
-            )
+            and (self._any("discussion", folded) or self._quotes_someone_else("signals", spellings))
         ):
             signal, weak = None, weak or f"{signal}{DISCUSSED}"
         elif (
             signal is not None
             and not owned
-            and _any(self.joking, folded)
-            and not _any(self.earnest, folded)
+            and self._any("joking", folded)
+            and not self._any("earnest", folded)
         ):
             signal, weak = None, weak or f"{signal} (laughing)"
         if (
@@ -289,17 +298,17 @@ class CrisisRules:
             and weak_said
             and not owned
             and not only_after_distress(weak)
-            and self._quotes_someone_else(self.weak_signals, spellings)
+            and self._quotes_someone_else("weak_signals", spellings)
         ):
             weak = f"{weak}{DISCUSSED}"
         elif (
             signal is None
             and weak is not None
             and not only_after_distress(weak)
-            and _any(self.farewell, folded)
+            and self._any("farewell", folded)
         ):
             weak = f"{weak}{PLAIN}"
-        guard = self._first(self.guards, folded)
+        guard = self._first("guards", folded)
         if signal is None and weak is None:
             weak = self._reply_to_distress(folded, guard)
         if guard is None and _reading_length(text) < MIN_MODEL_CHARS:
@@ -311,19 +320,15 @@ class CrisisRules:
         about the means, drops the subject, or answers in a few words; or nothing."""
         # Every message is read so, most without any distress before them: the cheapest
         # tests first, and "what was meant" only for a message that could need it.
-        if _any(self.means_question, folded):
+        if self._any("means_question", folded):
             return MEANS_QUESTION
-        dropped = _any(self.changed_subject, folded)
+        dropped = self._any("changed_subject", folded)
         short = guard is None and 0 < len(folded.split()) <= SHORT_REPLY_WORDS
-        if not (dropped or short) or _any(self.clarified, folded):
+        if not (dropped or short) or self._any("clarified", folded):
             return None
         if dropped:
             return CHANGED_SUBJECT
-        return None if _any(self.reassured, folded) else SHORT_REPLY
-
-
-def _any(gates: Sequence[GatedRegex], text: str) -> bool:
-    return any(gate.search(text) for gate in gates)
+        return None if self._any("reassured", folded) else SHORT_REPLY
 
 
 #: A Hangul syllable under a quantifier ("목을?"): decomposed, the quantifier would apply

@@ -21,7 +21,7 @@ from ion.domain.resonance.cue_context import (
     cue_context_factor,
     drop_false_friends,
 )
-from ion.domain.resonance.gated_regex import GatedRegex
+from ion.domain.resonance.gated_regex import GatedRegex, GatedSet
 from ion.domain.resonance.lexicon import (
     Hit,
     Lexicon,
@@ -38,6 +38,7 @@ __all__ = [
     "HEDGE_FACTOR",
     "MENTION_FACTOR",
     "GatedRegex",
+    "GatedSet",
     "Hit",
     "Lexicon",
     "LexiconSet",

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GatedRegex"]
+__all__ = ["GatedRegex", "GatedSet"]
 
 _DIGIT_RE = re.compile(r"\d")
 
@@ -133,14 +134,21 @@ class GatedRegex:
         self._strings: tuple[str, ...] | None = None
         self._digit = False
 
-    def may_match(self, text: str) -> bool:
-        """False only when `pattern` cannot match anywhere in `text` (or any substring of it)."""
+    def needles(self) -> tuple[tuple[str, ...] | None, bool]:
+        """The literals one of which every match contains (None: unknown, always run), and
+        whether a digit does instead."""
         if not self._ready:
             needles = _needles_for(self.pattern, self._folded)
             if needles is not None:
                 self._strings = tuple(sorted(needles.strings))
                 self._digit = needles.digit
             self._ready = True
+        return self._strings, self._digit
+
+    def may_match(self, text: str) -> bool:
+        """False only when `pattern` cannot match anywhere in `text` (or any substring of it)."""
+        if not self._ready:
+            self.needles()
         strings = self._strings
         if strings is None:
             return True
@@ -152,3 +160,97 @@ class GatedRegex:
     def search(self, text: str) -> re.Match[str] | None:
         """Same result as `pattern.search(text)`."""
         return self.pattern.search(text) if self.may_match(text) else None
+
+
+class GatedSet:
+    """Gated regexes read together, in order: one scan of the text finds every literal any
+    of them needs, and only the regexes one of whose literals was found are run.
+
+    Testing each regex's literals costs a loop of substring tests per regex; a set of a few
+    hundred regexes costs ten times less as one regex over a trie of all their literals,
+    found at every position (a lookahead, longest literal first, each literal then standing
+    for its prefixes too). Built on first use, like the literals themselves.
+    """
+
+    __slots__ = ("_always", "_by_literal", "_digit_gated", "_gates", "_ready", "_scan")
+
+    def __init__(self, gates: Sequence[GatedRegex]) -> None:
+        self._gates = tuple(gates)
+        self._ready = False
+        self._scan: re.Pattern[str] | None = None
+        # Literal → the gates (indices) it opens, with the gates of its prefix literals.
+        self._by_literal: dict[str, frozenset[int]] = {}
+        self._always: frozenset[int] = frozenset()  # gates without known literals
+        self._digit_gated: frozenset[int] = frozenset()
+
+    @property
+    def gates(self) -> tuple[GatedRegex, ...]:
+        return self._gates
+
+    def _build(self) -> None:
+        opens: dict[str, set[int]] = {}
+        always: set[int] = set()
+        digit: set[int] = set()
+        for index, gate in enumerate(self._gates):
+            strings, needs_digit = gate.needles()
+            if strings is None:
+                always.add(index)
+                continue
+            if needs_digit:
+                digit.add(index)
+            for literal in strings:
+                opens.setdefault(literal, set()).add(index)
+        # A literal found at a position is the longest there: its prefixes are there too.
+        self._by_literal = {
+            literal: frozenset().union(
+                *(gates for prefix, gates in opens.items() if literal.startswith(prefix))
+            )
+            for literal in opens
+        }
+        self._always, self._digit_gated = frozenset(always), frozenset(digit)
+        if opens:
+            self._scan = re.compile(f"(?=({_trie_pattern(opens)}))")
+        self._ready = True
+
+    def candidates(self, text: str) -> list[int]:
+        """The indices of the gates whose regex may match `text`, in order."""
+        if not self._ready:
+            self._build()
+        found = set(self._always)
+        if self._scan is not None:
+            by_literal = self._by_literal
+            for literal in {m.group(1) for m in self._scan.finditer(text)}:
+                found |= by_literal[literal]
+        if self._digit_gated and _DIGIT_RE.search(text) is not None:
+            found |= self._digit_gated
+        return sorted(found)
+
+    def first(self, text: str) -> int | None:
+        """The index of the first gate whose regex matches `text` (as searching each in
+        order would find), or None."""
+        gates = self._gates
+        for index in self.candidates(text):
+            if gates[index].pattern.search(text) is not None:
+                return index
+        return None
+
+
+def _trie_pattern(literals: Iterable[str]) -> str:
+    """A regex matching any of `literals`, the longest one where several start."""
+    trie: dict[str, Any] = {}
+    for literal in literals:
+        node = trie
+        for char in literal:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def branch(node: dict[str, Any]) -> str:
+        ends = "" in node
+        alternatives = [re.escape(char) + branch(sub) for char, sub in sorted(node.items()) if char]
+        if not alternatives:
+            return ""
+        body = alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+        # Greedy: the longer literal when it is there, this one otherwise.
+        return f"(?:{body})?" if ends else body
+
+    return branch(trie)

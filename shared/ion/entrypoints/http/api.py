@@ -54,6 +54,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+# Every answer's headers unless its handler set them.
+_DEFAULT_HEADERS = (*SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Idempotency-Key, X-Request-Id"
 CORS_EXPOSE_HEADERS = "Retry-After, X-Request-Id, WWW-Authenticate, Idempotent-Replayed"
 CORS_MAX_AGE_S = 600
@@ -358,10 +360,16 @@ def _secure(response: Response, allowed_origin: str | None) -> None:
     Never `Access-Control-Allow-Credentials`: the API authenticates with a bearer header,
     not cookies, so no credentialed cross-origin request is ever needed.
     """
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.vary.add("Origin")
+    headers = response.headers
+    # One pass over what the handler set (werkzeug's setdefault scans them per header).
+    present = {name.lower() for name, _value in headers.items()}
+    for name, value in _DEFAULT_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "vary" in present:
+        response.vary.add("Origin")
+    else:
+        headers.add("Vary", "Origin")
     if allowed_origin is not None:
         response.headers["Access-Control-Allow-Origin"] = allowed_origin
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
