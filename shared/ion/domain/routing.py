@@ -202,14 +202,13 @@ class Router:
         )
         # Every persona's regexes in catalog order, read together: one scan of the text for
         # the literals they need, then only the regexes that may match.
-        self._patterns = tuple(
-            (gate.pattern, weight, source, cp.persona.id)
+        flat = [
+            (gate, w, source, cp.persona.id)
             for cp in self._compiled
-            for gate, weight, source in cp.patterns
-        )
-        self._pattern_set = GatedSet(
-            [gate for cp in self._compiled for gate, _w, _s in cp.patterns]
-        )
+            for gate, w, source in cp.patterns
+        ]
+        self._patterns = tuple((gate.pattern, w, source, owner) for gate, w, source, owner in flat)
+        self._pattern_set = GatedSet([gate for gate, _w, _s, _o in flat])
         # All personas' cue lexicons (and the false friends that cancel cues) in one matcher:
         # a single pass over the text.
         self._lexicons = LexiconSet(
