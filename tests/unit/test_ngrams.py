@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ion.domain.ngrams import BUCKETS, NgramHead, ngram_counts
-from ion.domain.semantic import HeadArtifact, PrototypeHead, artifact_path, load_artifact
+from ion.domain.semantic import (
+    ExampleVectors,
+    HeadArtifact,
+    PrototypeHead,
+    artifact_path,
+    load_artifact,
+)
 from ion.services.training.ngrams import fit_ngram_head
 
 
@@ -58,8 +64,8 @@ def test_the_reader_survives_its_artifact(tmp_path: Path) -> None:
     vectors = np.eye(4, 8, dtype=np.float32)
     prototypes = PrototypeHead(
         labels=("calm", "crisis"),
-        positives=vectors[:2],
-        negatives=vectors[2:],
+        positives=ExampleVectors(vectors[:2]),
+        negatives=ExampleVectors(vectors[2:]),
         k=1,
         slope=2.0,
         offset=-1.0,

@@ -27,7 +27,7 @@ from ion.domain.safety import (
     only_after_distress,
     segments,
 )
-from ion.domain.semantic import HeadArtifact, PrototypeHead, fingerprint
+from ion.domain.semantic import ExampleVectors, HeadArtifact, PrototypeHead, fingerprint
 from ion.ports import SentenceEmbedder
 from ion.services.evaluation import (
     SafetyItem,
@@ -257,8 +257,8 @@ def train_safety(
         positive = gold[rows] == 1
         return PrototypeHead(
             labels=SAFETY_LABELS,
-            positives=chosen[positive],
-            negatives=chosen[~positive],
+            positives=ExampleVectors(chosen[positive]),
+            negatives=ExampleVectors(chosen[~positive]),
             k=k,
             slope=slope,
             offset=offset,
