@@ -20,6 +20,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,13 +35,19 @@ def ngram_counts(text: str) -> Counter[int]:
     folded = unicodedata.normalize("NFC", text).casefold()
     counts: Counter[int] = Counter()
     for word in folded.split():
-        padded = f" {word} "
-        for n in NGRAM_SIZES:
-            if len(padded) < n:
-                continue
-            for i in range(len(padded) - n + 1):
-                counts[zlib.crc32(padded[i : i + n].encode("utf-8")) % BUCKETS] += 1
+        counts.update(_word_ngrams(word))
     return counts
+
+
+# Learners' words repeat from message to message: each word's n-grams are hashed once.
+@lru_cache(maxsize=4096)
+def _word_ngrams(word: str) -> tuple[int, ...]:
+    padded = f" {word} "
+    return tuple(
+        zlib.crc32(padded[i : i + n].encode("utf-8")) % BUCKETS
+        for n in NGRAM_SIZES
+        for i in range(len(padded) - n + 1)
+    )
 
 
 @dataclass(frozen=True)
@@ -63,16 +70,14 @@ class NgramHead:
             return self.bias
         keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         at = np.minimum(np.searchsorted(self.buckets, keys), len(self.buckets) - 1)
-        known = (self.buckets[at] == keys).tolist()
-        values = [
-            ((1.0 + math.log(count)) * float(self.idf[i]), i)
-            for count, i, k in zip(counts.values(), at.tolist(), known, strict=True)
-            if k
-        ]
-        norm = math.sqrt(sum(v * v for v, _ in values))
+        known = self.buckets[at] == keys
+        at = at[known]
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))[known]
+        values = (1.0 + np.log(tf)) * self.idf[at].astype(np.float64)
+        norm = math.sqrt(float(values @ values))
         if norm <= 0:
             return self.bias
-        return self.bias + sum(v / norm * float(self.weights[i]) for v, i in values)
+        return self.bias + float(values @ self.weights[at].astype(np.float64)) / norm
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """The decision value (log-odds before stacking) of each text."""
