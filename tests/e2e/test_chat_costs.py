@@ -249,17 +249,45 @@ class CountingModel:
         return self._inner.encode(texts)
 
 
+def _forward_passes(app: App, message: str) -> list[list[str]]:
+    """The texts of each forward pass of the embedding model while `app` answers
+    `message`, with nothing read before."""
+    semantic = app.router.semantic  # type: ignore[attr-defined]
+    model = CountingModel(semantic.embedder._model)
+    semantic.embedder._model = model
+    semantic.embedder._cache.clear()  # one embedder per process: other tests' texts
+    with serving(app):
+        model.batches.clear()
+        learner(app, "alice").chat(message)
+    return model.batches
+
+
 def test_a_message_and_its_parts_are_embedded_in_one_model_call(clean_env: Path) -> None:
     app = build_app(make_settings(clean_env / "data"))
     parts = TurnOrchestrator(app.catalog).parts(TWO_NEEDS)
     assert len(parts) == 2  # the duo rule routes each part on its own
-    semantic = app.router.semantic  # type: ignore[attr-defined]
-    model = CountingModel(semantic.embedder._model)
-    semantic.embedder._model = model
-    with serving(app):
-        model.batches.clear()
-        learner(app, "alice").chat(TWO_NEEDS)
+    batches = _forward_passes(app, TWO_NEEDS)
     # One forward pass for the message and both parts; the detector, the router and the
     # duo rule then read them from the embedder's recent vectors.
-    assert len(model.batches) == 1
-    assert len(model.batches[0]) == 3
+    assert len(batches) == 1
+    assert len(batches[0]) == 3
+
+
+LONG_TWO_NEEDS = (
+    "This week has been a lot. My team lead moved the demo to Thursday, and half of the API"
+    " is still mocked. I stayed up until three last night fixing the login flow, and this"
+    " morning the tests were red again for reasons I do not understand. I'm panicking about"
+    " the deadline. How should I structure the capstone's backend so that the rest lands?"
+)
+
+
+def test_a_long_message_its_segments_and_its_parts_are_embedded_in_one_model_call(
+    clean_env: Path,
+) -> None:
+    app = build_app(make_settings(clean_env / "data"))
+    segments = app.detector.model_texts(LONG_TWO_NEEDS)
+    parts = TurnOrchestrator(app.catalog).parts(LONG_TWO_NEEDS)
+    assert len(segments) > 2 and len(parts) >= 2  # the detector reads sentence groups
+    batches = _forward_passes(app, LONG_TWO_NEEDS)
+    assert len(batches) == 1
+    assert len(batches[0]) == len({LONG_TWO_NEEDS, *segments, *parts})

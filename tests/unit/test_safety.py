@@ -583,6 +583,16 @@ def test_korean_stems_match_every_ending() -> None:
     assert rules.assess("여기서 뛰어내려 버리고 싶다").crisis
 
 
+def test_the_texts_the_model_will_read_for_a_message(detector: CrisisDetector) -> None:
+    long = " ".join(
+        f"Sprint {n} went sideways again, and I rewrote the same reducer twice." for n in range(8)
+    )
+    assert detector.model_texts(long) == segments(long) and len(segments(long)) > 1
+    assert CrisisDetector(load_rules()).model_texts(long) == []  # rules alone: no model
+    detector.assess(long)
+    assert detector.model_texts(long) == []  # read lately: its probability is kept
+
+
 def test_vectorised_calibration_equals_the_detector(detector: CrisisDetector) -> None:
     """`ion train safety` tries thresholds on a vectorised copy of `verdict`: same answers."""
     items = [

@@ -100,8 +100,9 @@ class MessageRouter(Protocol):
     def catalog(self) -> PersonaCatalog: ...
 
     def prepare(self, texts: Sequence[str]) -> None:
-        """Read the meaning of texts about to be routed one by one (a message and its
-        parts) in one model call; nothing without a semantic layer."""
+        """Read the meaning of texts about to be read one by one (a message, its parts, the
+        crisis detector's segments of it) in one model call; nothing without a semantic
+        layer."""
         ...
 
     def route(

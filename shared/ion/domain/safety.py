@@ -465,6 +465,16 @@ class CrisisDetector:
     def uses_model(self) -> bool:
         return self._semantic is not None
 
+    def model_texts(self, message: str) -> list[str]:
+        """The texts the model will read to assess `message` (the whole, then a long
+        message's sentence groups); none without the model or when it was read lately."""
+        if self._semantic is None:
+            return []
+        with self._recent_lock:
+            if message in self._recent:
+                return []
+        return segments(message)
+
     def _probabilities(self, texts: Sequence[str]) -> list[float]:
         if self._semantic is None:
             return [0.0] * len(texts)

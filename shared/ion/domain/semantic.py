@@ -112,6 +112,7 @@ class ExampleVectors:
     FEW_TEXTS = 4
 
     def __init__(self, rows: np.ndarray, inverse_norms: np.ndarray | None = None) -> None:
+        # float32 unit rows alone, or int8 codes with their rows' inverse norms (`from_codes`).
         self._rows = rows
         self._inverse_norms = inverse_norms
 

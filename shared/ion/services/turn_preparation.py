@@ -157,9 +157,12 @@ class TurnPreparer:
         turn's in the same write. `alongside` is a call of the caller's made at the same
         time as the turn's first reads (an Idempotency-Key claim): when it raises, its
         exception ends the turn before anything of the turn is written."""
-        # The message and the parts the duo rule may route, read in one model call (the
-        # detector, the router and the duo rule then find them in the embedder's cache).
-        self._router.prepare([text, *self._orchestrator.parts(text)])
+        # The message, a long one's sentence groups and the parts the duo rule may route,
+        # read in one model call (the detector, the router and the duo rule then find them
+        # in the embedder's cache).
+        self._router.prepare(
+            [text, *self._detector.model_texts(text), *self._orchestrator.parts(text)]
+        )
         first: list[Callable[[], object]] = [alongside] if alongside is not None else []
         snapshot: TurnSnapshot | None = None
         if conversation_id is None:
