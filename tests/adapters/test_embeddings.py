@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import marshal
 from importlib import metadata
@@ -105,3 +106,39 @@ def test_the_package_carries_the_three_prepared_files() -> None:
     names = set(embeddings.packaged_model_files())
     table, weights = embeddings.backend_state_paths()
     assert names == {embeddings.tokenizer_state_path().name, table.name, weights.name}
+
+
+def _learner_texts() -> list[str]:
+    root = Path(__file__).resolve().parents[2] / "data" / "safety" / "heldout"
+    texts = [
+        json.loads(line)["text"]
+        for path in sorted(root.glob("*.jsonl"))[:12]
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+    # A word's pieces, once kept, serve every later text it is in: its parts too.
+    return [*TEXTS, *texts, *(part for text in texts for part in text.split(". "))]
+
+
+def test_the_word_tokenizer_gives_the_library_s_ids() -> None:
+    library = USE(threads=1)._tokenizer
+    words = embeddings.WordTokenizer(library)
+    texts = _learner_texts()
+    assert len(texts) > 2000
+    for text in texts:
+        assert words.encode(text) == library.encode(text), text
+    assert words.encode(TEXTS[0], add_bos=False, add_eos=False) == library.encode(
+        TEXTS[0], add_bos=False, add_eos=False
+    )
+    assert words.encode(TEXTS[1], out_type=str) == library.encode(TEXTS[1], out_type=str)
+
+
+def test_the_embedder_tokenizes_word_by_word() -> None:
+    embedder = embeddings.UseEmbedder()
+    assert isinstance(embedder._model._model.sp, embeddings.WordTokenizer)
+
+
+def test_another_tokenizer_is_left_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    other = object()
+    with caplog.at_level(logging.WARNING, logger=embeddings.__name__):
+        assert embeddings.WordTokenizer.around(other) is other
+    assert "not the one expected" in caplog.text
