@@ -121,6 +121,8 @@ def _learner_texts() -> list[str]:
 
 def test_the_word_tokenizer_gives_the_library_s_ids() -> None:
     library = USE(threads=1)._tokenizer
+    # What it rests on: no piece spans a word boundary.
+    assert not [piece for piece in library._pieces if "\u2581" in piece[1:]]
     words = embeddings.WordTokenizer(library)
     texts = _learner_texts()
     assert len(texts) > 2000

@@ -109,6 +109,9 @@ class UseEmbedder:
         return np.stack(rows)
 
 
+_WORD_START = "\u2581"  # sentencepiece's word boundary
+
+
 class WordTokenizer:
     """The library's sentencepiece tokenizer, each word's pieces found once.
 
@@ -160,9 +163,6 @@ class WordTokenizer:
         if add_eos:
             ids.append(self._eos)
         return ids
-
-
-_WORD_START = "\u2581"
 
 
 def _clean(text: str) -> str:
