@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,13 +250,19 @@ class CountingModel:
         return self._inner.encode(texts)
 
 
-def _forward_passes(app: App, message: str) -> list[list[str]]:
-    """The texts of each forward pass of the embedding model while `app` answers
-    `message`, with nothing read before."""
+def _counting(app: App) -> CountingModel:
+    """`app`'s embedding model, counted from here on, with nothing read before."""
     semantic = app.router.semantic  # type: ignore[attr-defined]
     model = CountingModel(semantic.embedder._model)
     semantic.embedder._model = model
     semantic.embedder._cache.clear()  # one embedder per process: other tests' texts
+    return model
+
+
+def _forward_passes(app: App, message: str) -> list[list[str]]:
+    """The texts of each forward pass of the embedding model while `app` answers
+    `message`."""
+    model = _counting(app)
     with serving(app):
         model.batches.clear()
         learner(app, "alice").chat(message)
@@ -291,3 +298,30 @@ def test_a_long_message_its_segments_and_its_parts_are_embedded_in_one_model_cal
     batches = _forward_passes(app, LONG_TWO_NEEDS)
     assert len(batches) == 1
     assert len(batches[0]) == len({LONG_TWO_NEEDS, *segments, *parts})
+
+
+def test_a_message_to_a_missing_or_busy_conversation_costs_no_model_call(
+    clean_env: Path,
+) -> None:
+    app = build_app(make_settings(clean_env / "data"))
+    model = _counting(app)
+    with serving(app):
+        alice = learner(app, "alice")
+        conversation = alice.chat(FIRST)["conversation_id"]
+        now = datetime.now(UTC)
+        claim = app.store.claim_turn(
+            conversation, "alice", now=now, until=now + timedelta(minutes=1)
+        )
+        assert claim.lease is not None  # the turn is being answered elsewhere
+        model.batches.clear()
+        for conversation_id, status in (("no-such-conversation", 404), (conversation, 409)):
+            response = alice.client.post(
+                "/v1/chat",
+                json={
+                    "message": "and what about the deploy script?",
+                    "conversation_id": conversation_id,
+                },
+                headers=alice.auth,
+            )
+            assert response.status_code == status, response.get_data(as_text=True)
+    assert model.batches == []

@@ -157,15 +157,10 @@ class TurnPreparer:
         turn's in the same write. `alongside` is a call of the caller's made at the same
         time as the turn's first reads (an Idempotency-Key claim): when it raises, its
         exception ends the turn before anything of the turn is written."""
-        # The message, a long one's sentence groups and the parts the duo rule may route,
-        # read in one model call (the detector, the router and the duo rule then find them
-        # in the embedder's cache).
-        self._router.prepare(
-            [text, *self._detector.model_texts(text), *self._orchestrator.parts(text)]
-        )
         first: list[Callable[[], object]] = [alongside] if alongside is not None else []
         snapshot: TurnSnapshot | None = None
         if conversation_id is None:
+            self._read_meaning(text)
             # A crisis answer uses no profile (the detector keeps this reading for later).
             in_crisis = self._detector.assess(text, []).crisis
             profiles = self._profiles if not in_crisis else None
@@ -190,10 +185,21 @@ class TurnPreparer:
                     "another message in this conversation is still being answered; retry shortly",
                     retry_after_s=TURN_RETRY_AFTER_S,
                 )
+            # After the reads: a message to a missing or busy conversation costs no model
+            # call, and the reads run before the model's work leaves the caches cold.
+            self._read_meaning(text)
         turn = self._decide(user_id, text, snapshot, profile, now)
         if snapshot is None:
             return self._charged_new(turn, budget, buckets, now)
         return self._claimed(turn, snapshot, budget, buckets, now)
+
+    def _read_meaning(self, text: str) -> None:
+        """The message, a long one's sentence groups and the parts the duo rule may route,
+        read in one model call: the detector, the router and the duo rule then find them in
+        the embedder's cache."""
+        self._router.prepare(
+            [text, *self._detector.model_texts(text), *self._orchestrator.parts(text)]
+        )
 
     @staticmethod
     def _charge(
