@@ -48,6 +48,8 @@ def test_the_packaged_tokenizer_encodes_exactly_like_the_parsed_one(state_file: 
     assert loaded._sp is not None and parsed._sp is None  # nothing parsed yet
     assert loaded._tokenizer.encode(TEXTS) == parsed._tokenizer.encode(TEXTS)
     assert np.array_equal(loaded.encode(TEXTS[:6]), parsed.encode(TEXTS[:6]))
+    words = embeddings.WordTokenizer(loaded._tokenizer)  # as the deployed embedder reads
+    assert [words.encode(text) for text in TEXTS] == parsed._tokenizer.encode(TEXTS)
 
 
 def test_without_the_file_the_library_parses_its_model(tmp_path: Path) -> None:
