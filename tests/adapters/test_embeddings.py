@@ -146,3 +146,21 @@ def test_another_tokenizer_is_left_as_it_is(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.WARNING, logger=embeddings.__name__):
         assert embeddings.WordTokenizer.around(other) is other
     assert "not the one expected" in caplog.text
+
+
+def test_a_long_word_is_tokenized_but_not_kept() -> None:
+    library = USE(threads=1)._tokenizer
+    words = embeddings.WordTokenizer(library)
+    words.encode("short words are kept")
+    kept = words._known.cache_info().currsize
+    long = "see " + "a1b2c3" * 700  # one 4,200-character word
+    assert words.encode(long) == library.encode(long)
+    assert words._known.cache_info().currsize == kept + 1  # "▁see" only
+
+
+def test_the_embedder_keeps_each_vector_alone_not_its_batch() -> None:
+    embedder = embeddings.UseEmbedder()
+    texts = ["a batch of three", "its second text", "and its third one"]
+    embedder.embed(texts)
+    # A row of the batch would keep the other rows alive after they leave the cache.
+    assert all(embedder._cache[text].base is None for text in texts)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import unicodedata
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ion.domain import ngrams
 from ion.domain.ngrams import BUCKETS, NgramHead, ngram_counts
 from ion.domain.semantic import (
     ExampleVectors,
@@ -114,3 +116,17 @@ def test_a_score_is_sublinear_tf_idf_of_the_known_buckets_dotted_with_the_weight
         bias=0.25,
     )
     assert empty.score("hi") == 0.25
+
+
+def test_a_long_word_is_counted_but_its_n_grams_are_not_kept() -> None:
+    ngram_counts("kept")
+    kept = ngrams._known_word_ngrams.cache_info().currsize
+    word = "x1y2" * 1000  # one 4,000-character word
+    padded = f" {word} "
+    expected = Counter(
+        zlib.crc32(padded[i : i + n].encode("utf-8")) % BUCKETS
+        for n in (2, 3, 4)
+        for i in range(len(padded) - n + 1)
+    )
+    assert ngram_counts(word) == expected
+    assert ngrams._known_word_ngrams.cache_info().currsize == kept

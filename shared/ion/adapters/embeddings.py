@@ -98,7 +98,9 @@ class UseEmbedder:
             fresh: dict[str, np.ndarray] = {}
             if missing:
                 vectors = np.asarray(self._model.encode(missing), dtype=np.float32)
-                for key, vector in zip(missing, vectors, strict=True):
+                for key, row in zip(missing, vectors, strict=True):
+                    # A copy: a row of the batch would keep the whole batch alive.
+                    vector = row.copy()
                     vector.setflags(write=False)
                     fresh[key] = self._cache[key] = vector
                 while len(self._cache) > self._cache_size:
@@ -118,20 +120,23 @@ class WordTokenizer:
     The unigram model has no piece with a word boundary (▁) inside it, so the best split
     of a text is the best split of each of its words (▁ and what follows, up to the next
     ▁), one after the other. The text is normalised whole, as the library does; the
-    Viterbi search runs once per distinct word, then the word's pieces are kept: a
-    learner's words repeat, and the duo rule's parts and the detector's sentence groups
-    repeat the message's own. The ids are the library's (tests/adapters/test_embeddings.py
+    Viterbi search runs once per distinct word, and the pieces of the last `WORDS` short
+    words are kept: a learner's words repeat, and the duo rule's parts and the detector's
+    sentence groups repeat the message's own. The ids are the library's (tests/adapters/test_embeddings.py
     compares them on thousands of texts).
     """
 
-    WORDS = 8192
+    WORDS = 2048
+    #: Words up to this long are kept: an entry grows with its word, and a message may
+    #: hold one word of thousands of characters.
+    WORD_CHARS = 24
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._normalize = inner._normalizer.normalize
         self._unk, self._bos, self._eos = inner._unk_id, inner._bos_id, inner._eos_id
-        viterbi = inner._viterbi
-        self._word = lru_cache(maxsize=self.WORDS)(lambda word: tuple(viterbi(word)))
+        self._viterbi = inner._viterbi
+        self._known = lru_cache(maxsize=self.WORDS)(lambda word: tuple(self._viterbi(word)))
 
     @classmethod
     def around(cls, inner: Any) -> Any:
@@ -156,10 +161,11 @@ class WordTokenizer:
             ids.append(self._unk)
         else:
             first, *rest = normalized.split(_WORD_START)
-            if first:
-                ids.extend(self._word(first))
-            for word in rest:
-                ids.extend(self._word(_WORD_START + word))
+            words = [_WORD_START + word for word in rest]
+            for word in [first, *words] if first else words:
+                ids.extend(
+                    self._known(word) if len(word) <= self.WORD_CHARS else self._viterbi(word)
+                )
         if add_eos:
             ids.append(self._eos)
         return ids

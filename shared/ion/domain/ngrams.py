@@ -35,12 +35,17 @@ def ngram_counts(text: str) -> Counter[int]:
     folded = unicodedata.normalize("NFC", text).casefold()
     counts: Counter[int] = Counter()
     for word in folded.split():
-        counts.update(_word_ngrams(word))
+        counts.update(
+            _known_word_ngrams(word) if len(word) <= CACHED_WORD_CHARS else _word_ngrams(word)
+        )
     return counts
 
 
-# Learners' words repeat from message to message: each word's n-grams are hashed once.
-@lru_cache(maxsize=4096)
+#: Words up to this long have their n-grams kept: a cache entry grows with its word, and
+#: a message may hold one word of thousands of characters.
+CACHED_WORD_CHARS = 24
+
+
 def _word_ngrams(word: str) -> tuple[int, ...]:
     padded = f" {word} "
     return tuple(
@@ -48,6 +53,10 @@ def _word_ngrams(word: str) -> tuple[int, ...]:
         for n in NGRAM_SIZES
         for i in range(len(padded) - n + 1)
     )
+
+
+# Learners' words repeat from message to message: each word's n-grams are hashed once.
+_known_word_ngrams = lru_cache(maxsize=2048)(_word_ngrams)
 
 
 @dataclass(frozen=True)
