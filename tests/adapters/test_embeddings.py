@@ -152,10 +152,10 @@ def test_a_long_word_is_tokenized_but_not_kept() -> None:
     library = USE(threads=1)._tokenizer
     words = embeddings.WordTokenizer(library)
     words.encode("short words are kept")
-    kept = words._known.cache_info().currsize
+    kept = words.pieces.kept
     long = "see " + "a1b2c3" * 700  # one 4,200-character word
     assert words.encode(long) == library.encode(long)
-    assert words._known.cache_info().currsize == kept + 1  # "▁see" only
+    assert words.pieces.kept == kept + 1  # "▁see" only
 
 
 def test_the_embedder_keeps_each_vector_alone_not_its_batch() -> None:

@@ -120,7 +120,7 @@ def test_a_score_is_sublinear_tf_idf_of_the_known_buckets_dotted_with_the_weight
 
 def test_a_long_word_is_counted_but_its_n_grams_are_not_kept() -> None:
     ngram_counts("kept")
-    kept = ngrams._known_word_ngrams.cache_info().currsize
+    kept = ngrams._known_word_ngrams.kept
     word = "x1y2" * 1000  # one 4,000-character word
     padded = f" {word} "
     expected = Counter(
@@ -129,4 +129,4 @@ def test_a_long_word_is_counted_but_its_n_grams_are_not_kept() -> None:
         for i in range(len(padded) - n + 1)
     )
     assert ngram_counts(word) == expected
-    assert ngrams._known_word_ngrams.cache_info().currsize == kept
+    assert ngrams._known_word_ngrams.kept == kept

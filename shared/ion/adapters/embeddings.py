@@ -27,13 +27,13 @@ import zipfile
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ion.domain.text import PerWord
 from ion.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -120,23 +120,17 @@ class WordTokenizer:
     The unigram model has no piece with a word boundary (▁) inside it, so the best split
     of a text is the best split of each of its words (▁ and what follows, up to the next
     ▁), one after the other. The text is normalised whole, as the library does; the
-    Viterbi search runs once per distinct word, and the pieces of the last `WORDS` short
-    words are kept: a learner's words repeat, and the duo rule's parts and the detector's
-    sentence groups repeat the message's own. The ids are the library's (tests/adapters/test_embeddings.py
-    compares them on thousands of texts).
+    Viterbi search runs once per distinct word, and a short word's pieces are kept
+    (`PerWord`). The ids are the library's (tests/adapters/test_embeddings.py compares them
+    on thousands of texts).
     """
-
-    WORDS = 2048
-    #: Words up to this long are kept: an entry grows with its word, and a message may
-    #: hold one word of thousands of characters.
-    WORD_CHARS = 24
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._normalize = inner._normalizer.normalize
         self._unk, self._bos, self._eos = inner._unk_id, inner._bos_id, inner._eos_id
-        self._viterbi = inner._viterbi
-        self._known = lru_cache(maxsize=self.WORDS)(lambda word: tuple(self._viterbi(word)))
+        viterbi = inner._viterbi
+        self.pieces: PerWord[tuple[int, ...]] = PerWord(lambda word: tuple(viterbi(word)))
 
     @classmethod
     def around(cls, inner: Any) -> Any:
@@ -163,9 +157,7 @@ class WordTokenizer:
             first, *rest = normalized.split(_WORD_START)
             words = [_WORD_START + word for word in rest]
             for word in [first, *words] if first else words:
-                ids.extend(
-                    self._known(word) if len(word) <= self.WORD_CHARS else self._viterbi(word)
-                )
+                ids.extend(self.pieces(word))
         if add_eos:
             ids.append(self._eos)
         return ids

@@ -20,9 +20,10 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
+
+from ion.domain.text import PerWord
 
 __all__ = ["BUCKETS", "NgramHead", "ngram_counts"]
 
@@ -35,15 +36,8 @@ def ngram_counts(text: str) -> Counter[int]:
     folded = unicodedata.normalize("NFC", text).casefold()
     counts: Counter[int] = Counter()
     for word in folded.split():
-        counts.update(
-            _known_word_ngrams(word) if len(word) <= CACHED_WORD_CHARS else _word_ngrams(word)
-        )
+        counts.update(_known_word_ngrams(word))
     return counts
-
-
-#: Words up to this long have their n-grams kept: a cache entry grows with its word, and
-#: a message may hold one word of thousands of characters.
-CACHED_WORD_CHARS = 24
 
 
 def _word_ngrams(word: str) -> tuple[int, ...]:
@@ -55,8 +49,7 @@ def _word_ngrams(word: str) -> tuple[int, ...]:
     )
 
 
-# Learners' words repeat from message to message: each word's n-grams are hashed once.
-_known_word_ngrams = lru_cache(maxsize=2048)(_word_ngrams)
+_known_word_ngrams = PerWord(_word_ngrams)
 
 
 @dataclass(frozen=True)
