@@ -247,20 +247,25 @@ class SqlCounter:
 
 
 @contextlib.contextmanager
-def traced_sqlite(counter: SqlCounter) -> Iterator[None]:
-    """Every sqlite3 connection opened meanwhile reports its statements to `counter`."""
+def patched_connect(connect: Callable[..., sqlite3.Connection]) -> Iterator[None]:
+    """`sqlite3.connect` is `connect` meanwhile (handed the original as its first argument)."""
     original = sqlite3.connect
-
-    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn: sqlite3.Connection = original(*args, **kwargs)
-        conn.set_trace_callback(counter.tracer())
-        return conn
-
-    sqlite3.connect = connect  # type: ignore[assignment]
+    sqlite3.connect = lambda *args, **kwargs: connect(original, *args, **kwargs)  # type: ignore[assignment]
     try:
         yield
     finally:
         sqlite3.connect = original
+
+
+def traced_sqlite(counter: SqlCounter) -> contextlib.AbstractContextManager[None]:
+    """Every sqlite3 connection opened meanwhile reports its statements to `counter`."""
+
+    def connect(original: Callable[..., sqlite3.Connection], *args: Any, **kwargs: Any) -> sqlite3.Connection:  # fmt: skip
+        conn = original(*args, **kwargs)
+        conn.set_trace_callback(counter.tracer())
+        return conn
+
+    return patched_connect(connect)
 
 
 @dataclass
@@ -320,16 +325,11 @@ def engine_timed_sqlite(engine: EngineTime) -> Iterator[None]:
         def rollback(self) -> None:
             _timed(engine, super().rollback)()
 
-    original = sqlite3.connect
-
-    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+    def connect(original: Callable[..., sqlite3.Connection], *args: Any, **kwargs: Any) -> sqlite3.Connection:  # fmt: skip
         return original(*args, **kwargs, factory=TimedConnection)
 
-    sqlite3.connect = connect  # type: ignore[assignment]
-    try:
+    with patched_connect(connect):
         yield
-    finally:
-        sqlite3.connect = original
 
 
 def alone_us(call: Callable[[str], object], offset: int, count: int) -> float:
